@@ -1,0 +1,38 @@
+# Plinth: `make demo` to see it run, `make test` to check everything.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+COVERAGE_FLOOR ?= 80
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) examples/demo.py --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff format --check plinth tests examples bench
+	$(BIN)/ruff check plinth tests examples bench
+
+typecheck: install
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint typecheck
+	$(BIN)/pytest --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .plinth .pytest_cache .mypy_cache .ruff_cache .coverage
