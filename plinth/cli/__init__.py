@@ -1,0 +1,1 @@
+"""The ``plinth`` command line: thin Typer commands over the services, Rich output."""

@@ -1,0 +1,475 @@
+"""``plinth`` — register, serve, score, inspect and replay models from the terminal.
+
+Every command shows a PlinthError as its code, message and hint and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from plinth.errors import PlinthError, RequestError
+from plinth.services.batch import score_frame
+from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.logwriter import LogWriter
+from plinth.services.registry import Registry
+from plinth.services.replay import replay as replay_prediction
+from plinth.services.views import version_view
+from plinth.settings import Settings
+from plinth.store import Store
+from plinth.store.artifacts import ArtifactStore
+
+app = typer.Typer(
+    name="plinth",
+    help="Run a trained model in production: contract, serving, prediction log, replay.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
+]
+
+
+def handle_errors(func: F) -> F:
+    """Show PlinthErrors the way the HTTP API does (code, message, hint) and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PlinthError as exc:
+            err_console.print(
+                f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}",
+                highlight=False,
+            )
+            for problem in exc.problems[:50]:
+                where = f"record {problem.record}, " if problem.record is not None else ""
+                field = f"{problem.field}: " if problem.field else ""
+                line = f"  - {where}{field}{problem.message} [{problem.code}]"
+                err_console.print(escape(line), highlight=False)
+            if len(exc.problems) > 50:
+                err_console.print(f"  … and {len(exc.problems) - 50} more")
+            if exc.hint:
+                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(home: Path | None) -> Settings:
+    settings = Settings()
+    if home is not None:
+        settings = settings.model_copy(update={"home": home})
+    return settings
+
+
+def _open(home: Path | None) -> tuple[Settings, Store, Registry]:
+    settings = _settings(home)
+    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+    return settings, store, Registry(store, ArtifactStore(settings.artifacts_dir))
+
+
+def _parse_ref(ref: str) -> tuple[str, int | None]:
+    name, _, version = ref.partition(":")
+    if version and not version.isdigit():
+        raise RequestError(
+            f"{ref!r} is not NAME or NAME:VERSION.",
+            code="cli.invalid_reference",
+            hint="Write the model as iris or iris:3.",
+        )
+    return name, int(version) if version else None
+
+
+def _parse_tags(tags: list[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise RequestError(
+                f"Tag {tag!r} is not key=value.",
+                code="cli.invalid_tag",
+                hint="Use --tag team=risk.",
+            )
+        parsed[key] = value
+    return parsed
+
+
+@app.command()
+@handle_errors
+def register(
+    model: Annotated[
+        Path, typer.Argument(help="Model file: .skops, or .joblib/.pkl with --trust-pickle.")
+    ],
+    name: Annotated[str, typer.Option(help="Model name; versions are numbered per name.")],
+    train: Annotated[
+        Path, typer.Option(help="Training table (.csv or .parquet), target included.")
+    ],
+    target: Annotated[str, typer.Option(help="Name of the target column in --train.")],
+    holdout: Annotated[Path | None, typer.Option(help="Held-out table for the metrics.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="classification or regression [default: inferred].")
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle", help="Allow pickle/joblib files (they run code when loaded)."
+        ),
+    ] = False,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", help="Trust one extra type in a .skops file (repeatable)."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="key=value label (repeatable).")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Register a trained model with its training data as a new version."""
+    tags = _parse_tags(tag or [])
+    train_frame = read_table(train)
+    holdout_frame = read_table(holdout) if holdout is not None else None
+    _, store, registry = _open(home)
+    try:
+        record = registry.register(
+            model,
+            name=name,
+            train=train_frame,
+            target=target,
+            holdout=holdout_frame,
+            task=task,
+            trust_pickle=trust_pickle,
+            trust_types=trust or [],
+            tags=tags,
+            train_sha256=file_sha256(train),
+        )
+    finally:
+        store.close()
+    metrics = record.metadata.get("metrics", {})
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+    console.print(
+        f"[green]registered[/] {record.name}:{record.version} "
+        f"({record.flavor}, {record.task}, sha256 {record.sha256[:12]}…)",
+        highlight=False,
+    )
+    console.print(f"  {metrics.get('split', 'train')} metrics: {shown}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List registered models."""
+    _, store, _ = _open(home)
+    try:
+        summaries = store.list_models()
+    finally:
+        store.close()
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "task": s.task,
+                        "latest_version": s.latest_version,
+                        "versions": s.versions,
+                        "updated_at": s.updated_at.isoformat(),
+                    }
+                    for s in summaries
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("name", "task", "latest", "versions", "updated")
+    for s in summaries:
+        table.add_row(
+            s.name,
+            s.task,
+            str(s.latest_version),
+            str(s.versions),
+            s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table if summaries else "No models registered yet: see `plinth register --help`.")
+
+
+@app.command()
+@handle_errors
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION [default version: latest].")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole version as JSON.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show one version: contract, metrics, lineage."""
+    name, version = _parse_ref(ref)
+    _, store, _ = _open(home)
+    try:
+        record = store.get_version(name, version)
+    finally:
+        store.close()
+    view = version_view(record, with_profile=as_json)
+    if as_json:
+        print(json.dumps(view, indent=2, default=str))
+        return
+    console.print(
+        f"[bold]{record.name}:{record.version}[/]  {record.flavor} {record.task}  "
+        f"sha256 {record.sha256}",
+        highlight=False,
+    )
+    console.print(f"registered {record.created_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    metrics = view.get("metrics", {})
+    console.print(
+        "metrics ("
+        + str(metrics.get("split"))
+        + "): "
+        + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+        highlight=False,
+    )
+    table = Table(
+        "field",
+        "type",
+        "required",
+        "nullable",
+        "range / categories",
+        "repair",
+        title="input contract",
+    )
+    for f in view["contract"]["fields"]:
+        if f.get("categories") is not None:
+            cats = [str(c) for c in f["categories"]]
+            span = ", ".join(cats[:6]) + (f" … (+{len(cats) - 6})" if len(cats) > 6 else "")
+        elif f.get("minimum") is not None:
+            span = f"{f['minimum']} … {f['maximum']}"
+        else:
+            span = ""
+        repair = f"null→{f.get('on_null')}"
+        if f["kind"] == "categorical":
+            repair += f", unseen→{f.get('on_unseen')}"
+        table.add_row(
+            f["name"],
+            f["kind"],
+            "yes" if f.get("required") else "no",
+            "yes" if f.get("nullable") else "no",
+            span,
+            repair,
+        )
+    console.print(table)
+    lineage = view.get("lineage", {})
+    git = lineage.get("git") or {}
+    console.print(
+        f"lineage: train sha256 {str(lineage.get('train_sha256'))[:12]}…, "
+        f"{lineage.get('train_rows')} rows, commit {git.get('commit', 'n/a')}"
+        f"{' (dirty)' if git.get('dirty') else ''}, "
+        + ", ".join(f"{k} {v}" for k, v in (lineage.get("libraries") or {}).items()),
+        highlight=False,
+    )
+    if view.get("tags"):
+        console.print("tags: " + ", ".join(f"{k}={v}" for k, v in view["tags"].items()))
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the store.")] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request line.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Serve every registered model over HTTP (FastAPI on uvicorn)."""
+    import uvicorn
+
+    settings = _settings(home)
+    os.environ["PLINTH_HOME"] = str(settings.home.resolve())
+    # Apply migrations once here, before workers race to do it.
+    Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous).close()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
+    console.print(
+        f"Plinth serving on http://{host}:{port} (home {settings.home}, "
+        f"{workers} worker{'s' if workers > 1 else ''})",
+        highlight=False,
+    )
+    uvicorn.run(
+        "plinth.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+@handle_errors
+def predict(
+    name: Annotated[str, typer.Argument(help="NAME or NAME:VERSION.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Table to score (.csv or .parquet).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the scored table.")
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Score a file through the same contract and log as online traffic."""
+    model_name, version = _parse_ref(name)
+    frame = read_table(input)
+    _, store, registry = _open(home)
+    writer = LogWriter(store)
+    writer.start()
+    try:
+        model = registry.load(store.get_version(model_name, version))
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as progress:
+            task = progress.add_task(f"scoring {model.name}:{model.version}", total=len(frame))
+            scored, summary = score_frame(
+                model, frame, writer, on_progress=lambda n: progress.advance(task, n)
+            )
+        write_table(scored, output)
+    finally:
+        writer.close()
+        store.close()
+    console.print(
+        f"[green]scored[/] {summary.scored}/{summary.rows} rows with "
+        f"{model.name}:{model.version} → {output} "
+        f"({summary.warned} with warnings, {summary.failed} failed)",
+        highlight=False,
+    )
+    if summary.failed:
+        raise typer.Exit(1 if summary.scored == 0 else 0)
+
+
+@app.command()
+@handle_errors
+def replay(
+    prediction_id: Annotated[str, typer.Argument(help="A prediction id from a reply or the log.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Re-run a logged prediction on its exact artifact; exit 1 if the output differs."""
+    _, store, registry = _open(home)
+    try:
+        result = replay_prediction(store, registry, prediction_id)
+    finally:
+        store.close()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "id": prediction_id,
+                    "identical": result.identical,
+                    "logged": result.logged,
+                    "replayed": result.replayed,
+                    "differences": result.differences,
+                },
+                indent=2,
+            )
+        )
+    else:
+        rec = result.record
+        console.print(
+            f"prediction {rec.id}  {rec.model}:{rec.version}  {rec.ts:%Y-%m-%d %H:%M:%S} "
+            f"UTC  route {rec.route}",
+            highlight=False,
+        )
+        table = Table("", "logged", "replayed")
+        keys = sorted(set(_flatten(result.logged)) | set(_flatten(result.replayed)))
+        flat_l, flat_r = _flatten(result.logged), _flatten(result.replayed)
+        for key in keys:
+            left, right = flat_l.get(key, "—"), flat_r.get(key, "—")
+            style = "" if repr(left) == repr(right) else "bold red"
+            table.add_row(key, repr(left), repr(right), style=style)
+        console.print(table)
+        if result.identical:
+            console.print("[green]identical[/]")
+        else:
+            console.print("[bold red]differs:[/] " + "; ".join(result.differences), highlight=False)
+    if not result.identical:
+        raise typer.Exit(1)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return {k.rstrip("."): v for k, v in out.items()}
+    return {prefix: value}
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise RequestError(
+            f"{text!r} is not a duration.",
+            code="cli.invalid_duration",
+            hint="Write a number and a unit: 90s, 15m, 12h, 30d.",
+        )
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+
+
+@app.command()
+@handle_errors
+def prune(
+    older_than: Annotated[
+        str, typer.Option(help="Delete predictions older than this (e.g. 30d).")
+    ] = "30d",
+    home: HomeOption = None,
+) -> None:
+    """Delete logged predictions past the retention window."""
+    cutoff = datetime.now(UTC) - parse_duration(older_than)
+    _, store, _ = _open(home)
+    try:
+        deleted = store.prune_predictions(cutoff)
+    finally:
+        store.close()
+    console.print(
+        f"deleted {deleted} predictions older than {cutoff:%Y-%m-%d %H:%M:%S} UTC", highlight=False
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="plinth")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,322 @@
+"""The ASGI application behind ``plinth serve``.
+
+The predict route takes the raw ``Request`` and renders with orjson: no pydantic model
+per record on the hot path. Errors are mapped once: a ``PlinthError`` becomes its own
+status and JSON body; anything else becomes a 500 with a request id and never a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from ulid import ULID
+
+from plinth.errors import PlinthError, Problem, RequestError
+from plinth.services.logwriter import LogWriter
+from plinth.services.registry import Registry
+from plinth.services.scoring import Job
+from plinth.services.serving import ModelPool
+from plinth.services.views import prediction_view, version_view
+from plinth.settings import Settings
+from plinth.store import Store
+from plinth.store.artifacts import ArtifactStore
+
+log = logging.getLogger("plinth.http")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(error: PlinthError, request_id: str) -> Response:
+    body = error.to_dict()
+    body["error"]["request_id"] = request_id
+    return json_response(body, error.status, {"x-request-id": request_id})
+
+
+def _request_id(request: Request) -> str:
+    return request.headers.get("x-request-id") or str(ULID())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``plinth serve`` calls this once per worker process."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await asyncio.to_thread(
+            Store, settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous
+        )
+        registry = Registry(store, ArtifactStore(settings.artifacts_dir))
+        writer = LogWriter(store, max_rows=settings.log_max_batch_rows)
+        if settings.log_predictions:
+            writer.start()
+        pool = ModelPool(
+            store,
+            registry,
+            writer if settings.log_predictions else None,
+            max_batch_records=settings.max_batch_size,
+        )
+        app.state.store, app.state.pool, app.state.load_errors = store, pool, {}
+        summaries = await asyncio.to_thread(store.list_models)
+        for summary in summaries:
+            try:
+                await pool.get(summary.name)
+            except PlinthError as exc:
+                log.error("could not load %s: %s", summary.name, exc)
+                app.state.load_errors[summary.name] = exc.to_dict()["error"]
+        try:
+            yield
+        finally:
+            await pool.close()
+            await asyncio.to_thread(writer.close)
+            await asyncio.to_thread(store.close)
+
+    app = FastAPI(
+        title="Plinth",
+        summary="Serve a trained model behind an input contract, log and replay every prediction.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(PlinthError)
+    async def plinth_error(request: Request, exc: PlinthError) -> Response:
+        return error_response(exc, _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            Problem(
+                "request.invalid_parameter",
+                str(e.get("msg", "invalid")),
+                hint="See the OpenAPI document at /docs.",
+                field=".".join(str(p) for p in e.get("loc", ())),
+            )
+            for e in exc.errors()
+        ]
+        error = RequestError("The request's parameters are invalid.", status=422, problems=problems)
+        return error_response(error, _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = "request.not_found" if exc.status_code == 404 else "request.http_error"
+        error = RequestError(
+            str(exc.detail),
+            code=code,
+            status=exc.status_code,
+            hint="See the OpenAPI document at /docs for the routes.",
+        )
+        return error_response(error, _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        request_id = _request_id(request)
+        log.exception("unhandled error in request %s", request_id, exc_info=exc)
+        error = PlinthError(
+            "Internal error; it has been logged.",
+            code="internal.error",
+            hint=f"Quote request id {request_id} when reporting it.",
+        )
+        return error_response(error, request_id)
+
+    @app.post("/v1/models/{name}/predict", tags=["predict"])
+    async def predict(name: str, request: Request, version: int | None = None) -> Response:
+        """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version."""
+        received = time.perf_counter()
+        request_id = _request_id(request)
+        payload = await _read_json(request, settings)
+        records, key = _parse_predict_body(payload, settings.max_records_per_request)
+        batcher = await app.state.pool.get(name, version)
+        job = Job(
+            records=records,
+            request_id=request_id,
+            received=received,
+            deadline=received + settings.request_timeout_s,
+            key=key,
+        )
+        result = await batcher.submit(job)
+        if result.error is not None:
+            return error_response(result.error, request_id)
+        body = {
+            "model": name,
+            "version": batcher.model.version,
+            "request_id": request_id,
+            "predictions": result.answers,
+        }
+        return json_response(body, headers={"x-request-id": request_id})
+
+    @app.get("/v1/models", tags=["models"])
+    async def list_models(request: Request) -> Response:
+        """Every registered model, its newest version and the version this worker serves."""
+        store: Store = app.state.store
+        pool: ModelPool = app.state.pool
+        summaries = await asyncio.to_thread(store.list_models)
+        serving = {m.name: m.version for m in pool.loaded}
+        return json_response(
+            {
+                "models": [
+                    {
+                        "name": s.name,
+                        "task": s.task,
+                        "latest_version": s.latest_version,
+                        "versions": s.versions,
+                        "serving_version": serving.get(s.name),
+                        "updated_at": s.updated_at.isoformat(),
+                    }
+                    for s in summaries
+                ]
+            }
+        )
+
+    @app.get("/v1/models/{name}", tags=["models"])
+    async def show_model(name: str, profile: bool = False) -> Response:
+        """A model's versions with contracts, metrics and lineage."""
+        store: Store = app.state.store
+        versions = await asyncio.to_thread(store.list_versions, name)
+        if not versions:
+            await asyncio.to_thread(store.get_version, name)  # raises the not-found error
+        return json_response(
+            {"name": name, "versions": [version_view(v, with_profile=profile) for v in versions]}
+        )
+
+    @app.get("/v1/predictions/{prediction_id}", tags=["predictions"])
+    async def get_prediction(prediction_id: str) -> Response:
+        """The full logged record of one prediction."""
+        store: Store = app.state.store
+        record = await asyncio.to_thread(store.get_prediction, prediction_id)
+        return json_response(prediction_view(record))
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> Response:
+        """Alive: the process answers."""
+        return json_response({"status": "ok", "pid": os.getpid()})
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """Ready: the store answers and every registered model loaded."""
+        store: Store = app.state.store
+        try:
+            await asyncio.to_thread(store.ping)
+        except PlinthError as exc:
+            return json_response({"status": "unavailable", "store": exc.to_dict()["error"]}, 503)
+        errors = app.state.load_errors
+        loaded = sorted(f"{m.name}:{m.version}" for m in app.state.pool.loaded)
+        if errors:
+            return json_response({"status": "degraded", "loaded": loaded, "errors": errors}, 503)
+        return json_response({"status": "ready", "loaded": loaded})
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus text format; aggregates all workers in multiprocess mode."""
+        return Response(_render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _render_metrics() -> bytes:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
+async def _read_json(request: Request, settings: Settings) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+        raise _too_large(int(length), settings.max_body_bytes)
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise _too_large(len(body), settings.max_body_bytes)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(
+            f"The body is not valid JSON: {exc}.",
+            code="request.malformed_json",
+            status=422,
+            hint='Send a JSON object like {"records": [{"feature": 1.0}]}.',
+        ) from exc
+
+
+def _too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        f"The body is {size} bytes; the limit is {limit}.",
+        code="request.too_large",
+        status=413,
+        hint="Split the records over several requests or use `plinth predict` for files.",
+    )
+
+
+def _parse_predict_body(payload: Any, max_records: int) -> tuple[list[Any], str | None]:
+    hint = 'Send a JSON object like {"records": [{"feature": 1.0}]}.'
+    if not isinstance(payload, dict):
+        raise RequestError(
+            "The body must be a JSON object with a 'records' list.",
+            code="request.invalid_body",
+            status=422,
+            hint=hint,
+        )
+    problems: list[Problem] = []
+    records = payload.get("records")
+    key = payload.get("key")
+    if records is None:
+        problems.append(Problem("request.missing_records", "'records' is missing", hint, "records"))
+    elif not isinstance(records, list):
+        problems.append(
+            Problem("request.invalid_records", "'records' must be a list", hint, "records")
+        )
+    elif not records:
+        problems.append(
+            Problem("request.empty_records", "'records' is empty", "Send 1 or more.", "records")
+        )
+    if key is not None and not isinstance(key, str | int):
+        problems.append(
+            Problem("request.invalid_key", "'key' must be a string", "Send a string.", "key")
+        )
+    unknown = sorted(set(payload) - {"records", "key"})
+    if unknown:
+        problems.append(
+            Problem(
+                "request.unknown_field",
+                f"unknown top-level field(s): {', '.join(unknown)}",
+                "Put features inside each record; only 'records' and 'key' are read.",
+            )
+        )
+    if problems:
+        raise RequestError(
+            "The request body is malformed.",
+            code="request.invalid_body",
+            status=422,
+            hint=hint,
+            problems=problems,
+        )
+    assert isinstance(records, list)
+    if len(records) > max_records:
+        raise RequestError(
+            f"{len(records)} records in one request; the limit is {max_records}.",
+            code="request.too_many_records",
+            status=413,
+            hint="Split the records over several requests or use `plinth predict` for files.",
+        )
+    return records, None if key is None else str(key)

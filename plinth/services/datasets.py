@@ -1,0 +1,64 @@
+"""Reading the tables users hand us (CSV or Parquet) with errors that say what to fix."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from plinth.errors import RequestError
+
+SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Load a CSV or Parquet file into a DataFrame."""
+    if not path.is_file():
+        raise RequestError(
+            f"Data file {path} does not exist.",
+            code="data.file_not_found",
+            hint="Check the path passed to --train / --holdout / --input.",
+            status=404,
+        )
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except Exception as exc:
+        raise RequestError(
+            f"Could not read {path.name}: {type(exc).__name__}: {exc}",
+            code="data.unreadable",
+            hint="Make sure the file is a valid CSV (with a header row) or Parquet file.",
+        ) from exc
+    raise RequestError(
+        f"Unsupported data file type {suffix or '(none)'} for {path.name}.",
+        code="data.unsupported_format",
+        hint=f"Use one of: {', '.join(SUPPORTED_SUFFIXES)}.",
+    )
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame as CSV or Parquet, chosen by the file suffix."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """A content hash of a DataFrame (values, column names and dtypes) for lineage."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

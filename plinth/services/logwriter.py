@@ -1,0 +1,103 @@
+"""The prediction log writer: group commit on one background thread.
+
+Callers hand over rows and get a future that completes when those rows are committed.
+Whatever arrived while the previous commit was running goes into the next transaction
+together — one commit (one fsync) per group, not per request — so durability costs
+little throughput, and a reply is never sent for a row that is not yet on disk.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from plinth.errors import PlinthError, StoreError
+from plinth.services import telemetry
+from plinth.store import PredictionRecord, Store
+
+_STOP = object()
+
+
+class LogWriter:
+    """Commits prediction rows in groups; ``submit`` returns a future per call."""
+
+    def __init__(self, store: Store, *, max_rows: int = 5000) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="plinth-log-writer", daemon=True)
+        self._started = False
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def submit(self, rows: Sequence[PredictionRecord]) -> Future[None]:
+        """Queue ``rows``; the future resolves once they are committed (or fails)."""
+        done: Future[None] = Future()
+        if not rows:
+            done.set_result(None)
+            return done
+        with self._lock:
+            self._pending += len(rows)
+        telemetry.LOG_PENDING_ROWS.inc(len(rows))
+        self._queue.put((list(rows), done))
+        return done
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit everything already submitted, then stop the thread."""
+        if self._started:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._started = False
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            group = [item]
+            count = len(item[0])  # type: ignore[index]
+            while count < self.max_rows:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                group.append(nxt)
+                count += len(nxt[0])  # type: ignore[index]
+            self._commit(group)  # type: ignore[arg-type]
+
+    def _commit(self, group: list[tuple[list[PredictionRecord], Future[None]]]) -> None:
+        rows = [row for batch, _ in group for row in batch]
+        started = time.perf_counter()
+        error: PlinthError | None = None
+        try:
+            self.store.insert_predictions(rows)
+        except PlinthError as exc:
+            error = exc
+        except Exception as exc:  # never let the writer thread die
+            error = StoreError(
+                f"Could not write the prediction log: {type(exc).__name__}: {exc}",
+                code="store.write_failed",
+                hint="Check the database is reachable and has space; the request was not logged.",
+            )
+        telemetry.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        telemetry.LOG_COMMIT_ROWS.observe(len(rows))
+        telemetry.LOG_PENDING_ROWS.dec(len(rows))
+        with self._lock:
+            self._pending -= len(rows)
+        for _, done in group:
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)

@@ -1,0 +1,181 @@
+"""Serving: an adaptive micro-batcher per model version and the pool that owns them.
+
+Adaptive batching without a timer: one scoring thread per version takes everything that
+queued up while the previous batch was running (up to ``max_batch_records``). A lone
+request goes straight through, so there is no latency penalty at low load; under load the
+batch grows with the queue, so the model's per-call overhead is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from plinth.errors import ModelError, NotFoundError, PlinthError
+from plinth.services import telemetry
+from plinth.services.logwriter import LogWriter
+from plinth.services.registry import Registry, ServedModel
+from plinth.services.scoring import Job, JobResult, score
+from plinth.store import Store
+
+
+@dataclass
+class _Pending:
+    job: Job
+    reply: asyncio.Future[JobResult]
+
+
+class Batcher:
+    """Gathers concurrent requests for one version into model calls."""
+
+    def __init__(
+        self, model: ServedModel, log: LogWriter | None, *, max_batch_records: int = 64
+    ) -> None:
+        self.model = model
+        self.log = log
+        self.max_batch_records = max_batch_records
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, job: Job) -> JobResult:
+        """Score ``job`` in the next batch; returns once its log rows are committed."""
+        reply: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(job, reply))
+        return await reply
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            size = len(first.job.records)
+            while size < self.max_batch_records and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                batch.append(nxt)
+                size += len(nxt.job.records)
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, score, self.model, [p.job for p in batch]
+                )
+            except Exception as exc:  # a bug in our own path: fail this batch, keep serving
+                error = ModelError(
+                    f"Scoring failed unexpectedly: {type(exc).__name__}: {exc}",
+                    code="model.internal",
+                    hint="This is a Plinth bug; the request was not served. Please report it.",
+                )
+                results = [JobResult(error=error) for _ in batch]
+            self._deliver(batch, results)
+
+    def _deliver(self, batch: list[_Pending], results: list[JobResult]) -> None:
+        rows = [row for result in results for row in result.rows]
+        if self.log is None or not rows:
+            self._resolve(batch, results, None)
+            return
+        commit = asyncio.wrap_future(self.log.submit(rows))
+
+        def committed(done: asyncio.Future[None]) -> None:
+            exc = done.exception()
+            self._resolve(batch, results, exc if isinstance(exc, PlinthError) else None)
+
+        commit.add_done_callback(committed)
+
+    def _resolve(
+        self, batch: list[_Pending], results: list[JobResult], store_error: PlinthError | None
+    ) -> None:
+        name, version = self.model.name, str(self.model.version)
+        now = time.perf_counter()
+        for pending, result in zip(batch, results, strict=True):
+            if store_error is not None and result.error is None:
+                result = JobResult(error=store_error)
+            outcome = "ok" if result.error is None else result.error.code
+            telemetry.REQUESTS.labels(name, version, pending.job.route, outcome).inc()
+            if result.error is None:
+                telemetry.RECORDS.labels(name, version, pending.job.route).inc(len(result.answers))
+                telemetry.REQUEST_SECONDS.labels(name).observe(now - pending.job.received)
+            elif result.error.code.startswith("contract."):
+                for p in result.error.problems:
+                    telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
+            elif result.error.code.startswith("model."):
+                telemetry.MODEL_ERRORS.labels(name, version, result.error.code).inc()
+            if not pending.reply.done():
+                pending.reply.set_result(result)
+
+
+class ModelPool:
+    """The versions this worker serves, loaded once each and kept warm."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        log: LogWriter | None,
+        *,
+        max_batch_records: int = 64,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.log = log
+        self.max_batch_records = max_batch_records
+        self._batchers: dict[tuple[str, int], Batcher] = {}
+        self._serving: dict[str, int] = {}
+        self._locks: dict[tuple[str, int | None], asyncio.Lock] = {}
+
+    @property
+    def loaded(self) -> list[ServedModel]:
+        return [b.model for b in self._batchers.values()]
+
+    async def load_all(self) -> None:
+        """Load the newest version of every registered model (at start-up)."""
+        summaries = await asyncio.to_thread(self.store.list_models)
+        for summary in summaries:
+            await self.get(summary.name)
+
+    async def get(self, name: str, version: int | None = None) -> Batcher:
+        """The batcher for ``name`` (its served version, or the pinned ``version``)."""
+        if version is None and name in self._serving:
+            return self._batchers[(name, self._serving[name])]
+        if version is not None and (name, version) in self._batchers:
+            return self._batchers[(name, version)]
+        lock = self._locks.setdefault((name, version), asyncio.Lock())
+        async with lock:
+            record = await asyncio.to_thread(self.store.get_version, name, version)
+            key = (name, record.version)
+            if key not in self._batchers:
+                model = await asyncio.to_thread(self.registry.load, record)
+                batcher = Batcher(model, self.log, max_batch_records=self.max_batch_records)
+                batcher.start()
+                self._batchers[key] = batcher
+            if version is None:
+                self._serving[name] = record.version
+            return self._batchers[key]
+
+    def serving_version(self, name: str) -> int:
+        if name not in self._serving:
+            raise NotFoundError(
+                f"Model {name!r} is not loaded.",
+                code="registry.model_not_found",
+                hint="Register it first: plinth register MODEL --name NAME ...",
+            )
+        return self._serving[name]
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
+        self._serving.clear()

@@ -1,0 +1,69 @@
+"""Prometheus metrics for the request path, updated once per batch, not per record.
+
+Names follow Prometheus conventions: ``plinth_*_total`` counters, ``*_seconds``
+histograms in base units, with buckets from 100 µs to 10 s so p99 is meaningful.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000)
+
+REQUESTS = Counter(
+    "plinth_requests",
+    "Prediction requests answered, by model, version, route and outcome.",
+    ["model", "version", "route", "outcome"],
+)
+RECORDS = Counter(
+    "plinth_records",
+    "Records scored (a request may carry many).",
+    ["model", "version", "route"],
+)
+REQUEST_SECONDS = Histogram(
+    "plinth_request_duration_seconds",
+    "Time from receiving a prediction request to having its reply ready.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+MODEL_SECONDS = Histogram(
+    "plinth_model_duration_seconds",
+    "Time spent inside one batch's model call.",
+    ["model", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_RECORDS = Histogram(
+    "plinth_batch_records",
+    "Records per model call (adaptive batching).",
+    ["model"],
+    buckets=BATCH_BUCKETS,
+)
+VALIDATION_PROBLEMS = Counter(
+    "plinth_validation_problems",
+    "Input contract problems, by field and code.",
+    ["model", "field", "code"],
+)
+MODEL_ERRORS = Counter(
+    "plinth_model_errors",
+    "Model failures: raised, bad output, deadline.",
+    ["model", "version", "code"],
+)
+LOG_COMMIT_SECONDS = Histogram(
+    "plinth_log_commit_duration_seconds",
+    "Time to commit one group of prediction log rows.",
+    buckets=LATENCY_BUCKETS,
+)
+LOG_COMMIT_ROWS = Histogram(
+    "plinth_log_commit_rows",
+    "Prediction log rows per group commit.",
+    buckets=BATCH_BUCKETS,
+)
+LOG_PENDING_ROWS = Gauge(
+    "plinth_log_pending_rows",
+    "Prediction log rows waiting for their commit.",
+    multiprocess_mode="livesum",
+)

@@ -1,0 +1,42 @@
+"""JSON views of stored records, shared by the HTTP API and the CLI's ``--json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plinth.store import PredictionRecord, VersionRecord
+
+
+def version_view(record: VersionRecord, *, with_profile: bool = False) -> dict[str, Any]:
+    """A version as users read it; the bulky reference profile only on request."""
+    metadata = dict(record.metadata)
+    if not with_profile:
+        metadata.pop("reference_profile", None)
+    return {
+        "name": record.name,
+        "version": record.version,
+        "sha256": record.sha256,
+        "flavor": record.flavor,
+        "task": record.task,
+        "created_at": record.created_at.isoformat(),
+        **metadata,
+    }
+
+
+def prediction_view(record: PredictionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "ts": record.ts.isoformat(),
+        "model": record.model,
+        "version": record.version,
+        "sha256": record.sha256,
+        "route": record.route,
+        "request_id": record.request_id,
+        "key": record.key,
+        "input": record.input,
+        "features": record.features,
+        "output": record.output,
+        "confidence": record.confidence,
+        "latency_ms": record.latency_ms,
+        "warnings": record.warnings,
+    }

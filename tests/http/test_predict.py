@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import churn_record
+
+
+def _codes(body: dict[str, Any]) -> set[tuple[Any, Any, str]]:
+    return {(p.get("record"), p.get("field"), p["code"]) for p in body["error"]["problems"]}
+
+
+def test_predict_returns_one_answer_per_record_and_logs_it(client: TestClient) -> None:
+    reply = client.post(
+        "/v1/models/churn/predict", json={"records": [churn_record(), churn_record(age=30)]}
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"] == "churn" and body["version"] == 1
+    assert len(body["predictions"]) == 2
+    answer = body["predictions"][0]
+    assert answer["prediction"] in ("no", "yes")
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0)
+    assert answer["route"] == "champion" and answer["warnings"] == []
+    logged = client.get(f"/v1/predictions/{answer['prediction_id']}")
+    assert logged.status_code == 200
+    record = logged.json()
+    assert record["input"] == churn_record()
+    assert record["output"]["probabilities"] == answer["probabilities"]
+    assert record["request_id"] == body["request_id"]
+
+
+def test_repairs_are_served_and_flagged(client: TestClient) -> None:
+    record = churn_record(city="rome", age=130, unexpected="x")
+    del record["income"]
+    reply = client.post("/v1/models/churn/predict", json={"records": [record]})
+    assert reply.status_code == 200, reply.text
+    codes = {(w["field"], w["code"]) for w in reply.json()["predictions"][0]["warnings"]}
+    assert ("income", "contract.imputed") in codes
+    assert ("city", "contract.unseen_category") in codes
+    assert ("age", "contract.out_of_range") in codes
+    assert any(code == "contract.extra_field" for _, code in codes)
+
+
+def test_every_problem_of_every_record_is_listed_at_once(client: TestClient) -> None:
+    bad_one = churn_record(age="old", plan=None)
+    bad_two = churn_record(tenure=[1, 2])
+    del bad_two["city"]
+    reply = client.post(
+        "/v1/models/churn/predict", json={"records": [churn_record(), bad_one, bad_two]}
+    )
+    assert reply.status_code == 422
+    body = reply.json()
+    assert body["error"]["code"] == "contract.invalid"
+    assert _codes(body) == {
+        (1, "age", "contract.wrong_type"),
+        (1, "plan", "contract.null_value"),
+        (2, "tenure", "contract.wrong_type"),
+        (2, "city", "contract.missing_field"),
+    }
+    assert all(p["hint"] for p in body["error"]["problems"])
+
+
+def test_unseen_category_is_rejected_when_the_pipeline_cannot_handle_it(client: TestClient) -> None:
+    reply = client.post("/v1/models/strict/predict", json={"records": [churn_record(city="rome")]})
+    assert reply.status_code == 422
+    assert _codes(reply.json()) == {(0, "city", "contract.unseen_category")}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "request.malformed_json"),
+        (b"[1, 2]", "request.invalid_body"),
+        (b'{"records": {}}', "request.invalid_body"),
+        (b'{"records": []}', "request.invalid_body"),
+        (b'{"rows": []}', "request.invalid_body"),
+    ],
+)
+def test_malformed_bodies_get_422_with_a_code(client: TestClient, body: bytes, code: str) -> None:
+    reply = client.post("/v1/models/churn/predict", content=body)
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == code
+
+
+def test_too_many_records_is_413(client: TestClient) -> None:
+    reply = client.post("/v1/models/churn/predict", json={"records": [churn_record()] * 10_001})
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "request.too_many_records"
+
+
+def test_unknown_model_and_prediction_are_404_with_codes(client: TestClient) -> None:
+    reply = client.post("/v1/models/nope/predict", json={"records": [{}]})
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "registry.model_not_found"
+    missing = client.get("/v1/predictions/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "log.prediction_not_found"
+    route = client.get("/v1/nothing-here")
+    assert route.status_code == 404 and route.json()["error"]["code"] == "request.not_found"
+
+
+def _sample(client: TestClient, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_broken_model_gets_503_and_the_server_stays_healthy(client: TestClient) -> None:
+    errors = {"model": "broken", "version": "1", "code": "model.error"}
+    before = _sample(client, "plinth_model_errors_total", **errors)
+    raised = client.post("/v1/models/broken/predict", json={"records": [{"a": 5000, "b": 1}]})
+    assert raised.status_code == 503
+    assert raised.json()["error"]["code"] == "model.error"
+    nan = client.post("/v1/models/broken/predict", json={"records": [{"a": -5000, "b": 1}]})
+    assert nan.status_code == 503
+    assert nan.json()["error"]["code"] == "model.bad_output"
+    fine = client.post("/v1/models/broken/predict", json={"records": [{"a": 1, "b": 1}]})
+    assert fine.status_code == 200
+    assert fine.json()["predictions"][0]["prediction"] == 2.0
+    assert client.get("/healthz").status_code == 200
+    assert _sample(client, "plinth_model_errors_total", **errors) == before + 1
+
+
+def test_models_listing_and_detail(client: TestClient) -> None:
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert set(models) == {"churn", "strict", "broken"}
+    assert models["churn"]["serving_version"] == 1
+    detail = client.get("/v1/models/churn").json()
+    version = detail["versions"][0]
+    assert version["contract"]["fields"] and "reference_profile" not in version
+    assert "reference_profile" in client.get("/v1/models/churn?profile=true").json()["versions"][0]
+    assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_version_can_be_pinned_and_must_exist(client: TestClient) -> None:
+    reply = client.post("/v1/models/churn/predict?version=1", json={"records": [churn_record()]})
+    assert reply.status_code == 200
+    missing = client.post("/v1/models/churn/predict?version=7", json={"records": [churn_record()]})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "registry.version_not_found"
+    bad = client.post("/v1/models/churn/predict?version=x", json={"records": [churn_record()]})
+    assert bad.status_code == 422
+
+
+def test_readiness_reports_loaded_models(client: TestClient) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["loaded"] == ["broken:1", "churn:1", "strict:1"]
