@@ -1,0 +1,629 @@
+"""The one object that reads and writes the database: registry rows and the prediction log.
+
+One ``Store`` per process is enough: it is safe to share between threads (each call checks a
+connection out of the pool), and several processes may open the same database at once
+(SQLite in WAL mode, or PostgreSQL). Every database failure leaves here as a ``StoreError``
+with a hint; callers never see a driver exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
+
+from plinth.errors import ConfigError, NotFoundError, PlinthError, StoreError
+from plinth.store import migrations
+from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
+from plinth.store.schema import model_versions, models, predictions
+
+SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+# Any fixed 64-bit number; every Plinth process agrees on it ("plinth" in ASCII).
+MIGRATION_LOCK_KEY: Final = 0x706C696E7468
+PRUNE_CHUNK_ROWS: Final = 5_000
+REGISTER_ATTEMPTS: Final = 5
+MAX_LISTED: Final = 20
+_WRITE: Final = "plinth_write"
+
+
+def _dumps(value: Any) -> str:
+    # orjson writes the shortest text that parses back to the same float, so floats
+    # round-trip bit for bit. NaN and infinity have no JSON spelling and become null.
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+class Store:
+    """Registry and prediction log over SQLite (embedded) or PostgreSQL (shared)."""
+
+    url: str
+    dialect: str
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", migrate: bool = True) -> None:
+        parsed = _parse_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        self._where = parsed.render_as_string(hide_password=True)
+        self._parsed = parsed
+        if self.dialect == "sqlite":
+            self._engine = _sqlite_engine(parsed, sqlite_synchronous)
+        else:
+            self._engine = _postgresql_engine(parsed)
+        # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
+        # ignores the option.
+        self._writer = self._engine.execution_options(**{_WRITE: True})
+        _dispose_after_fork(self._engine)
+        if migrate:
+            try:
+                self._migrate()
+            except BaseException:
+                self._engine.dispose()
+                raise
+
+    def close(self) -> None:
+        """Close every pooled connection; safe to call twice."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._where!r})"
+
+    def ping(self) -> None:
+        """Round-trip to the database; raises ``StoreError(store.unavailable)`` if it fails."""
+        with self._read() as conn:
+            conn.execute(sa.select(1))
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def add_version(self, record: VersionRecord) -> VersionRecord:
+        """Store a new version with the next number for its name, or return the existing one.
+
+        Registration is idempotent on (name, sha256). Numbering is safe across processes:
+        SQLite serialises writers; on PostgreSQL the models row is locked, and a unique
+        violation from any remaining race is retried.
+        """
+        created_at = _aware(record.created_at, "created_at")
+        with self._errors("register a model version"):
+            for attempt in range(1, REGISTER_ATTEMPTS + 1):
+                try:
+                    with self._writer.begin() as conn:
+                        return self._add_version(conn, record, created_at)
+                except exc.IntegrityError:
+                    if attempt == REGISTER_ATTEMPTS:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _add_version(
+        self, conn: Connection, record: VersionRecord, created_at: datetime
+    ) -> VersionRecord:
+        insert = pg.insert(models) if self.dialect == "postgresql" else sqlite.insert(models)
+        conn.execute(
+            insert.values(name=record.name, created_at=created_at).on_conflict_do_nothing(
+                index_elements=["name"]
+            )
+        )
+        # Row lock: concurrent registrations of one name queue here instead of racing.
+        conn.execute(sa.select(models.c.name).where(models.c.name == record.name).with_for_update())
+        existing = conn.execute(
+            sa.select(model_versions).where(
+                model_versions.c.name == record.name, model_versions.c.sha256 == record.sha256
+            )
+        ).first()
+        if existing is not None:
+            return _version(existing)
+        number: int = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(model_versions.c.version), 0) + 1).where(
+                model_versions.c.name == record.name
+            )
+        ).scalar_one()
+        conn.execute(
+            model_versions.insert().values(
+                name=record.name,
+                version=number,
+                sha256=record.sha256,
+                flavor=record.flavor,
+                task=record.task,
+                created_at=created_at,
+                metadata=record.metadata,
+            )
+        )
+        return dataclasses.replace(record, version=number, created_at=created_at)
+
+    def find_version(self, name: str, sha256: str) -> VersionRecord | None:
+        """The version of ``name`` whose artifact has this hash, if registered."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(model_versions).where(
+                    model_versions.c.name == name, model_versions.c.sha256 == sha256
+                )
+            ).first()
+        return None if row is None else _version(row)
+
+    def get_version(self, name: str, version: int | None = None) -> VersionRecord:
+        """One version, or the latest when ``version`` is None; the error lists what exists."""
+        query = sa.select(model_versions).where(model_versions.c.name == name)
+        if version is None:
+            query = query.order_by(model_versions.c.version.desc()).limit(1)
+        else:
+            query = query.where(model_versions.c.version == version)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+            if row is not None:
+                return _version(row)
+            self._raise_version_not_found(conn, name, version)
+
+    def _raise_version_not_found(
+        self, conn: Connection, name: str, version: int | None
+    ) -> NoReturn:
+        numbers = (
+            conn.execute(
+                sa.select(model_versions.c.version)
+                .where(model_versions.c.name == name)
+                .order_by(model_versions.c.version)
+            )
+            .scalars()
+            .all()
+        )
+        if numbers:
+            raise NotFoundError(
+                f"model '{name}' has no version {version}",
+                code="registry.version_not_found",
+                hint=f"Versions of '{name}': {_listing([str(n) for n in numbers])}.",
+            )
+        names = conn.execute(sa.select(models.c.name).order_by(models.c.name)).scalars().all()
+        raise NotFoundError(
+            f"model '{name}' is not registered",
+            code="registry.model_not_found",
+            hint=(
+                f"Registered models: {_listing(list(names))}."
+                if names
+                else "No models are registered yet; register one with `plinth register`."
+            ),
+        )
+
+    def list_versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, oldest first; empty if the name is unknown."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(model_versions)
+                .where(model_versions.c.name == name)
+                .order_by(model_versions.c.version)
+            ).all()
+        return [_version(row) for row in rows]
+
+    def list_models(self) -> list[ModelSummary]:
+        """Every model name with its latest version, sorted by name."""
+        mv = model_versions
+        agg = (
+            sa.select(
+                mv.c.name,
+                sa.func.max(mv.c.version).label("latest"),
+                sa.func.count().label("n"),
+            )
+            .group_by(mv.c.name)
+            .subquery()
+        )
+        query = (
+            sa.select(mv.c.name, mv.c.version, mv.c.task, mv.c.created_at, agg.c.n)
+            .join(agg, sa.and_(mv.c.name == agg.c.name, mv.c.version == agg.c.latest))
+            .order_by(mv.c.name)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ModelSummary(
+                name=row.name,
+                latest_version=row.version,
+                versions=row.n,
+                task=row.task,
+                updated_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    def update_version_metadata(
+        self, name: str, version: int, metadata: dict[str, Any]
+    ) -> VersionRecord:
+        """Replace a version's whole metadata document (e.g. after a contract edit)."""
+        key = (model_versions.c.name == name, model_versions.c.version == version)
+        with self._write() as conn:
+            updated = conn.execute(model_versions.update().where(*key).values(metadata=metadata))
+            if updated.rowcount == 0:
+                self._raise_version_not_found(conn, name, version)
+            row = conn.execute(sa.select(model_versions).where(*key)).one()
+        return _version(row)
+
+    # -- prediction log ---------------------------------------------------------------------
+
+    def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
+        """Write a batch in one transaction: the group commit, one fsync for many replies."""
+        if not rows:
+            return
+        params = [
+            {
+                "id": r.id,
+                "ts": r.ts,
+                "model": r.model,
+                "version": r.version,
+                "sha256": r.sha256,
+                "route": r.route,
+                "request_id": r.request_id,
+                "key": r.key,
+                "input": r.input,
+                "features": r.features,
+                "output": r.output,
+                "confidence": r.confidence,
+                "latency_ms": r.latency_ms,
+                "warnings": r.warnings,
+            }
+            for r in rows
+        ]
+        with self._write() as conn:
+            conn.execute(predictions.insert(), params)
+
+    def get_prediction(self, prediction_id: str) -> PredictionRecord:
+        """One logged prediction by id, for replay and audit."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(predictions).where(predictions.c.id == prediction_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(
+                f"no prediction with id '{prediction_id}'",
+                code="log.prediction_not_found",
+                hint="Predictions older than the retention window (30 days by default, "
+                "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
+            )
+        return _prediction(row)
+
+    def list_predictions(
+        self, model: str | None = None, limit: int = 100, since: datetime | None = None
+    ) -> list[PredictionRecord]:
+        """The newest predictions first, optionally for one model and from ``since`` on."""
+        if limit <= 0:
+            return []
+        query = sa.select(predictions)
+        if model is not None:
+            query = query.where(predictions.c.model == model)
+        if since is not None:
+            query = query.where(predictions.c.ts >= _aware(since, "since"))
+        query = query.order_by(predictions.c.ts.desc(), predictions.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [_prediction(row) for row in rows]
+
+    def count_predictions(self, model: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(predictions)
+        if model is not None:
+            query = query.where(predictions.c.model == model)
+        with self._read() as conn:
+            count: int = conn.execute(query).scalar_one()
+        return count
+
+    def prune_predictions(self, older_than: datetime) -> int:
+        """Delete predictions logged before ``older_than``; returns how many went.
+
+        Deletes in chunks, each its own transaction, so a large prune never holds the
+        write lock long enough to stall the log writer.
+        """
+        cutoff = _aware(older_than, "older_than")
+        oldest = (
+            sa.select(predictions.c.id).where(predictions.c.ts < cutoff).limit(PRUNE_CHUNK_ROWS)
+        )
+        total = 0
+        while True:
+            with self._write() as conn:
+                deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
+            total += deleted.rowcount
+            if deleted.rowcount < PRUNE_CHUNK_ROWS:
+                return total
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._errors("read from the database"), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._errors("write to the database"), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn SQLAlchemy and driver exceptions into ``StoreError`` with a useful hint."""
+        try:
+            yield
+        except exc.DBAPIError as error:
+            raise self._database_error(action, error) from error
+        except exc.TimeoutError as error:  # every pooled connection busy for 30 s
+            raise StoreError(
+                f"could not {action} ({self._where}): {_reason(error)}",
+                code="store.unavailable",
+                hint="All pooled connections stayed busy; look for slow queries or stuck threads.",
+            ) from error
+        except exc.StatementError as error:
+            # A bind value could not be converted (naive datetime, value orjson cannot write).
+            raise _invalid_value(_reason(error)) from error
+        except orjson.JSONEncodeError as error:
+            # psycopg calls our JSON serialiser itself, so its failures arrive unwrapped.
+            raise _invalid_value(str(error)) from error
+        except exc.SQLAlchemyError as error:  # pragma: no cover - nothing known raises this
+            raise StoreError(
+                f"could not {action} ({self._where}): {_reason(error)}",
+                code="store.error",
+                status=500,
+            ) from error
+
+    def _database_error(self, action: str, error: exc.DBAPIError) -> PlinthError:
+        message = f"could not {action} ({self._where}): {_reason(error)}"
+        orig = error.orig
+        if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig):
+            return StoreError(
+                message,
+                code="store.schema_missing",
+                status=500,
+                hint="The database has no Plinth tables yet; open it once with "
+                "Store(url) (migrate=True, the default) to create them.",
+            )
+        if isinstance(error, exc.OperationalError | exc.InterfaceError):
+            return StoreError(message, hint=self._unavailable_hint(error))
+        if isinstance(error, exc.IntegrityError):
+            return StoreError(
+                message,
+                code="store.conflict",
+                status=409,
+                hint="A row with the same key is already stored (a prediction id used twice?).",
+            )
+        if isinstance(error, exc.DataError):
+            return _invalid_value(_reason(error))
+        return StoreError(message, code="store.error", status=500)
+
+    def _unavailable_hint(self, error: exc.SQLAlchemyError) -> str:
+        orig = str(getattr(error, "orig", error))
+        if self.dialect == "sqlite":
+            if "locked" in orig or "busy" in orig:
+                return (
+                    f"Another process held the write lock for over "
+                    f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s; look for a stuck process, or move "
+                    "to PostgreSQL for heavy concurrent writes."
+                )
+            return (
+                f"Check that {self._parsed.database} is on a local disk (not a network "
+                "share) and readable and writable by this user."
+            )
+        host = self._parsed.host or "localhost"
+        port = self._parsed.port or 5432
+        return (
+            f"Is PostgreSQL running at {host}:{port}, and does database "
+            f"'{self._parsed.database}' exist with access for this user? "
+            "Check PLINTH_DATABASE_URL."
+        )
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest revision; safe when many processes start at once.
+
+        A cheap read first: a database already at head (the usual case) takes no lock.
+        Otherwise the upgrade runs in one transaction under a lock (PostgreSQL advisory lock,
+        SQLite BEGIN IMMEDIATE); a process that waited finds the work done and does nothing.
+        """
+        head, known = migrations.known_revisions()
+        with self._read() as conn:
+            current = migrations.current_revision(conn)
+        if current is not None and current not in known:
+            raise StoreError(
+                f"the database at {self._where} has schema revision {current}, "
+                "which this version of Plinth does not know",
+                code="store.schema_too_new",
+                status=500,
+                hint="It was migrated by a newer Plinth; upgrade plinth-ml on this machine.",
+            )
+        if current == head:
+            return
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                # Released by the commit at the end of the upgrade transaction.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            migrations.upgrade(conn)
+
+
+# -- engines -----------------------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise _bad_url(url, "it is not a database URL") from error
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.get_driver_name() != "pysqlite":
+            raise _bad_url(url, "only the standard sqlite3 driver is supported")
+        if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
+            raise _bad_url(url, "an in-memory SQLite database is private to one connection")
+        return parsed
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise _bad_url(url, "only the psycopg (version 3) driver is supported")
+        # A bare postgresql:// would pick psycopg2, which Plinth does not install.
+        return parsed.set(drivername="postgresql+psycopg")
+    raise _bad_url(url, f"'{backend}' databases are not supported")
+
+
+def _bad_url(url: str, why: str) -> ConfigError:
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        shown = "(unparseable)"
+    return ConfigError(
+        f"cannot use database URL {shown}: {why}",
+        code="config.database_url",
+        hint="Use sqlite:////absolute/path/plinth.db or "
+        "postgresql+psycopg://user:password@host:5432/dbname in PLINTH_DATABASE_URL.",
+    )
+
+
+def _sqlite_engine(url: URL, synchronous: str) -> Engine:
+    mode = synchronous.upper()
+    if mode not in SQLITE_SYNCHRONOUS:
+        raise ConfigError(
+            f"sqlite_synchronous={synchronous!r} is not a SQLite synchronous mode",
+            code="config.sqlite_synchronous",
+            hint=f"Use one of {', '.join(SQLITE_SYNCHRONOUS)}; FULL is the safe default.",
+        )
+    assert url.database is not None
+    path = Path(url.database).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"cannot create the folder for the SQLite database {path}: {error.strerror}",
+            code="store.unavailable",
+            hint="Point PLINTH_HOME (or PLINTH_DATABASE_URL) at a writable folder.",
+        ) from error
+    engine = sa.create_engine(
+        url,
+        json_serializer=_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _sqlite_on_connect(mode))
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_on_connect(synchronous: str) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module; _sqlite_begin emits BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # WAL: readers never block the writer and the writer never blocks readers.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL fsyncs the WAL on every commit. Commits are batched (one per group of
+            # replies), so durability across power loss costs one fsync per batch.
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the write lock up front. A deferred transaction that reads and then
+    # writes cannot wait for the lock (SQLite reports "database is locked" at once, to
+    # avoid deadlock), so read-then-write code such as version numbering must not use one.
+    if conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+    return sa.create_engine(
+        url,
+        json_serializer=_dumps,
+        json_deserializer=orjson.loads,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _dispose_after_fork(engine: Engine) -> None:
+    """A forked child must not reuse its parent's pooled sockets or file handles."""
+    ref = weakref.ref(engine)
+
+    def after_fork() -> None:
+        forked = ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork)
+
+
+# -- rows and values ---------------------------------------------------------------------------
+
+
+def _version(row: Row[Any]) -> VersionRecord:
+    m = row._mapping
+    return VersionRecord(
+        name=m["name"],
+        version=m["version"],
+        sha256=m["sha256"],
+        flavor=m["flavor"],
+        task=m["task"],
+        created_at=m["created_at"],
+        metadata=m["metadata"],
+    )
+
+
+def _prediction(row: Row[Any]) -> PredictionRecord:
+    m = row._mapping
+    return PredictionRecord(
+        id=m["id"],
+        ts=m["ts"],
+        model=m["model"],
+        version=m["version"],
+        sha256=m["sha256"],
+        route=m["route"],
+        input=m["input"],
+        features=m["features"],
+        output=m["output"],
+        confidence=m["confidence"],
+        latency_ms=m["latency_ms"],
+        warnings=m["warnings"],
+        request_id=m["request_id"],
+        key=m["key"],
+    )
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _invalid_value(
+            f"{name}={value.isoformat()} is a naive datetime; pass an aware one, "
+            "e.g. datetime.now(UTC)"
+        )
+    return value.astimezone(UTC)
+
+
+def _invalid_value(why: str) -> StoreError:
+    return StoreError(
+        f"a value cannot be stored: {why}",
+        code="store.invalid_value",
+        status=500,
+        hint="Records must hold JSON-ready values (str keys, 64-bit ints, floats, "
+        "lists, dicts) and timezone-aware datetimes.",
+    )
+
+
+def _reason(error: exc.SQLAlchemyError) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    more = len(items) - MAX_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -1,0 +1,50 @@
+"""Migrations build exactly the tables ``plinth.store.schema`` describes, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from plinth.errors import StoreError
+from plinth.store import Store
+from plinth.store.schema import VERSION_TABLE, metadata
+
+
+def test_migrated_database_matches_schema_module(store: Store, database_url: str) -> None:
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert context.get_current_revision() == "0001"
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_database_from_a_newer_plinth_is_refused(store: Store, database_url: str) -> None:
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999_future'"))
+    finally:
+        engine.dispose()
+
+    with pytest.raises(StoreError) as refused:
+        Store(database_url)
+    assert refused.value.code == "store.schema_too_new"
+    assert "9999_future" in refused.value.message
+
+
+def test_migrate_false_leaves_a_fresh_database_empty(database_url: str) -> None:
+    with Store(database_url, migrate=False) as store:
+        store.ping()
+        with pytest.raises(StoreError) as missing:
+            store.count_predictions()
+    assert missing.value.code == "store.schema_missing"
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
