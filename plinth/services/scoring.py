@@ -8,12 +8,15 @@ alone — its batch-mates are still answered.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from ulid import ULID
 
 from plinth.core.contract import ContractResult
@@ -22,6 +25,14 @@ from plinth.errors import ContractError, ModelError, PlinthError, Problem
 from plinth.services import telemetry
 from plinth.services.registry import ServedModel
 from plinth.store import PredictionRecord
+
+log = logging.getLogger("plinth.scoring")
+
+# Called on the scoring thread with the rows that were answered: the model frame the
+# contract produced, the predictions and (for classifiers) the probabilities. Monitoring
+# folds these into interval profiles. An observer must be cheap and must not raise; if it
+# does, the error is logged and the replies go out regardless.
+BatchObserver = Callable[[ServedModel, pd.DataFrame, np.ndarray, "np.ndarray | None"], None]
 
 
 @dataclass
@@ -45,7 +56,9 @@ class JobResult:
     error: PlinthError | None = None
 
 
-def score(model: ServedModel, jobs: list[Job]) -> list[JobResult]:
+def score(
+    model: ServedModel, jobs: list[Job], observers: Sequence[BatchObserver] = ()
+) -> list[JobResult]:
     """Answer every job in ``jobs`` with one contract pass and (usually) one model call."""
     results = [JobResult() for _ in jobs]
     now = time.perf_counter()
@@ -74,7 +87,7 @@ def score(model: ServedModel, jobs: list[Job]) -> list[JobResult]:
             valid_jobs.append(n)
     if not valid_jobs:
         return results
-    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results)
+    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results, observers)
     return results
 
 
@@ -101,6 +114,7 @@ def _predict_jobs(
     starts: np.ndarray,
     checked: ContractResult,
     results: list[JobResult],
+    observers: Sequence[BatchObserver],
 ) -> None:
     # Position of each input record inside checked.frame (valid records only).
     frame_pos = np.full(int(starts[-1]), -1, dtype=np.int64)
@@ -119,7 +133,7 @@ def _predict_jobs(
         if len(valid_jobs) > 1:
             # Isolate the culprit: score each request on its own.
             for n in valid_jobs:
-                _predict_jobs(model, jobs, live, [n], starts, checked, results)
+                _predict_jobs(model, jobs, live, [n], starts, checked, results, observers)
             return
         results[live[valid_jobs[0]]].error = ModelError(
             f"The model raised {type(exc).__name__}: {exc}",
@@ -133,6 +147,7 @@ def _predict_jobs(
     ts = datetime.now(UTC)
     done = time.perf_counter()
     offset = 0
+    answered: list[range] = []
     for n in valid_jobs:
         i = live[n]
         job = jobs[i]
@@ -152,6 +167,7 @@ def _predict_jobs(
                 ],
             )
             continue
+        answered.append(span)
         latency_ms = (done - job.received) * 1000.0
         result = results[i]
         for k, pos in zip(span, range(int(starts[n]), int(starts[n]) + count), strict=True):
@@ -193,6 +209,28 @@ def _predict_jobs(
                     key=job.key,
                 )
             )
+    if observers and answered:
+        _notify(observers, model, frame, predictions, probabilities, answered)
+
+
+def _notify(
+    observers: Sequence[BatchObserver],
+    model: ServedModel,
+    frame: pd.DataFrame,
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    answered: list[range],
+) -> None:
+    if sum(len(r) for r in answered) < len(frame):
+        rows = np.concatenate([np.arange(r.start, r.stop) for r in answered])
+        frame = frame.iloc[rows]
+        predictions = predictions[rows]
+        probabilities = None if probabilities is None else probabilities[rows]
+    for observer in observers:
+        try:
+            observer(model, frame, predictions, probabilities)
+        except Exception:  # monitoring must never fail a reply
+            log.exception("batch observer %r failed", observer)
 
 
 def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from plinth.errors import ModelError, NotFoundError, PlinthError
 from plinth.services import telemetry
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry, ServedModel
-from plinth.services.scoring import Job, JobResult, score
+from plinth.services.scoring import BatchObserver, Job, JobResult, score
 from plinth.store import Store
 
 
@@ -32,11 +33,17 @@ class Batcher:
     """Gathers concurrent requests for one version into model calls."""
 
     def __init__(
-        self, model: ServedModel, log: LogWriter | None, *, max_batch_records: int = 64
+        self,
+        model: ServedModel,
+        log: LogWriter | None,
+        *,
+        max_batch_records: int = 64,
+        observers: Sequence[BatchObserver] = (),
     ) -> None:
         self.model = model
         self.log = log
         self.max_batch_records = max_batch_records
+        self.observers = list(observers)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
         self._task: asyncio.Task[None] | None = None
@@ -71,7 +78,7 @@ class Batcher:
                 size += len(nxt.job.records)
             try:
                 results = await loop.run_in_executor(
-                    self._executor, score, self.model, [p.job for p in batch]
+                    self._executor, score, self.model, [p.job for p in batch], self.observers
                 )
             except Exception as exc:  # a bug in our own path: fail this batch, keep serving
                 error = ModelError(
@@ -127,11 +134,13 @@ class ModelPool:
         log: LogWriter | None,
         *,
         max_batch_records: int = 64,
+        observers: Sequence[BatchObserver] = (),
     ) -> None:
         self.store = store
         self.registry = registry
         self.log = log
         self.max_batch_records = max_batch_records
+        self.observers = list(observers)
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._serving: dict[str, int] = {}
         self._locks: dict[tuple[str, int | None], asyncio.Lock] = {}
@@ -158,7 +167,12 @@ class ModelPool:
             key = (name, record.version)
             if key not in self._batchers:
                 model = await asyncio.to_thread(self.registry.load, record)
-                batcher = Batcher(model, self.log, max_batch_records=self.max_batch_records)
+                batcher = Batcher(
+                    model,
+                    self.log,
+                    max_batch_records=self.max_batch_records,
+                    observers=self.observers,
+                )
                 batcher.start()
                 self._batchers[key] = batcher
             if version is None:

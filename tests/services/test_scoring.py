@@ -96,3 +96,26 @@ def test_ids_are_unique_and_time_sortable(churn: ServedModel) -> None:
         ids.extend(a["prediction_id"] for a in result.answers)
     assert len(set(ids)) == len(ids)
     assert np.all([len(i) == 26 for i in ids])
+
+
+def test_observers_see_only_answered_rows_and_cannot_fail_a_reply(
+    broken: ServedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[tuple[list[float], list[float]]] = []
+
+    def observer(model: ServedModel, frame: object, predictions: np.ndarray, _: object) -> None:
+        assert model is broken
+        seen.append((list(frame["a"]), list(predictions)))  # type: ignore[index]
+
+    def failing(*_: object) -> None:
+        raise RuntimeError("monitoring bug")
+
+    jobs = [
+        _job([{"a": 1.0, "b": 0.0}]),
+        _job([{"a": -5000.0, "b": 0.0}]),  # NaN output: not answered, not observed
+        _job([{"a": 3.0, "b": 0.0}]),
+    ]
+    results = score(broken, jobs, [failing, observer])
+    assert [r.error is None for r in results] == [True, False, True]
+    assert seen == [([1.0, 3.0], [2.0, 6.0])]
+    assert "monitoring bug" in caplog.text

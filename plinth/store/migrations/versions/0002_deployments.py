@@ -1,0 +1,23 @@
+"""Deployments and their revision history (versioned rollout).
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Filled in by the feature that owns these tables."""
+
+
+def downgrade() -> None:
+    """Nothing to undo yet."""
