@@ -32,7 +32,7 @@ test: lint typecheck
 	$(BIN)/pytest --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .plinth .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,231 @@
+"""The servers under test: how to set each one up, start it, know it is ready, and call it.
+
+Each target turns a port and the shared work directory into a `Launch`. Peers run from their
+own environments (bench/.venvs/<peer>); Plinth and the bare endpoint run from the project venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import procs
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+MAIN_BIN = ROOT / ".venv" / "bin"
+
+
+class SetupError(RuntimeError):
+    """A target could not be prepared (missing CLI, registration failed); it is skipped."""
+
+
+@dataclass
+class Context:
+    """What every target may use: the work dir, the workload and the per-target model file."""
+
+    work_dir: Path
+    feature_names: list[str]
+    rows: list[list[float]]
+    model_path: Path
+    bin_dir: Path  # where this target's executables live (its venv's bin)
+    state: dict[str, Any] = field(default_factory=dict)  # per-target, kept across rounds
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    ready_urls: list[str]
+    predict_url: str
+    body: dict[str, Any]
+    startup_timeout_s: float = 90.0
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str  # the name used with --servers
+    label: str
+    env_name: str | None  # peer venv under bench/.venvs, or None for the project venv
+    prepare: Callable[[Context, int], Launch]
+    note: str = ""
+    is_plinth: bool = False
+
+
+def _base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLINTH_", "VIRTUAL_ENV"))}
+    # One thread per BLAS/OpenMP pool: the server owns exactly one core.
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def _records_body(ctx: Context) -> dict[str, Any]:
+    return {"records": [dict(zip(ctx.feature_names, ctx.rows[0], strict=True))]}
+
+
+def _url(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def prepare_bare(ctx: Context, port: int) -> Launch:
+    script = BENCH_DIR / "servers" / "bare_fastapi.py"
+    argv = [str(ctx.bin_dir / "python"), str(script), "--model", str(ctx.model_path)]
+    return Launch(
+        argv=[*argv, "--host", "127.0.0.1", "--port", str(port)],
+        env=_base_env(),
+        cwd=ctx.work_dir,
+        ready_urls=[_url(port, "/readyz")],
+        predict_url=_url(port, "/predict"),
+        body=_records_body(ctx),
+    )
+
+
+def prepare_mlserver(ctx: Context, port: int) -> Launch:
+    repo = ctx.work_dir / f"mlserver-{port}"
+    (repo / "bc").mkdir(parents=True, exist_ok=True)
+    settings = {
+        # debug=false turns uvicorn's access log off, as for every server here; metrics stay
+        # on (its default). parallel_workers=0 runs the model in the server process, which
+        # is how it measured best on one core.
+        "debug": False,
+        "parallel_workers": 0,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": procs.free_port(),
+        "metrics_port": procs.free_port(),
+    }
+    model_settings = {
+        "name": "bc",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(ctx.model_path), "version": "v1"},
+        "max_batch_size": 64,
+        "max_batch_time": 0.005,
+    }
+    (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    (repo / "bc" / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    row = ctx.rows[0]
+    body = {
+        "inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}],
+        "outputs": [{"name": "predict_proba"}],
+    }
+    return Launch(
+        argv=[str(ctx.bin_dir / "mlserver"), "start", str(repo)],
+        env=_base_env(),
+        cwd=repo,
+        ready_urls=[_url(port, "/v2/health/ready"), _url(port, "/v2/models/bc/ready")],
+        predict_url=_url(port, "/v2/models/bc/infer"),
+        body=body,
+    )
+
+
+def prepare_bentoml(ctx: Context, port: int) -> Launch:
+    env = _base_env(
+        BENCH_MODEL=str(ctx.model_path),
+        BENTOML_HOME=str(ctx.work_dir / "bentoml-home"),
+        BENTOML_DO_NOT_TRACK="True",
+    )
+    argv = [str(ctx.bin_dir / "bentoml"), "serve", "bentoml_service:Forest"]
+    return Launch(
+        argv=[*argv, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=BENCH_DIR / "servers",
+        ready_urls=[_url(port, "/readyz")],
+        predict_url=_url(port, "/predict"),
+        body={"input": [ctx.rows[0]]},
+    )
+
+
+def plinth_log_setting_known() -> bool | None:
+    """Whether Plinth's Settings has a log_predictions field (None if Plinth will not import)."""
+    probe = (
+        "from plinth.settings import Settings; print('log_predictions' in Settings.model_fields)"
+    )
+    done = subprocess.run(
+        [str(MAIN_BIN / "python"), "-c", probe], capture_output=True, text=True, check=False
+    )
+    return None if done.returncode != 0 else done.stdout.strip() == "True"
+
+
+def _prepare_plinth(
+    ctx: Context, port: int, *, home_name: str, extra_env: dict[str, str]
+) -> Launch:
+    plinth = ctx.bin_dir / "plinth"
+    if not plinth.exists():
+        raise SetupError(f"{plinth} does not exist (is the project installed?)")
+    home = ctx.work_dir / home_name
+    env = _base_env(PLINTH_HOME=str(home), **extra_env)
+    if not ctx.state.get("registered"):
+        home.mkdir(parents=True, exist_ok=True)
+        argv = [str(plinth), "register", str(ctx.model_path), "--name", "bc"]
+        argv += ["--train", str(ctx.work_dir / "train.csv"), "--target", "target", "--trust-pickle"]
+        done = subprocess.run(
+            argv,
+            env=env,
+            cwd=ctx.work_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        (ctx.work_dir / f"{home_name}-register.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+            raise SetupError(f"`plinth register` exited {done.returncode}:\n{tail}")
+        ctx.state["registered"] = True
+    return Launch(
+        argv=[str(plinth), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ctx.work_dir,
+        ready_urls=[_url(port, "/readyz")],
+        predict_url=_url(port, "/v1/models/bc/predict"),
+        body=_records_body(ctx),
+    )
+
+
+def prepare_plinth(ctx: Context, port: int) -> Launch:
+    return _prepare_plinth(ctx, port, home_name="plinth-home", extra_env={})
+
+
+def prepare_plinth_nolog(ctx: Context, port: int) -> Launch:
+    # A separate home, so this variant's database starts as empty as the other's did.
+    extra = {"PLINTH_LOG_PREDICTIONS": "false"}
+    return _prepare_plinth(ctx, port, home_name="plinth-home-nolog", extra_env=extra)
+
+
+TARGETS: dict[str, Target] = {
+    t.key: t
+    for t in [
+        Target("plinth", "Plinth (everything on)", None, prepare_plinth, is_plinth=True),
+        Target(
+            "plinth-nolog",
+            "Plinth, logging off",
+            None,
+            prepare_plinth_nolog,
+            note="PLINTH_LOG_PREDICTIONS=false",
+            is_plinth=True,
+        ),
+        Target("bare", "bare FastAPI + uvicorn", None, prepare_bare, note="no batching"),
+        Target(
+            "mlserver",
+            "MLServer 1.7.1, adaptive batching",
+            "mlserver",
+            prepare_mlserver,
+            note="max_batch_size 64, max_batch_time 5 ms, in-process",
+        ),
+        Target(
+            "bentoml",
+            "BentoML 1.4.39, adaptive batching",
+            "bentoml",
+            prepare_bentoml,
+            note="max_batch_size 64, max_latency_ms 10000",
+        ),
+    ]
+}
