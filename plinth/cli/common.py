@@ -1,0 +1,78 @@
+"""What every ``plinth`` command shares: consoles, error display, opening the store."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from plinth.errors import PlinthError, RequestError
+from plinth.services.registry import Registry
+from plinth.settings import Settings
+from plinth.store import Store
+from plinth.store.artifacts import ArtifactStore
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
+]
+
+
+def handle_errors(func: F) -> F:
+    """Show PlinthErrors the way the HTTP API does (code, message, hint) and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PlinthError as exc:
+            err_console.print(
+                f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}",
+                highlight=False,
+            )
+            for problem in exc.problems[:50]:
+                where = f"record {problem.record}, " if problem.record is not None else ""
+                field = f"{problem.field}: " if problem.field else ""
+                line = f"  - {where}{field}{problem.message} [{problem.code}]"
+                err_console.print(escape(line), highlight=False)
+            if len(exc.problems) > 50:
+                err_console.print(f"  … and {len(exc.problems) - 50} more")
+            if exc.hint:
+                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_settings(home: Path | None) -> Settings:
+    settings = Settings()
+    if home is not None:
+        settings = settings.model_copy(update={"home": home})
+    return settings
+
+
+def open_all(home: Path | None) -> tuple[Settings, Store, Registry]:
+    settings = open_settings(home)
+    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+    return settings, store, Registry(store, ArtifactStore(settings.artifacts_dir))
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    name, _, version = ref.partition(":")
+    if version and not version.isdigit():
+        raise RequestError(
+            f"{ref!r} is not NAME or NAME:VERSION.",
+            code="cli.invalid_reference",
+            hint="Write the model as iris or iris:3.",
+        )
+    return name, int(version) if version else None

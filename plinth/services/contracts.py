@@ -1,0 +1,71 @@
+"""Editing a version's input contract: validated, same fields, recorded in the metadata.
+
+The contract is inferred at registration but belongs to people: they may tighten a range,
+declare a field nullable, or change a repair policy. The field set and kinds cannot
+change — the model still needs exactly those columns — so edits that would do that are
+refused with every problem listed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from plinth.core.contract import Contract
+from plinth.errors import ContractError, Problem
+from plinth.store import Store, VersionRecord
+
+
+def update_contract(
+    store: Store, name: str, version: int | None, document: Any, *, reason: str = ""
+) -> VersionRecord:
+    """Replace the contract of ``name:version`` after checking the edit is safe."""
+    record = store.get_version(name, version)
+    current = Contract.from_dict(record.metadata["contract"])
+    edited = Contract.from_dict(document)  # raises contract.invalid_spec on malformed JSON
+    problems = _incompatibilities(current, edited)
+    if problems:
+        raise ContractError(
+            f"The edited contract does not fit {record.ref}.",
+            code="contract.incompatible_edit",
+            hint="Keep the same fields, in the same order, with the same kinds and dtypes.",
+            problems=problems,
+        )
+    metadata = dict(record.metadata)
+    history = list(metadata.get("contract_history", []))
+    history.append(
+        {
+            "replaced_at": datetime.now(UTC).isoformat(),
+            "reason": reason,
+            "previous": record.metadata["contract"],
+        }
+    )
+    metadata["contract"] = edited.to_dict()
+    metadata["contract_history"] = history
+    return store.update_version_metadata(record.name, record.version, metadata)
+
+
+def _incompatibilities(current: Contract, edited: Contract) -> list[Problem]:
+    problems: list[Problem] = []
+    if current.feature_names != edited.feature_names:
+        problems.append(
+            Problem(
+                "contract.fields_changed",
+                f"fields are {edited.feature_names}, the model needs {current.feature_names}",
+                "Edit the fields' settings, not the list of fields.",
+            )
+        )
+        return problems
+    for old, new in zip(current.fields, edited.fields, strict=True):
+        for attribute in ("kind", "dtype"):
+            if getattr(old, attribute) != getattr(new, attribute):
+                problems.append(
+                    Problem(
+                        "contract.kind_changed",
+                        f"{attribute} changed from {getattr(old, attribute)!r} "
+                        f"to {getattr(new, attribute)!r}",
+                        "The model was trained on the original type; register a new version.",
+                        field=old.name,
+                    )
+                )
+    return problems
