@@ -19,8 +19,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import plinth
 from examples import breast_cancer, diamonds
+from examples.common import register
 
 
 def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -81,21 +81,12 @@ def main() -> None:
     args = parser.parse_args()
 
     print("Training and registering the example models …")
-    for module, target, name in (
-        (breast_cancer, "target", "breast-cancer"),
-        (diamonds, "price", "diamonds"),
-    ):
-        model_path, train_path, holdout_path = module.build(args.workdir)
-        record = plinth.register(
-            model_path, name=name, train=train_path, holdout=holdout_path, target=target
-        )
+    for module in (breast_cancer, diamonds):
+        record = register(module.build(args.workdir), module.NAME, module.TARGET)
+        metrics = record.metadata["metrics"]
         print(
-            f"  {record.ref}  sha256 {record.sha256[:12]}…  metrics "
-            + ", ".join(
-                f"{k}={v:.3g}"
-                for k, v in record.metadata["metrics"].items()
-                if isinstance(v, float)
-            )
+            f"  {record.ref}  sha256 {record.sha256[:12]}…  "
+            + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, float))
         )
 
     url = f"http://{args.host}:{args.port}"

