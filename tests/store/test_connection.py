@@ -91,8 +91,11 @@ def test_sqlite_creates_its_folder_and_uses_wal(tmp_path: Path) -> None:
         raw.close()
 
 
-def test_sqlite_defaults_to_full_synchronous(tmp_path: Path) -> None:
+def test_sqlite_defaults_to_normal_synchronous_and_full_can_be_asked_for(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'plinth.db'}") as store, store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    with Store(url, sqlite_synchronous="FULL") as store, store._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
 
 
