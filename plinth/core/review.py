@@ -1,0 +1,312 @@
+"""The review gate: which predictions a person should check before anyone relies on them.
+
+In high-stakes work the model should act alone only when it is sure. A ``ReviewPolicy``
+turns one per-row measure into a yes/no:
+
+- ``top_probability`` (classifiers): review when the top class probability is below the
+  threshold;
+- ``margin`` (classifiers): review when top minus second probability is below it, which
+  also catches a three-way tie that a 0.45 top probability would let through at 0.4;
+- ``tree_spread`` (forest regressors): review when the standard deviation of the trees'
+  predictions is above it (in the target's units);
+- ``ood`` (any regressor, any model): review when the input's out-of-distribution score,
+  the percentile of its mean distance to the ``k`` nearest training rows among the training
+  rows' own, is above it (e.g. 0.99: stranger than 99 % of the training rows).
+
+A row whose measure is missing or not finite is always reviewed: when in doubt, ask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Self, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from plinth.core.neighbours import NeighbourIndex
+from plinth.core.output import confidence, margin
+from plinth.errors import PlinthError
+
+Measure = Literal["top_probability", "margin", "tree_spread", "ood"]
+
+_MEASURES = get_args(Measure)
+#: Measures where a small value means unsure (review below); the others review above.
+_REVIEW_BELOW = frozenset({"top_probability", "margin"})
+
+
+def _invalid(message: str, hint: str, code: str = "review.invalid_policy") -> PlinthError:
+    return PlinthError(message, code=code, hint=hint, status=422)
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """When a prediction goes to a person; stored as JSON in the deployment.
+
+    >>> policy = ReviewPolicy(0.8)
+    >>> policy.needs_review(np.array([[0.9, 0.1], [0.3, 0.7], [np.nan, np.nan]])).tolist()
+    [False, True, True]
+    >>> ReviewPolicy(0.5, "tree_spread").needs_review(uncertainty=np.array([0.2, 1.5])).tolist()
+    [False, True]
+    """
+
+    threshold: float
+    measure: Measure = "top_probability"
+
+    def __post_init__(self) -> None:
+        if self.measure not in _MEASURES:
+            raise _invalid(
+                f"Review measure {self.measure!r} is not one of {', '.join(_MEASURES)}.",
+                "Classifiers gate on top_probability or margin; regressors on tree_spread or ood.",
+            )
+        t = self.threshold
+        ok = isinstance(t, int | float) and math.isfinite(t)
+        if ok and self.measure in ("top_probability", "margin", "ood"):
+            ok = 0.0 <= t <= 1.0
+        elif ok:
+            ok = t >= 0.0
+        if not ok:
+            bounds = "a number >= 0" if self.measure == "tree_spread" else "between 0 and 1"
+            raise _invalid(
+                f"Review threshold {t!r} for {self.measure} must be {bounds}.",
+                "For example --review-below 0.7 for top_probability.",
+            )
+
+    @property
+    def review_below(self) -> bool:
+        """True when small values of the measure mean unsure (probabilities, margins)."""
+        return self.measure in _REVIEW_BELOW
+
+    def scores(
+        self,
+        probabilities: Any = None,
+        predictions: Any = None,
+        uncertainty: Any = None,
+    ) -> np.ndarray:
+        """The per-row measure the policy gates on (NaN where it cannot be computed)."""
+        if self.measure in _REVIEW_BELOW:
+            if probabilities is None:
+                raise _invalid(
+                    f"The {self.measure} gate needs the class probabilities.",
+                    "Pass probabilities=, or gate a regressor on tree_spread or ood.",
+                    code="review.missing_input",
+                )
+            p = np.asarray(probabilities, dtype=np.float64)
+            return confidence(p) if self.measure == "top_probability" else margin(p)
+        if uncertainty is not None:
+            return np.asarray(uncertainty, dtype=np.float64).reshape(-1)
+        if self.measure == "tree_spread" and predictions is not None:
+            per_tree = np.asarray(predictions, dtype=np.float64)
+            if per_tree.ndim == 2:
+                return tree_spread(per_tree)
+        raise _invalid(
+            f"The {self.measure} gate needs an uncertainty per row.",
+            "Pass uncertainty= (tree_spread(...) or OutOfDistribution.score(...)), or the "
+            "per-tree predictions as a (rows, trees) array for tree_spread.",
+            code="review.missing_input",
+        )
+
+    def needs_review(
+        self,
+        probabilities: Any = None,
+        predictions: Any = None,
+        uncertainty: Any = None,
+    ) -> np.ndarray:
+        """One bool per row: True when a person should check this prediction.
+
+        ``probabilities`` (rows, classes) for top_probability and margin; ``uncertainty``
+        (one value per row) for tree_spread and ood, or, for tree_spread, ``predictions``
+        as the per-tree (rows, trees) array. Non-finite measures are always reviewed.
+        """
+        score = self.scores(probabilities, predictions, uncertainty)
+        unknown = ~np.isfinite(score)
+        with np.errstate(invalid="ignore"):
+            unsure = score < self.threshold if self.review_below else score > self.threshold
+        return np.asarray(unsure | unknown, dtype=bool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": float(self.threshold), "measure": self.measure}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReviewPolicy:
+        return cls(
+            threshold=float(data["threshold"]),
+            measure=data.get("measure", "top_probability"),
+        )
+
+
+def tree_spread(per_tree_predictions: Any) -> np.ndarray:
+    """Standard deviation across a forest's trees, per row: where the trees disagree, the
+    forest's average is shaky. ``per_tree_predictions`` is (rows, trees), e.g.
+    ``np.column_stack([t.predict(X) for t in forest.estimators_])``.
+
+    >>> tree_spread(np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])).round(4).tolist()
+    [0.0, 0.8165]
+    """
+    values = np.asarray(per_tree_predictions, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise _invalid(
+            f"Per-tree predictions must be a (rows, trees) array, got shape {values.shape}.",
+            "Stack each tree's predictions as one column.",
+            code="review.invalid_input",
+        )
+    return np.asarray(values.std(axis=1))
+
+
+class OutOfDistribution:
+    """How unlike the training data an input is, as a percentile of the training rows' own
+    strangeness: model-agnostic regression uncertainty, since a model is least reliable
+    where it saw no data.
+
+    The raw score is the mean Gower-like distance (``plinth.core.neighbours``) to the ``k``
+    nearest rows of a training sample; each training row is scored the same way against the
+    others (leave-one-out), and an input's score is the share of training rows whose raw
+    score is at most its own. 0.5 is typical, 1.0 is beyond every training row.
+
+    >>> rng = np.random.default_rng(0)
+    >>> train = pd.DataFrame({"x": rng.normal(0, 1, 300), "y": rng.normal(0, 1, 300)})
+    >>> ood = OutOfDistribution(k=5).fit(train, {"x": "numeric", "y": "numeric"})
+    >>> ood.score(pd.DataFrame({"x": [0.0, 0.5, 6.0], "y": [0.0, -1.5, 6.0]})).tolist()
+    [0.27, 0.62, 1.0]
+    """
+
+    index_: NeighbourIndex
+    reference_: np.ndarray  # sorted leave-one-out raw scores of the training sample
+
+    def __init__(self, k: int = 5, max_rows: int = 2000, seed: int = 0) -> None:
+        self.k = k
+        self.max_rows = max_rows
+        self.seed = seed
+
+    def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> Self:
+        """Index a seeded sample of ``frame`` and score each sampled row against the rest."""
+        if self.k < 1:
+            raise _invalid(f"k={self.k} must be >= 1.", "Use k=5.", code="review.invalid_input")
+        self.index_ = NeighbourIndex(max_rows=self.max_rows, seed=self.seed).fit(frame, kinds)
+        n = self.index_.n_rows_
+        if n < 2:
+            raise _invalid(
+                "Need at least two training rows to score strangeness.",
+                "Fit on the training table.",
+                code="review.invalid_input",
+            )
+        own = self.index_.stored_distances()
+        np.fill_diagonal(own, np.inf)  # leave one out: a row is not its own neighbour
+        self.reference_ = np.sort(_mean_k_smallest(own, min(self.k, n - 1)))
+        return self
+
+    def raw_score(self, rows: pd.DataFrame) -> np.ndarray:
+        """Mean distance to the ``k`` nearest training rows (in robust-IQR units)."""
+        if not hasattr(self, "reference_"):
+            raise PlinthError(
+                "This OutOfDistribution scorer is not fitted.",
+                code="core.not_fitted",
+                hint="Call OutOfDistribution(...).fit(frame, kinds) or from_dict(...) first.",
+                status=500,
+            )
+        return _mean_k_smallest(self.index_.distances(rows), min(self.k, self.index_.n_rows_))
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """Percentile of each row's raw score among the training rows', in [0, 1]."""
+        raw = self.raw_score(rows)
+        return np.searchsorted(self.reference_, raw, side="right") / self.reference_.size
+
+    def to_dict(self) -> dict[str, Any]:
+        if not hasattr(self, "reference_"):
+            self.raw_score(pd.DataFrame())  # raises core.not_fitted
+        return {
+            "k": self.k,
+            "max_rows": self.max_rows,
+            "seed": self.seed,
+            "index": self.index_.to_dict(),
+            "reference": self.reference_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutOfDistribution:
+        scorer = cls(k=int(data["k"]), max_rows=int(data["max_rows"]), seed=int(data["seed"]))
+        scorer.index_ = NeighbourIndex.from_dict(data["index"])
+        scorer.reference_ = np.asarray(data["reference"], dtype=np.float64)
+        return scorer
+
+
+def _mean_k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
+    if distances.shape[0] == 0:
+        return np.zeros(0)
+    smallest = np.partition(distances, k - 1, axis=1)[:, :k]
+    return np.asarray(smallest.mean(axis=1))
+
+
+@dataclass(frozen=True)
+class ReviewShare:
+    """The share of traffic a gate should send to review, with a binomial interval."""
+
+    share: float
+    lower: float
+    upper: float
+    n_holdout: int
+    window: int | None
+
+    def contains(self, observed: float) -> bool:
+        return self.lower <= observed <= self.upper
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "share": self.share,
+            "lower": self.lower,
+            "upper": self.upper,
+            "n_holdout": self.n_holdout,
+            "window": self.window,
+        }
+
+
+def expected_review_share(
+    holdout_confidences: Any,
+    threshold: float,
+    *,
+    window: int | None = None,
+    level: float = 0.95,
+    review_below: bool = True,
+) -> ReviewShare:
+    """How much traffic a gate will route to people, predicted from the holdout, so a
+    team can size the review queue before turning the gate on, and notice when the live
+    share leaves the interval (the inputs or the model's confidence have moved).
+
+    The share is the holdout's share under ``threshold`` (above it with
+    ``review_below=False``, for uncertainty measures). The interval is binomial with the
+    holdout's own uncertainty folded in: the true share gets Jeffreys' posterior
+    Beta(k + 1/2, n - k + 1/2) from k of n holdout rows flagged; with ``window`` rows the
+    interval holds the central ``level`` of the beta-binomial count of flagged rows in the
+    window, divided by ``window`` (discrete, so coverage is at least about ``level``);
+    without ``window`` it is the Jeffreys interval of the share itself.
+
+    >>> rng = np.random.default_rng(0)
+    >>> s = expected_review_share(rng.beta(5, 1, 500), 0.8, window=200)
+    >>> round(s.share, 4), round(s.lower, 4), round(s.upper, 4)
+    (0.318, 0.245, 0.395)
+    """
+    scores = np.asarray(holdout_confidences, dtype=np.float64).reshape(-1)
+    n = scores.size
+    if n == 0 or not 0.0 < level < 1.0 or (window is not None and window < 1):
+        raise _invalid(
+            f"Need holdout scores (got {n}), 0 < level < 1 (got {level}) and a window of at "
+            f"least one row (got {window}).",
+            "Pass the holdout's top probabilities and the live window's size.",
+            code="review.invalid_input",
+        )
+    with np.errstate(invalid="ignore"):
+        flagged = scores < threshold if review_below else scores > threshold
+    flagged |= ~np.isfinite(scores)  # the gate reviews non-finite measures, so count them
+    share = float(flagged.mean())
+    hits = float(flagged.sum())
+    a, b = hits + 0.5, n - hits + 0.5
+    tail = (1 - level) / 2
+    if window is None:
+        lower, upper = (float(v) for v in stats.beta.ppf([tail, 1 - tail], a, b))
+    else:
+        counts = stats.betabinom.ppf([tail, 1 - tail], window, a, b)
+        lower, upper = (float(v) / window for v in counts)
+    return ReviewShare(share, lower, upper, n, window)
