@@ -35,9 +35,66 @@ class Settings(BaseSettings):
         default=30.0, description="Longest a request may wait for the model before a 503."
     )
     sqlite_synchronous: str = Field(
-        default="FULL", description="SQLite durability: FULL survives power loss, NORMAL a crash."
+        default="NORMAL",
+        description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",
     )
     retention_days: int = 30
+    # Versioned rollout (plinth.services.routing).
+    deployment_poll_s: float = Field(
+        default=0.25, description="How often each worker checks the store for a new revision."
+    )
+    breaker_failures: int = Field(
+        default=5, description="Consecutive failures that open a version's circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        default=5.0, description="How long an open breaker waits before one probe request."
+    )
+    shadow_queue_size: int = Field(
+        default=1000, description="Shadow copies waiting per worker; more are dropped, counted."
+    )
+    # Automated canary analysis (plinth.services.canary); policies in plinth.toml [canary].
+    canary_interval_s: float = Field(
+        default=30.0, description="How often live canaries are judged (by one worker)."
+    )
+    canary_analysis: bool = Field(default=True, description="Judge canaries in `serve`.")
+    # Monitoring (plinth.services.monitoring and plinth.services.alerts).
+    profile_interval_s: float = Field(
+        default=60.0, description="Length of one interval profile; each is stored at its end."
+    )
+    alert_interval_s: float = Field(
+        default=30.0, description="How often alert rules are evaluated (by one worker)."
+    )
+    alerts_enabled: bool = Field(default=True, description="Evaluate alert rules in `serve`.")
+    webhook_url: str | None = Field(default=None, description="POST alert events here as JSON.")
+    monitoring_file: Path = Field(
+        default=Path("plinth.toml"), description="plinth.toml with [monitoring] alert rules."
+    )
+    # Labels, review and roles (plinth.services.feedback / performance / review).
+    review_below: float | None = Field(
+        default=None,
+        description="Send classifier answers below this confidence to review (off when unset); "
+        "per model: review_below in [models.NAME] of plinth.toml.",
+    )
+    review_measure: str = Field(
+        default="top_probability", description="Gate measure: top_probability, margin, ..."
+    )
+    review_lease_s: float = Field(default=300.0, description="How long a claim holds an item.")
+    review_sla_s: float = Field(
+        default=4 * 3600.0, description="Oldest open review item older than this breaches SLA."
+    )
+    review_context: bool = Field(
+        default=True, description="Compute attribution and neighbours for each review item."
+    )
+    tokens: str | None = Field(
+        default=None, description="Extra API tokens as role:token,role:token (see plinth tokens)."
+    )
+    auth_refresh_s: float = Field(default=5.0, description="How often the token table reloads.")
+    performance_window: str = Field(
+        default="1d", description="Window of the live-performance gauges on /metrics."
+    )
+    performance_refresh_s: float = Field(
+        default=60.0, description="How often review and performance gauges are recomputed."
+    )
 
     @property
     def artifacts_dir(self) -> Path:

@@ -5,32 +5,37 @@ Every command shows a PlinthError as its code, message and hint and exits non-ze
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from plinth.errors import PlinthError, RequestError
+from plinth.cli import feedback, rollout
+from plinth.cli.common import (
+    HomeOption,
+    console,
+    err_console,
+    handle_errors,
+    open_all,
+    open_settings,
+    parse_ref,
+)
+from plinth.cli.contract import contract_app
+from plinth.cli.monitor import monitor
+from plinth.errors import RequestError
 from plinth.services.batch import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
 from plinth.services.logwriter import LogWriter
-from plinth.services.registry import Registry
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.views import version_view
-from plinth.settings import Settings
 from plinth.store import Store
-from plinth.store.artifacts import ArtifactStore
 
 app = typer.Typer(
     name="plinth",
@@ -39,65 +44,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
-]
-
-
-def handle_errors(func: F) -> F:
-    """Show PlinthErrors the way the HTTP API does (code, message, hint) and exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except PlinthError as exc:
-            err_console.print(
-                f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}",
-                highlight=False,
-            )
-            for problem in exc.problems[:50]:
-                where = f"record {problem.record}, " if problem.record is not None else ""
-                field = f"{problem.field}: " if problem.field else ""
-                line = f"  - {where}{field}{problem.message} [{problem.code}]"
-                err_console.print(escape(line), highlight=False)
-            if len(exc.problems) > 50:
-                err_console.print(f"  … and {len(exc.problems) - 50} more")
-            if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(home: Path | None) -> Settings:
-    settings = Settings()
-    if home is not None:
-        settings = settings.model_copy(update={"home": home})
-    return settings
-
-
-def _open(home: Path | None) -> tuple[Settings, Store, Registry]:
-    settings = _settings(home)
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
-    return settings, store, Registry(store, ArtifactStore(settings.artifacts_dir))
-
-
-def _parse_ref(ref: str) -> tuple[str, int | None]:
-    name, _, version = ref.partition(":")
-    if version and not version.isdigit():
-        raise RequestError(
-            f"{ref!r} is not NAME or NAME:VERSION.",
-            code="cli.invalid_reference",
-            hint="Write the model as iris or iris:3.",
-        )
-    return name, int(version) if version else None
+_settings = open_settings
+_open = open_all
+_parse_ref = parse_ref
 
 
 def _parse_tags(tags: list[str]) -> dict[str, str]:
@@ -300,6 +249,10 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request line.")
     ] = False,
+    review_below: Annotated[
+        float | None,
+        typer.Option(help="Send answers below this confidence to human review."),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Serve every registered model over HTTP (FastAPI on uvicorn)."""
@@ -307,6 +260,8 @@ def serve(
 
     settings = _settings(home)
     os.environ["PLINTH_HOME"] = str(settings.home.resolve())
+    if review_below is not None:  # workers read it as PLINTH_REVIEW_BELOW
+        os.environ["PLINTH_REVIEW_BELOW"] = str(review_below)
     # Apply migrations once here, before workers race to do it.
     Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous).close()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -464,6 +419,12 @@ def prune(
     console.print(
         f"deleted {deleted} predictions older than {cutoff:%Y-%m-%d %H:%M:%S} UTC", highlight=False
     )
+
+
+rollout.register(app, handle_errors)  # deploy, promote, rollback, history
+feedback.register(app, handle_errors)  # feedback, performance, review, tokens
+app.add_typer(contract_app)
+app.command()(handle_errors(monitor))  # plinth monitor
 
 
 def main() -> None:

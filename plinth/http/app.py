@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -24,9 +24,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ulid import ULID
 
 from plinth.errors import PlinthError, Problem, RequestError
+from plinth.http.auth import require_role
+from plinth.http.deployments import router as deployments_router
+from plinth.http.feedback import router as feedback_router
+from plinth.http.monitoring import router as monitoring_router
+from plinth.http.monitoring import start_monitoring
+from plinth.http.review import router as review_router
+from plinth.http.review import start_feedback
+from plinth.services.canary import start_canary_analysis, stop_canary_analysis
+from plinth.services.deployments import Deployments
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry
-from plinth.services.scoring import Job
+from plinth.services.routing import Router
 from plinth.services.serving import ModelPool
 from plinth.services.views import prediction_view, version_view
 from plinth.settings import Settings
@@ -68,11 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         writer = LogWriter(store, max_rows=settings.log_max_batch_rows)
         if settings.log_predictions:
             writer.start()
+        monitoring = start_monitoring(app, store, settings)
+        feedback = start_feedback(app, store, settings)  # labels, review queue, roles
         pool = ModelPool(
             store,
             registry,
             writer if settings.log_predictions else None,
             max_batch_records=settings.max_batch_size,
+            observers=[monitoring.collector],
+            reviews=feedback.writer,
+            review_policy=feedback.policy,
         )
         app.state.store, app.state.pool, app.state.load_errors = store, pool, {}
         summaries = await asyncio.to_thread(store.list_models)
@@ -82,10 +96,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except PlinthError as exc:
                 log.error("could not load %s: %s", summary.name, exc)
                 app.state.load_errors[summary.name] = exc.to_dict()["error"]
+        # Routing: the live deployments are applied (versions loaded and warmed) before
+        # the worker reports ready, then polled for changes in the background.
+        router = Router(
+            pool,
+            Deployments(store),
+            request_timeout_s=settings.request_timeout_s,
+            breaker_failures=settings.breaker_failures,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
+            poll_s=settings.deployment_poll_s,
+            shadow_queue_size=settings.shadow_queue_size,
+        )
+        await router.start()
+        app.state.router = router
+        canary = start_canary_analysis(store, settings)  # one analyzer across workers (lease)
         try:
             yield
         finally:
+            await stop_canary_analysis(canary)
+            await router.close()
             await pool.close()
+            await monitoring.close()  # after the pool: every answered batch is counted
+            await feedback.close()
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(store.close)
 
@@ -136,31 +168,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return error_response(error, request_id)
 
-    @app.post("/v1/models/{name}/predict", tags=["predict"])
+    @app.post(
+        "/v1/models/{name}/predict",
+        tags=["predict"],
+        dependencies=[Depends(require_role("predict"))],
+    )
     async def predict(name: str, request: Request, version: int | None = None) -> Response:
         """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version."""
         received = time.perf_counter()
         request_id = _request_id(request)
         payload = await _read_json(request, settings)
         records, key = _parse_predict_body(payload, settings.max_records_per_request)
-        batcher = await app.state.pool.get(name, version)
-        job = Job(
-            records=records,
-            request_id=request_id,
-            received=received,
-            deadline=received + settings.request_timeout_s,
-            key=key,
+        router: Router = app.state.router
+        routed = await router.predict(
+            name, records, request_id=request_id, received=received, key=key, version=version
         )
-        result = await batcher.submit(job)
-        if result.error is not None:
-            return error_response(result.error, request_id)
+        # Which worker and deployment revision answered: lets operators (and the rollout
+        # tests) see a switch reach every worker.
+        headers = {"x-request-id": request_id, "x-plinth-worker": str(os.getpid())}
+        if routed.revision is not None:
+            headers["x-plinth-revision"] = str(routed.revision)
+        if routed.error is not None:
+            response = error_response(routed.error, request_id)
+            response.headers.update(headers)
+            return response
         body = {
             "model": name,
-            "version": batcher.model.version,
+            "version": routed.version,
+            "route": routed.route,
             "request_id": request_id,
-            "predictions": result.answers,
+            "predictions": routed.answers,
         }
-        return json_response(body, headers={"x-request-id": request_id})
+        return json_response(body, headers=headers)
 
     @app.get("/v1/models", tags=["models"])
     async def list_models(request: Request) -> Response:
@@ -168,7 +207,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store: Store = app.state.store
         pool: ModelPool = app.state.pool
         summaries = await asyncio.to_thread(store.list_models)
-        serving = {m.name: m.version for m in pool.loaded}
+        router: Router = app.state.router
+        serving = {m.name: router.serving(m.name) for m in pool.loaded}
         return json_response(
             {
                 "models": [
@@ -221,6 +261,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if errors:
             return json_response({"status": "degraded", "loaded": loaded, "errors": errors}, 503)
         return json_response({"status": "ready", "loaded": loaded})
+
+    app.include_router(deployments_router, dependencies=[Depends(require_role("admin"))])
+    app.include_router(feedback_router)
+    app.include_router(review_router)
+    app.include_router(monitoring_router)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

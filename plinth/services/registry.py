@@ -20,6 +20,7 @@ from plinth.core.contract import Contract, infer_contract
 from plinth.core.metrics import classification_metrics, regression_metrics
 from plinth.core.output import OutputContract, confidence
 from plinth.core.profile import Profile
+from plinth.core.review import ReviewPolicy
 from plinth.errors import Problem, RegistryError
 from plinth.flavors.base import (
     Flavor,
@@ -30,6 +31,7 @@ from plinth.flavors.base import (
 )
 from plinth.services.datasets import frame_sha256
 from plinth.services.lineage import git_commit, library_versions
+from plinth.services.review import registration_metadata
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore
 
@@ -45,6 +47,8 @@ class ServedModel:
     flavor: Flavor
     contract: Contract
     output: OutputContract
+    # The review gate for this version (plinth.services.review); None serves without one.
+    review: ReviewPolicy | None = None
 
     @property
     def name(self) -> str:
@@ -138,6 +142,19 @@ class Registry:
             },
             "tags": dict(tags or {}),
         }
+        # Estimated performance and review context: calibrator, background, neighbours.
+        metadata.update(
+            registration_metadata(
+                contract,
+                output,
+                features,
+                y,
+                evaluation.probabilities,
+                h_y,
+                evaluation.confidence,
+                split,
+            )
+        )
         self.artifacts.put(artifact.data)
         record = VersionRecord(
             name=name,
@@ -285,6 +302,7 @@ class _Evaluation:
     metrics: dict[str, float]
     outputs: np.ndarray
     confidence: np.ndarray | None
+    probabilities: np.ndarray | None = None
 
 
 def _evaluate(
@@ -320,7 +338,7 @@ def _evaluate(
             for row, label in enumerate(predictions.tolist()):
                 probabilities[row, index[label]] = 1.0
         metrics = classification_metrics(y.to_numpy(), probabilities, classes)
-        return _Evaluation(metrics, predictions, confidence(probabilities))
+        return _Evaluation(metrics, predictions, confidence(probabilities), probabilities)
     metrics = regression_metrics(y.to_numpy(dtype=float), predictions.astype(float))
     return _Evaluation(metrics, predictions.astype(float), None)
 

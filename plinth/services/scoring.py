@@ -22,7 +22,7 @@ from ulid import ULID
 from plinth.core.contract import ContractResult
 from plinth.core.output import confidence as top_probability
 from plinth.errors import ContractError, ModelError, PlinthError, Problem
-from plinth.services import telemetry
+from plinth.services import review, telemetry
 from plinth.services.registry import ServedModel
 from plinth.store import PredictionRecord
 
@@ -54,6 +54,8 @@ class JobResult:
     answers: list[dict[str, Any]] = field(default_factory=list)
     rows: list[PredictionRecord] = field(default_factory=list)
     error: PlinthError | None = None
+    # Review items for answers below the version's gate, stored right after ``rows``.
+    reviews: list[review.ReviewDraft] = field(default_factory=list)
 
 
 def score(
@@ -143,6 +145,8 @@ def _predict_jobs(
         return
     verdicts = model.output.check(predictions, probabilities, len(frame))
     conf = top_probability(probabilities) if probabilities is not None else None
+    # The review gate: one vectorised pass over the batch; None when the version has none.
+    gated = review.gate(model, frame, predictions, probabilities)
     classes = [str(c) for c in model.output.classes or []]
     ts = datetime.now(UTC)
     done = time.perf_counter()
@@ -176,21 +180,21 @@ def _predict_jobs(
             record_conf = None if conf is None else float(conf[k])
             warnings = [w.to_dict() for w in checked.warnings[pos]]
             prediction_id = str(ULID())
-            result.answers.append(
-                {
-                    "prediction_id": prediction_id,
-                    "prediction": prediction,
-                    **(
-                        {"probabilities": output["probabilities"]}
-                        if "probabilities" in output
-                        else {}
-                    ),
-                    "confidence": record_conf,
-                    "version": model.version,
-                    "route": job.route,
-                    "warnings": warnings,
-                }
-            )
+            answer = {
+                "prediction_id": prediction_id,
+                "prediction": prediction,
+                **({"probabilities": output["probabilities"]} if "probabilities" in output else {}),
+                "confidence": record_conf,
+                "version": model.version,
+                "route": job.route,
+                "warnings": warnings,
+            }
+            if gated is not None and gated[0][k]:
+                draft = review.draft(model, prediction_id, ts, float(gated[1][k]), output)
+                answer["review"] = {"id": draft.row.id, "status": "pending"}
+                draft.features = features[int(frame_pos[pos])]
+                result.reviews.append(draft)
+            result.answers.append(answer)
             result.rows.append(
                 PredictionRecord(
                     id=prediction_id,

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from plinth.errors import ModelError, NotFoundError, PlinthError
-from plinth.services import telemetry
+from plinth.core.review import ReviewPolicy
+from plinth.errors import ModelError, NotFoundError, PlinthError, StoreError
+from plinth.services import monitoring, telemetry
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry, ServedModel
+from plinth.services.review import ReviewWriter
 from plinth.services.scoring import BatchObserver, Job, JobResult, score
 from plinth.store import Store
 
@@ -39,14 +42,21 @@ class Batcher:
         *,
         max_batch_records: int = 64,
         observers: Sequence[BatchObserver] = (),
+        reviews: ReviewWriter | None = None,
     ) -> None:
         self.model = model
         self.log = log
+        self.reviews = reviews
         self.max_batch_records = max_batch_records
         self.observers = list(observers)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
         self._task: asyncio.Task[None] | None = None
+        self._inflight = 0  # enqueued and not yet answered: retiring waits for zero
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
 
     def start(self) -> None:
         if self._task is None:
@@ -58,13 +68,33 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._executor.shutdown(wait=True)
+        # Off the event loop: an abandoned call to a slow model may still be running.
+        await asyncio.to_thread(self._executor.shutdown, True)
 
     async def submit(self, job: Job) -> JobResult:
         """Score ``job`` in the next batch; returns once its log rows are committed."""
+        return await self.enqueue(job)
+
+    def enqueue(self, job: Job) -> asyncio.Future[JobResult]:
+        """Queue ``job`` now (no await in between, so a hot switch cannot slip in).
+
+        Cancelling the returned future abandons the job: it is not scored if it has not
+        started, and its rows are not logged if it has (the caller moved on, e.g. past a
+        deadline to the fallback).
+        """
         reply: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        self._inflight += 1
+        reply.add_done_callback(self._answered)
         self._queue.put_nowait(_Pending(job, reply))
-        return await reply
+        return reply
+
+    def _answered(self, _reply: asyncio.Future[JobResult]) -> None:
+        self._inflight -= 1
+
+    async def drain(self, poll_s: float = 0.02) -> None:
+        """Wait until every request already queued here has its answer."""
+        while self._inflight:
+            await asyncio.sleep(poll_s)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -90,17 +120,54 @@ class Batcher:
             self._deliver(batch, results)
 
     def _deliver(self, batch: list[_Pending], results: list[JobResult]) -> None:
-        rows = [row for result in results for row in result.rows]
+        # A job whose caller gave up (deadline, then fallback) was never answered: no log row.
+        rows = [
+            row
+            for pending, result in zip(batch, results, strict=True)
+            if not pending.reply.done()
+            for row in result.rows
+        ]
+        drafts = [
+            draft
+            for pending, result in zip(batch, results, strict=True)
+            if not pending.reply.done()
+            for draft in result.reviews
+        ]
         if self.log is None or not rows:
-            self._resolve(batch, results, None)
+            self._after_log(batch, results, drafts)
             return
         commit = asyncio.wrap_future(self.log.submit(rows))
 
         def committed(done: asyncio.Future[None]) -> None:
             exc = done.exception()
-            self._resolve(batch, results, exc if isinstance(exc, PlinthError) else None)
+            if exc is None:
+                self._after_log(batch, results, drafts)
+            else:
+                self._resolve(batch, results, exc if isinstance(exc, PlinthError) else None)
 
         commit.add_done_callback(committed)
+
+    def _after_log(
+        self, batch: list[_Pending], results: list[JobResult], drafts: list[Any]
+    ) -> None:
+        # Review items go in after their predictions; the reply names them, so it waits.
+        if self.reviews is None or not drafts:
+            self._resolve(batch, results, None)
+            return
+        stored = asyncio.wrap_future(self.reviews.submit(drafts))
+
+        def done(future: asyncio.Future[None]) -> None:
+            exc = future.exception()
+            error = exc if isinstance(exc, PlinthError) else None
+            if exc is not None and error is None:
+                error = StoreError(
+                    f"Could not store review items: {type(exc).__name__}: {exc}",
+                    code="store.write_failed",
+                    hint="Check the database is reachable; the prediction was logged.",
+                )
+            self._resolve(batch, results, error)
+
+        stored.add_done_callback(done)
 
     def _resolve(
         self, batch: list[_Pending], results: list[JobResult], store_error: PlinthError | None
@@ -120,6 +187,7 @@ class Batcher:
                     telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
             elif result.error.code.startswith("model."):
                 telemetry.MODEL_ERRORS.labels(name, version, result.error.code).inc()
+            monitoring.observe_reply(self.observers, self.model, result, now - pending.job.received)
             if not pending.reply.done():
                 pending.reply.set_result(result)
 
@@ -135,10 +203,14 @@ class ModelPool:
         *,
         max_batch_records: int = 64,
         observers: Sequence[BatchObserver] = (),
+        reviews: ReviewWriter | None = None,
+        review_policy: Callable[[str], ReviewPolicy | None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.log = log
+        self.reviews = reviews
+        self.review_policy = review_policy
         self.max_batch_records = max_batch_records
         self.observers = list(observers)
         self._batchers: dict[tuple[str, int], Batcher] = {}
@@ -167,17 +239,33 @@ class ModelPool:
             key = (name, record.version)
             if key not in self._batchers:
                 model = await asyncio.to_thread(self.registry.load, record)
+                if self.review_policy is not None:
+                    model.review = self.review_policy(name)
                 batcher = Batcher(
                     model,
                     self.log,
                     max_batch_records=self.max_batch_records,
                     observers=self.observers,
+                    reviews=self.reviews,
                 )
                 batcher.start()
                 self._batchers[key] = batcher
             if version is None:
                 self._serving[name] = record.version
             return self._batchers[key]
+
+    def versions_of(self, name: str) -> list[int]:
+        """The versions of ``name`` with a live batcher in this worker."""
+        return sorted(v for n, v in self._batchers if n == name)
+
+    async def retire(self, name: str, version: int) -> None:
+        """Stop serving one version: new requests reload it; queued ones finish first."""
+        batcher = self._batchers.pop((name, version), None)
+        if self._serving.get(name) == version:
+            del self._serving[name]
+        if batcher is not None:
+            await batcher.drain()
+            await batcher.close()
 
     def serving_version(self, name: str) -> int:
         if name not in self._serving:

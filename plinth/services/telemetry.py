@@ -67,3 +67,30 @@ LOG_PENDING_ROWS = Gauge(
     "Prediction log rows waiting for their commit.",
     multiprocess_mode="livesum",
 )
+
+# -- Monitoring (issue 3): set by the one alert evaluator; "mostrecent" so that with several
+# workers the newest value wins, even after the evaluator's lease moves to another worker.
+DRIFT_SCORE = Gauge(
+    "plinth_drift_score",
+    "Latest drift score per input feature or output section (method in the label).",
+    ["model", "version", "feature", "method"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT_DETECTED = Gauge(
+    "plinth_drift_detected",
+    "1 when the feature drifted in the latest evaluation window, else 0.",
+    ["model", "version", "feature"],
+    multiprocess_mode="mostrecent",
+)
+DATASET_DRIFT_SHARE = Gauge(
+    "plinth_dataset_drift_share",
+    "Share of input features that drifted in the latest evaluation window.",
+    ["model", "version"],
+    multiprocess_mode="mostrecent",
+)
+ALERT_FIRING = Gauge(
+    "plinth_alert_firing",
+    "1 while an alert rule is firing for the model, else 0.",
+    ["model", "rule"],
+    multiprocess_mode="mostrecent",
+)

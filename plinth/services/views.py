@@ -6,12 +6,20 @@ from typing import Any
 
 from plinth.store import PredictionRecord, VersionRecord
 
+BULKY_METADATA = ("reference_profile", "estimator", "review_context")
+
 
 def version_view(record: VersionRecord, *, with_profile: bool = False) -> dict[str, Any]:
-    """A version as users read it; the bulky reference profile only on request."""
+    """A version as users read it; the bulky statistical state only on request.
+
+    The reference profile, the performance estimator and the reviewer-context sample
+    (background and neighbour rows) can run to hundreds of kilobytes; listings and
+    ``plinth show`` do not need them.
+    """
     metadata = dict(record.metadata)
     if not with_profile:
-        metadata.pop("reference_profile", None)
+        for bulky in BULKY_METADATA:
+            metadata.pop(bulky, None)
     return {
         "name": record.name,
         "version": record.version,

@@ -111,3 +111,144 @@ predictions = sa.Table(
     sa.Index("ix_predictions_model_ts", "model", "ts"),
     sa.Index("ix_predictions_ts", "ts"),
 )
+
+# -- Versioned rollout (deployments) -----------------------------------------------------------
+# Append-only: every change to a model's deployment is a new row; the newest revision per name
+# is the live spec. ``id`` is global and only grows, so ``max(id)`` is the cheap change counter
+# every serving worker polls.
+
+deployment_revisions = sa.Table(
+    "deployment_revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, sa.ForeignKey("models.name"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("spec", _json(), nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("who", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("evidence", _json(), nullable=True),
+    sa.UniqueConstraint("name", "revision", name="uq_deployment_revisions_name_revision"),
+)
+
+# -- Monitoring: interval profiles, alerts and the evaluator's lease (issue 3) ----------------
+
+interval_profiles = sa.Table(
+    "interval_profiles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("start", UTCDateTime(), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    # One row per interval per worker process; reads merge rows by adding their counts.
+    sa.Column("worker", sa.Text, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("errors", _json(), nullable=False),
+    sa.Column("validation_failures", sa.Integer, nullable=False),
+    sa.Column("problems", _json(), nullable=False),
+    sa.Column("latency", sa.LargeBinary, nullable=False),
+    # Flat counts and sums laid out by the version's reference profile (plinth.core.interval).
+    sa.Column("counts", sa.LargeBinary, nullable=True),
+    sa.Column("sums", sa.LargeBinary, nullable=True),
+    sa.Index("ix_interval_profiles_model_start", "model", "start"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # firing | resolved
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("evidence", _json(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("last_true_at", UTCDateTime(), nullable=False),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_alerts_model_state", "model", "state"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# -- Ground truth and review: labels, label history, review items, API tokens (issue 5) -------
+# A label row carries a copy of its prediction's model, version, time and output, so live
+# performance needs no join and survives the prediction log's retention window.
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("prediction_id", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("prediction_ts", UTCDateTime(), nullable=False),
+    sa.Column("output", _json(), nullable=False),
+    sa.Column("label", sa.Text, nullable=False),  # JSON text: a bare number must stay one
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("labelled_at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Index("ix_labels_model_prediction_ts", "model", "prediction_ts"),
+)
+
+# Every label a newer one replaced: nothing about ground truth is ever lost.
+label_history = sa.Table(
+    "label_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),  # JSON text: a bare number must stay one
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("labelled_at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("replaced_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_label_history_prediction_id", "prediction_id"),
+)
+
+review_items = sa.Table(
+    "review_items",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # a ULID: sorts by creation time
+    sa.Column("prediction_id", sa.Text, nullable=False, unique=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("measure", sa.Text, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # pending | claimed | resolved
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime(), nullable=True),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.Column("resolved_by", sa.Text, nullable=True),
+    sa.Column("action", sa.Text, nullable=True),  # approve | correct
+    sa.Column("label", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("context", _json(), nullable=True),  # attribution and neighbours, filled later
+    sa.Index("ix_review_items_model_status_created", "model", "status", "created_at"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),  # predict | reviewer | admin
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),  # sha256; never the token
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# Feedback by request key looks predictions up by (model, key).
+sa.Index("ix_predictions_model_key", predictions.c.model, predictions.c.key)

@@ -51,7 +51,9 @@ class Store:
     url: str
     dialect: str
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "NORMAL", migrate: bool = True
+    ) -> None:
         parsed = _parse_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()

@@ -133,7 +133,8 @@ def test_models_listing_and_detail(client: TestClient) -> None:
     assert models["churn"]["serving_version"] == 1
     detail = client.get("/v1/models/churn").json()
     version = detail["versions"][0]
-    assert version["contract"]["fields"] and "reference_profile" not in version
+    assert version["contract"]["fields"]
+    assert not {"reference_profile", "estimator", "review_context"} & set(version)
     assert "reference_profile" in client.get("/v1/models/churn?profile=true").json()["versions"][0]
     assert client.get("/v1/models/nope").status_code == 404
 

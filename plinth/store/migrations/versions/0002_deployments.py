@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -16,8 +19,20 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Filled in by the feature that owns these tables."""
+    op.create_table(
+        "deployment_revisions",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, sa.ForeignKey("models.name"), nullable=False),
+        sa.Column("revision", sa.Integer, nullable=False),
+        sa.Column("spec", sa.JSON, nullable=False),
+        sa.Column("action", sa.Text, nullable=False),
+        sa.Column("who", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("evidence", sa.JSON, nullable=True),
+        sa.UniqueConstraint("name", "revision", name="uq_deployment_revisions_name_revision"),
+    )
 
 
 def downgrade() -> None:
-    """Nothing to undo yet."""
+    op.drop_table("deployment_revisions")

@@ -1,0 +1,155 @@
+"""``plinth canary NAME [--watch]``: judge a live canary now, and the deploy flags for its policy.
+
+The same analysis ``plinth serve`` runs in the background (``plinth.services.canary``), on
+demand: it prints every check with both arms' numbers and, unless ``--dry-run``, applies the
+verdict the policy allows (promote, roll back) as a new revision with the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from plinth.core.canary import CanaryPolicy
+from plinth.services.canary import CanaryAnalysis, CanaryAnalyzer, read_canary_policies
+from plinth.services.deployments import Revision
+from plinth.settings import Settings
+from plinth.store import Store
+
+console = Console()
+
+
+def canary_flags(*, auto: bool | None, **limits: float | int | None) -> dict[str, Any] | None:
+    """The policy settings given on the command line (validated), or None when none were."""
+    chosen: dict[str, Any] = {k: v for k, v in limits.items() if v is not None}
+    if auto is not None:
+        chosen["action"] = "auto" if auto else "report"
+    if not chosen:
+        return None
+    CanaryPolicy.from_mapping(chosen, where="the deploy flags")  # raises config.canary
+    return chosen
+
+
+def _checks_table(title: str, evidence: dict[str, Any]) -> Table:
+    table = Table("check", "canary", "champion", "limit", "p", "result", title=title)
+    for check in evidence.get("checks", []):
+        passed = check.get("passed")
+        result = "skipped" if passed is None else ("pass" if passed else "[red]FAIL[/]")
+
+        def number(value: Any) -> str:
+            return "" if value is None else f"{value:.4g}"
+
+        table.add_row(
+            check["name"],
+            number(check.get("canary")),
+            number(check.get("champion")),
+            number(check.get("limit")),
+            number(check.get("p_value")),
+            result if passed is not None else f"skipped: {escape(check.get('note', ''))}",
+        )
+    return table
+
+
+def _arms_line(evidence: dict[str, Any]) -> str:
+    parts = []
+    for arm in ("canary", "champion"):
+        a = evidence.get(arm) or {}
+        parts.append(
+            f"{arm} v{a.get('version')}: {a.get('requests')} requests, "
+            f"{a.get('errors')} errors, p95 {a.get('p95_ms')} ms"
+        )
+    return "; ".join(parts) + f" over {evidence.get('duration_s', 0):.0f} s"
+
+
+def show_decisions(out: Console, revisions: list[Revision], limit: int = 5) -> None:
+    """Below ``plinth history``: the checks behind the newest automated decisions."""
+    shown = 0
+    for revision in revisions:
+        evidence = revision.evidence or {}
+        if "checks" not in evidence:
+            continue
+        title = f"revision {revision.revision}: {revision.action} ({evidence.get('decision')})"
+        out.print(_checks_table(title, evidence))
+        out.print(escape(_arms_line(evidence)), highlight=False)
+        shown += 1
+        if shown == limit:
+            return
+
+
+def _show(analysis: CanaryAnalysis, applied: Revision | None) -> None:
+    evidence = analysis.evidence()
+    title = (
+        f"{analysis.name}: canary {analysis.canary_version} vs champion "
+        f"{analysis.champion_version} → {analysis.verdict.decision}"
+    )
+    console.print(_checks_table(title, evidence))
+    console.print(escape(_arms_line(evidence)), highlight=False)
+    console.print(escape("; ".join(analysis.verdict.reasons)), highlight=False)
+    if applied is not None:
+        console.print(
+            f"[green]{applied.action}[/] {applied.name} revision {applied.revision}: "
+            f"{escape(applied.spec.describe())}",
+            highlight=False,
+        )
+    elif analysis.verdict.decision != "wait" and not analysis.acts:
+        console.print(f"policy action is {analysis.policy.action!r}: nothing was changed")
+
+
+def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
+    """Add ``plinth canary`` to ``app``."""
+
+    @app.command()
+    @handle_errors
+    def canary(
+        name: Annotated[str, typer.Argument(help="Model name.")],
+        watch: Annotated[
+            bool, typer.Option("--watch", help="Repeat until the canary is promoted or ended.")
+        ] = False,
+        every: Annotated[float, typer.Option(help="Seconds between passes with --watch.")] = 10.0,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Judge only; never change the deployment.")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        home: Annotated[
+            Path | None,
+            typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder."),
+        ] = None,
+    ) -> None:
+        """Judge NAME's live canary against its champion, and act as its policy says."""
+        settings = Settings()
+        if home is not None:
+            settings = settings.model_copy(update={"home": home})
+        policies = read_canary_policies(settings.monitoring_file)
+        store = Store(
+            settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous
+        )
+        try:
+            analyzer = CanaryAnalyzer(
+                store, policies=policies, interval_hint_s=settings.profile_interval_s
+            )
+            while True:
+                analysis = analyzer.analyze(name)
+                if analysis is None:
+                    store.get_version(name)  # a clear error for an unknown model
+                    console.print(f"{name} has no live canary.")
+                    return
+                applied = None if dry_run else analyzer.act(analysis)
+                if as_json:
+                    body = analysis.evidence()
+                    body["applied"] = None if applied is None else applied.to_dict()
+                    print(json.dumps(body, indent=2))
+                else:
+                    _show(analysis, applied)
+                if not watch or applied is not None:
+                    return
+                time.sleep(every)
+        finally:
+            store.close()

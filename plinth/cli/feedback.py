@@ -1,0 +1,411 @@
+"""``plinth feedback | performance | review | tokens``: ground truth and people, in the terminal.
+
+These commands work on the store directly, like ``deploy``: they need the same
+``PLINTH_HOME`` / ``PLINTH_DATABASE_URL`` as the server, not a running server.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from plinth.errors import RequestError
+from plinth.services.datasets import read_table
+from plinth.services.feedback import Feedback, ItemOutcome
+from plinth.services.monitoring import parse_window
+from plinth.services.performance import Performance
+from plinth.services.review import ReviewQueue, Tokens
+from plinth.settings import Settings
+from plinth.store import Store
+
+console = Console()
+err_console = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CHUNK_ROWS = 1000
+
+review_app = typer.Typer(help="Work the review queue: list, show, claim, resolve.")
+tokens_app = typer.Typer(help="API tokens and their roles (predict, reviewer, admin).")
+
+
+@contextmanager
+def _store(home: Path | None) -> Iterator[tuple[Settings, Store]]:
+    settings = Settings()
+    if home is not None:
+        settings = settings.model_copy(update={"home": home})
+    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        yield settings, store
+    finally:
+        store.close()
+
+
+def _queue(settings: Settings, store: Store) -> ReviewQueue:
+    return ReviewQueue(
+        store,
+        lease=timedelta(seconds=settings.review_lease_s),
+        sla=timedelta(seconds=settings.review_sla_s),
+    )
+
+
+def _label_items(frame: pd.DataFrame, name: str) -> list[dict[str, Any]]:
+    by = [c for c in ("prediction_id", "key") if c in frame.columns]
+    if len(by) != 1 or "label" not in frame.columns:
+        raise RequestError(
+            f"The labels file has columns {list(frame.columns)[:10]}.",
+            code="cli.invalid_labels_file",
+            hint="Give a label column and one of prediction_id or key (time is optional).",
+        )
+    extra = [c for c in ("time", "source") if c in frame.columns]
+    items = []
+    for record in frame[[by[0], "label", *extra]].astype(object).to_dict(orient="records"):
+        item = {k: v for k, v in record.items() if not _missing(v)}
+        item.setdefault("label", None)
+        if by[0] == "key":
+            item["key"] = str(item["key"]) if "key" in item else None
+            item["model"] = name
+        if "time" in item:
+            item["time"] = str(item["time"])
+        items.append(item)
+    return items
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
+    """Add the feedback, performance, review and tokens commands to ``app``."""
+
+    @app.command()
+    @handle_errors
+    def feedback(
+        name: Annotated[str, typer.Argument(help="Model name (labels by key need it).")],
+        labels: Annotated[
+            Path, typer.Option("--labels", help="CSV/Parquet: prediction_id|key, label[, time].")
+        ],
+        source: Annotated[str, typer.Option(help="Where the labels come from.")] = "caller",
+        home: HomeOption = None,
+    ) -> None:
+        """Import ground-truth labels; a later label for a prediction replaces the earlier."""
+        items = _label_items(read_table(labels), name)
+        _, store = _store(home).__enter__()
+        failures: list[ItemOutcome] = []
+        stored = replaced = 0
+        try:
+            service = Feedback(store)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+            ) as progress:
+                task = progress.add_task(f"labels for {name}", total=len(items))
+                for start in range(0, len(items), CHUNK_ROWS):
+                    chunk = items[start : start + CHUNK_ROWS]
+                    result = service.ingest(chunk, model=name, source=source)
+                    stored += result.stored
+                    replaced += result.replaced
+                    for outcome in result.items:
+                        if not outcome.ok:
+                            outcome.index += start
+                            failures.append(outcome)
+                    progress.advance(task, len(chunk))
+        finally:
+            store.close()
+        console.print(
+            f"[green]stored[/] {stored} new and {replaced} replaced labels for {name}; "
+            f"{len(failures)} failed",
+            highlight=False,
+        )
+        for outcome in failures[:20]:
+            console.print(
+                f"  row {outcome.index + 2}: {escape(outcome.message or '')} "
+                f"[dim]\\[{outcome.code}][/]",
+                highlight=False,
+            )
+        if len(failures) > 20:
+            console.print(f"  … and {len(failures) - 20} more")
+        if failures and not (stored or replaced):
+            raise typer.Exit(1)
+
+    @app.command()
+    @handle_errors
+    def performance(
+        name: Annotated[str, typer.Argument(help="Model name.")],
+        window: Annotated[str, typer.Option(help="Window length: 1h, 1d, 7d.")] = "1d",
+        windows: Annotated[int, typer.Option(help="How many windows back.")] = 7,
+        version: Annotated[int | None, typer.Option(help="Only this version.")] = None,
+        as_json: JsonOption = False,
+        home: HomeOption = None,
+    ) -> None:
+        """Realised and estimated performance per window of prediction time."""
+        with _store(home) as (_, store):
+            report = Performance(store).report(
+                name, window=parse_window(window), windows=windows, version=version
+            )
+        if as_json:
+            print(json.dumps(report, indent=2, default=str))
+            return
+        metric = "accuracy" if report["task"] == "classification" else "mae"
+        table = Table(title=f"{name}: performance by {window} window (prediction time)")
+        for column in ("window start", "version", "predictions", "labelled", "coverage"):
+            table.add_column(column, justify="right" if column != "window start" else "left")
+        table.add_column("label delay (median)", justify="right")
+        table.add_column(f"{metric} realised", justify="right")
+        if report["task"] == "classification":
+            table.add_column("estimated [band]", justify="right")
+        table.add_column(f"{metric} holdout", justify="right")
+        for w in report["windows"]:
+            for e in w["versions"]:
+                realised = (e["realised"] or {}).get(metric)
+                delay = (e["label_delay_s"] or {}).get("median")
+                cells = [
+                    w["start"][:16].replace("T", " "),
+                    str(e["version"]),
+                    str(e["predictions"]),
+                    str(e["labelled"]),
+                    _pct(e["coverage"]),
+                    _age(delay),
+                    _num(realised),
+                ]
+                if report["task"] == "classification":
+                    band = e.get("estimated", {}).get(metric)
+                    cells.append(
+                        "-"
+                        if band is None
+                        else f"{band['value']:.3f} [{band['lower']:.3f}, {band['upper']:.3f}]"
+                    )
+                cells.append(_num(e["holdout"].get(metric)))
+                table.add_row(*cells)
+        console.print(table)
+
+    @review_app.command("list")
+    @handle_errors
+    def review_list(
+        model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+        status: Annotated[str, typer.Option(help="pending, claimed or resolved.")] = "pending",
+        limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+        as_json: JsonOption = False,
+        home: HomeOption = None,
+    ) -> None:
+        """Review items, oldest first."""
+        with _store(home) as (settings, store):
+            queue = _queue(settings, store)
+            items = queue.list_items(model=model, status=status, limit=limit)
+            numbers = queue.numbers(model)
+        if as_json:
+            print(json.dumps(items, indent=2))
+            return
+        table = Table(title=f"review items ({status})")
+        for column in ("id", "model", "created", "gate score", "status", "who"):
+            table.add_column(column)
+        for item in items:
+            score = item["gate"]["score"]
+            table.add_row(
+                item["id"],
+                f"{item['model']}:{item['version']}",
+                item["created_at"][:19].replace("T", " "),
+                _num(score),
+                item["status"],
+                item["claimed_by"] or item["resolved_by"] or "",
+            )
+        console.print(table)
+        for view in numbers:
+            flag = " [red]over SLA[/]" if view.sla_breached else ""
+            console.print(
+                f"{view.model}: {view.open} open, oldest {_age(view.oldest_age_s)}{flag}, "
+                f"median resolution {_age(view.median_resolution_s)}",
+                highlight=False,
+            )
+
+    @review_app.command("show")
+    @handle_errors
+    def review_show(
+        review_id: Annotated[str, typer.Argument(help="Review item id.")],
+        as_json: JsonOption = False,
+        home: HomeOption = None,
+    ) -> None:
+        """One item: input, prediction, probabilities, attribution and similar cases."""
+        with _store(home) as (settings, store):
+            item = _queue(settings, store).show(review_id)
+        if as_json:
+            print(json.dumps(item, indent=2, default=str))
+            return
+        _print_item(item)
+
+    @review_app.command("claim")
+    @handle_errors
+    def review_claim(
+        review_id: Annotated[str, typer.Argument(help="Review item id.")],
+        reviewer: Annotated[str | None, typer.Option(help="Your name [default: $USER].")] = None,
+        home: HomeOption = None,
+    ) -> None:
+        """Take an item for the lease (5 minutes by default) so no one else does."""
+        with _store(home) as (settings, store):
+            item = _queue(settings, store).claim(review_id, reviewer or getpass.getuser())
+        console.print(
+            f"[green]claimed[/] {item['id']} until {item['claimed_until']}", highlight=False
+        )
+
+    @review_app.command("resolve")
+    @handle_errors
+    def review_resolve(
+        review_id: Annotated[str, typer.Argument(help="Review item id.")],
+        approve: Annotated[
+            bool, typer.Option("--approve", help="The model's answer is right.")
+        ] = False,
+        correct: Annotated[
+            str | None, typer.Option("--correct", help="The right label instead.")
+        ] = None,
+        note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+        reviewer: Annotated[str | None, typer.Option(help="Your name [default: $USER].")] = None,
+        home: HomeOption = None,
+    ) -> None:
+        """Approve or correct an item; the outcome is stored as a label (source=reviewer)."""
+        if approve == (correct is not None):
+            raise RequestError(
+                "Say either --approve or --correct LABEL.",
+                code="cli.invalid_resolution",
+                hint="plinth review resolve ID --approve, or --correct yes --note '...'.",
+            )
+        with _store(home) as (settings, store):
+            item = _queue(settings, store).resolve(
+                review_id,
+                reviewer or getpass.getuser(),
+                "approve" if approve else "correct",
+                correct,
+                note,
+            )
+        console.print(
+            f"[green]resolved[/] {item['id']} ({item['action']}): label {item['label']!r}",
+            highlight=False,
+        )
+
+    @tokens_app.command("create")
+    @handle_errors
+    def tokens_create(
+        role: Annotated[str, typer.Option(help="predict, reviewer or admin.")],
+        name: Annotated[str, typer.Option(help="Who or what holds it.")] = "",
+        home: HomeOption = None,
+    ) -> None:
+        """Create a token; it is printed once and stored only as a hash. The first token
+        switches authentication on for every route."""
+        with _store(home) as (settings, store):
+            row, token = Tokens(store, settings.tokens).create(role, name)
+        console.print(f"[green]created[/] {row.id} ({row.role}, {row.name})", highlight=False)
+        print(token)
+
+    @tokens_app.command("list")
+    @handle_errors
+    def tokens_list(home: HomeOption = None) -> None:
+        """Active tokens (ids, roles, names; never the tokens)."""
+        with _store(home) as (settings, store):
+            rows = Tokens(store, settings.tokens).active()
+        table = Table(title="API tokens")
+        for column in ("id", "role", "name", "created"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.id, row.role, row.name, row.created_at.isoformat()[:19])
+        console.print(table)
+        if not rows and not settings.tokens:
+            console.print("No tokens: authentication is off.")
+
+    @tokens_app.command("revoke")
+    @handle_errors
+    def tokens_revoke(
+        token_id: Annotated[str, typer.Argument(help="Token id from `plinth tokens list`.")],
+        home: HomeOption = None,
+    ) -> None:
+        """Revoke a token (workers stop accepting it within a few seconds)."""
+        with _store(home) as (settings, store):
+            Tokens(store, settings.tokens).revoke(token_id)
+        console.print(f"[green]revoked[/] {token_id}", highlight=False)
+
+    app.add_typer(review_app, name="review")
+    app.add_typer(tokens_app, name="tokens")
+
+
+def _print_item(item: dict[str, Any]) -> None:
+    gate = item["gate"]
+    console.print(
+        f"[bold]{item['id']}[/] {item['model']}:{item['version']} — {item['status']}, "
+        f"{gate['measure']} {_num(gate['score'])} < {gate['threshold']}",
+        highlight=False,
+    )
+    output = item.get("output", {})
+    console.print(f"prediction: [bold]{escape(repr(output.get('prediction')))}[/]")
+    if output.get("probabilities"):
+        probs = ", ".join(f"{k}: {v:.3f}" for k, v in output["probabilities"].items())
+        console.print(f"probabilities: {escape(probs)}", highlight=False)
+    inputs = Table(title="input")
+    inputs.add_column("feature")
+    inputs.add_column("value")
+    for key, value in (item.get("input") or {}).items():
+        inputs.add_row(str(key), escape(repr(value)))
+    console.print(inputs)
+    context = item.get("context") or {}
+    attribution = context.get("attribution")
+    if attribution:
+        drivers = Table(title=f"what drove it ({attribution['method']}, {attribution['explains']})")
+        drivers.add_column("feature")
+        drivers.add_column("contribution", justify="right")
+        for entry in attribution["top"]:
+            drivers.add_row(entry["feature"], f"{entry['value']:+.4f}")
+        console.print(drivers)
+    neighbours = context.get("neighbours")
+    if neighbours:
+        similar = Table(title="most similar cases")
+        for column in ("from", "id", "distance", "label"):
+            similar.add_column(column)
+        for n in neighbours["training"]:
+            similar.add_row("training", str(n["row"]), f"{n['distance']:.3f}", repr(n["label"]))
+        for n in neighbours["reviews"]:
+            similar.add_row("review", n["review_id"], f"{n['distance']:.3f}", repr(n["label"]))
+        console.print(similar)
+    if not context:
+        console.print("[dim]context not computed yet[/]")
+    if item["status"] == "resolved":
+        console.print(
+            f"resolved by {item['resolved_by']}: {item['action']} → {item['label']!r}"
+            + (f" ({escape(item['note'])})" if item.get("note") else ""),
+            highlight=False,
+        )

@@ -1,0 +1,173 @@
+"""``plinth monitor``: the monitoring report in the terminal, as JSON or HTML, or on watch.
+
+Reads interval profiles only (never the prediction log). ``--watch`` also evaluates the
+alert rules every ``--every`` seconds, taking the same store lease as ``plinth serve``'s
+evaluator, so a watch beside a running server never doubles an alert.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.table import Table
+
+from plinth.cli.common import console, open_settings
+from plinth.errors import ConfigError, RequestError
+from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
+from plinth.services.monitoring import Baseline, Monitor, parse_window
+from plinth.services.report_html import render_html
+from plinth.store import Store
+
+
+def _policy(path: Path) -> MonitorPolicy:
+    if not path.is_file():
+        return MonitorPolicy()
+    try:
+        return MonitorPolicy.from_mapping(tomllib.loads(path.read_text(encoding="utf-8")))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"Cannot read {path}: {exc}.",
+            code="config.monitoring",
+            hint="Fix the TOML syntax, or point PLINTH_MONITORING_FILE at another file.",
+        ) from exc
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value * 1000:.3g} ms"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The report as Rich tables: summary, drift per feature, charts, alerts."""
+    w, traffic, latency = report["window"], report["traffic"], report["latency"]
+    console.print(
+        f"[bold]{report['model']}:{report['version']}[/]  last {w['label']} "
+        f"({w['intervals']} intervals)  baseline {report['baseline']}",
+        highlight=False,
+    )
+    console.print(
+        f"requests {traffic['requests']}  records {traffic['records']}  "
+        f"error rate {_fmt(traffic['error_rate'])}  "
+        f"validation failure rate {_fmt(traffic['validation_rate'])}  "
+        f"latency p50 {_ms(latency['p50'])} p95 {_ms(latency['p95'])} p99 {_ms(latency['p99'])}",
+        highlight=False,
+    )
+    drift = report["drift"]
+    if drift is None:
+        console.print("no profiled traffic in this window")
+    else:
+        table = Table(
+            "feature", "method", "score", "p-value", "threshold", "n ref", "n cur", "drifted",
+            title=f"drift: {drift['share_drifted']:.0%} of features "
+            f"({'dataset drifted' if drift['drifted'] else 'dataset stable'})",
+        )  # fmt: skip
+        for r in [x for f in drift["features"] for x in f["results"]] + drift["output"]:
+            table.add_row(
+                r["feature"], r["method"], _fmt(r["score"]), _fmt(r["p_value"]),
+                _fmt(r["threshold"]), str(r["n_reference"]), str(r["n_current"]),
+                "[bold red]yes[/]" if r["drifted"] else "no",
+            )  # fmt: skip
+        console.print(table)
+    if report["control"]:
+        charts = Table(
+            "statistic", "of", "points", "last", "ewma", "limits", "breaches", "now",
+            title="control charts (EWMA on standardised interval statistics)",
+        )  # fmt: skip
+        for c in report["control"]:
+            last = c["last"]
+            charts.add_row(
+                c["statistic"], c["section"], str(c["points"]), _fmt(last["value"]),
+                _fmt(last["ewma"], 3), f"{last['lower']:.3g} … {last['upper']:.3g}",
+                str(c["breaches"]), "[bold red]breach[/]" if c["breach"] else "ok",
+            )  # fmt: skip
+        console.print(charts)
+    if report["alerts"]:
+        alerts = Table("id", "rule", "state", "since", "summary", title="alerts")
+        for a in report["alerts"]:
+            state = "[bold red]firing[/]" if a["state"] == "firing" else a["state"]
+            alerts.add_row(str(a["id"]), a["rule"], state, a["started_at"][:19], a["summary"])
+        console.print(alerts)
+    else:
+        console.print("no alerts")
+
+
+def monitor(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    window: Annotated[str, typer.Option(help="Window to report on: 15m, 1h, 24h, 7d.")] = "1h",
+    baseline: Annotated[
+        str, typer.Option(help="reference (training profile) or previous (the window before).")
+    ] = "reference",
+    version: Annotated[
+        int | None, typer.Option(help="Version [default: newest with traffic].")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Evaluate alert rules and refresh until Ctrl-C.")
+    ] = False,
+    every: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 30.0,
+    count: Annotated[
+        int | None, typer.Option(help="Stop --watch after this many refreshes.")
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder."),
+    ] = None,
+) -> None:
+    """Drift, latency, errors, control charts and alerts for one model, from its profiles."""
+    if output_format not in ("table", "json"):
+        raise RequestError(
+            f"Unknown format {output_format!r}.",
+            code="cli.invalid_format",
+            hint="Use --format table or --format json.",
+        )
+    span = parse_window(window)
+    settings = open_settings(home)
+    policy = _policy(settings.monitoring_file)
+    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+    webhook = WebhookSink(settings.webhook_url) if watch and settings.webhook_url else None
+    try:
+        monitor_service = Monitor(store, drift=policy.for_model(name).drift)
+        sinks: list[Sink] = [log_sink]
+        if webhook is not None:
+            sinks.append(webhook)
+        evaluator = AlertEvaluator(store, policy, sinks) if watch else None
+        done = 0
+        while True:
+            if evaluator is not None:
+                evaluator.try_evaluate()
+            report = monitor_service.report(
+                name, window=span, baseline=cast(Baseline, baseline), version=version,
+                label=window,
+            )  # fmt: skip
+            if output_format == "json":
+                print(json.dumps(report, indent=2))
+            else:
+                print_report(report)
+            if html is not None:
+                html.write_text(render_html(report), encoding="utf-8")
+                console.print(f"wrote {html}", highlight=False)
+            done += 1
+            if not watch or (count is not None and done >= count):
+                break
+            time.sleep(every)
+        if evaluator is not None:
+            evaluator.release()
+    finally:
+        if webhook is not None:
+            webhook.close()
+        store.close()

@@ -1,0 +1,94 @@
+"""Roles at the HTTP edge: a token -> role table and a ``require_role`` dependency.
+
+Roles: ``predict`` may score and send labels, ``reviewer`` may work the review queue,
+``admin`` may do everything. Tokens live in the store (``plinth tokens create``) and in
+``PLINTH_TOKENS``; while there is none at all, auth is off (the laptop default), so a
+first ``plinth tokens create --role admin`` is what switches it on. The table is cached
+and reloaded every ``auth_refresh_s`` seconds, so a request costs a dict lookup.
+
+Send the token as ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from plinth.errors import PlinthError
+from plinth.services.review import Tokens, hash_token
+
+
+class AuthError(PlinthError):
+    """No token, an unknown one, or one whose role may not use this route."""
+
+
+class Auth:
+    """The cached token table of one worker."""
+
+    def __init__(self, tokens: Tokens, refresh_s: float = 5.0) -> None:
+        self.tokens = tokens
+        self.refresh_s = refresh_s
+        self._table: dict[str, tuple[str, str]] = {}
+        self._loaded = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def table(self) -> dict[str, tuple[str, str]]:
+        if time.monotonic() - self._loaded > self.refresh_s:
+            async with self._lock:
+                if time.monotonic() - self._loaded > self.refresh_s:
+                    self._table = await asyncio.to_thread(self.tokens.table)
+                    self._loaded = time.monotonic()
+        return self._table
+
+    async def role(self, request: Request) -> str | None:
+        """The caller's role; None while auth is off. Raises 401 for a bad token."""
+        table = await self.table()
+        if not table:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(
+                "This server requires an API token.",
+                code="auth.missing_token",
+                status=401,
+                hint="Send 'Authorization: Bearer <token>'; an admin creates one with "
+                "`plinth tokens create --role predict`.",
+            )
+        entry = table.get(hash_token(token.strip()))
+        if entry is None:
+            raise AuthError(
+                "The API token is not valid (unknown or revoked).",
+                code="auth.invalid_token",
+                status=401,
+                hint="Ask an admin for a token: `plinth tokens create --role ...`.",
+            )
+        role, name = entry
+        request.state.token_name = name
+        return role
+
+
+def require_role(*roles: str) -> Callable[[Request], Awaitable[str | None]]:
+    """A FastAPI dependency: the caller's token must carry one of ``roles`` (admin always
+    passes). Use as ``Depends(require_role("reviewer"))``; returns the role (None when auth
+    is off, or when the app has no token table at all)."""
+    allowed = frozenset(roles) | {"admin"}
+
+    async def dependency(request: Request) -> str | None:
+        auth: Auth | None = getattr(request.app.state, "auth", None)
+        if auth is None:
+            return None
+        role = await auth.role(request)
+        if role is not None and role not in allowed:
+            raise AuthError(
+                f"A {role} token may not use this route.",
+                code="auth.forbidden",
+                status=403,
+                hint=f"This route needs one of the roles: {', '.join(sorted(allowed))}.",
+            )
+        return role
+
+    return dependency

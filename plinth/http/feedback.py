@@ -1,0 +1,156 @@
+"""Labels and live performance over HTTP: ``POST /v1/feedback`` and
+``GET /v1/models/{name}/performance``.
+
+``POST /v1/feedback`` takes one item, a list of items, or ``{"model": ..., "items": [...]}``.
+Each item is ``{prediction_id | key, label, source?, time?, model?}``. The reply lists an
+outcome per item, in order: status 201 (stored), 200 (replaced an earlier label) or a
+4xx with an error (404 unknown prediction or key, 409 ambiguous key, 422 invalid item or
+label). Valid items are stored even when others fail: the response is 200 whenever at
+least one item was stored (a 207-style body), and 422 only when every item failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from plinth.errors import RequestError
+from plinth.http.auth import require_role
+from plinth.services.feedback import Feedback
+from plinth.services.monitoring import parse_window
+from plinth.services.performance import Performance
+from plinth.settings import Settings
+
+router = APIRouter(tags=["feedback"])
+
+_HINT = 'Send {"items": [{"prediction_id": "...", "label": ...}]} or one such item.'
+
+
+def json_body(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+async def read_body(request: Request, max_bytes: int, *, optional: bool = False) -> Any:
+    """The JSON body (None for an empty optional one); 413 past ``max_bytes``."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise RequestError(
+            f"The body is {len(body)} bytes; the limit is {max_bytes}.",
+            code="request.too_large",
+            status=413,
+            hint="Send fewer items per request.",
+        )
+    if optional and not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(
+            f"The body is not valid JSON: {exc}.",
+            code="request.malformed_json",
+            status=422,
+            hint=_HINT,
+        ) from exc
+
+
+def _items(payload: Any, limit: int) -> tuple[list[Any], str | None]:
+    model: str | None = None
+    if isinstance(payload, dict) and "items" in payload:
+        unknown = sorted(set(payload) - {"items", "model"})
+        if unknown or not isinstance(payload["items"], list):
+            raise RequestError(
+                "The body must hold an 'items' list (and optionally 'model').",
+                code="request.invalid_body",
+                status=422,
+                hint=_HINT,
+            )
+        items, model = payload["items"], payload.get("model")
+        if model is not None and not isinstance(model, str):
+            raise RequestError(
+                "'model' must be a string.", code="request.invalid_body", status=422, hint=_HINT
+            )
+    elif isinstance(payload, list):
+        items = payload
+    elif isinstance(payload, dict):
+        items = [payload]
+    else:
+        raise RequestError(
+            "The body must be a JSON object or list.",
+            code="request.invalid_body",
+            status=422,
+            hint=_HINT,
+        )
+    if not items:
+        raise RequestError("No items to store.", code="request.empty", status=422, hint=_HINT)
+    if len(items) > limit:
+        raise RequestError(
+            f"{len(items)} items in one request; the limit is {limit}.",
+            code="request.too_many_records",
+            status=413,
+            hint="Split the labels over several requests or use `plinth feedback --labels`.",
+        )
+    return items, model
+
+
+@router.post("/v1/feedback", dependencies=[Depends(require_role("predict"))])
+async def post_feedback(request: Request) -> Response:
+    """Store labels for logged predictions; one outcome per item (see the module doc)."""
+    settings: Settings = request.app.state.feedback_settings
+    payload = await read_body(request, settings.max_body_bytes)
+    items, model = _items(payload, settings.max_records_per_request)
+    feedback: Feedback = request.app.state.feedback
+    result = await asyncio.to_thread(feedback.ingest, items, model=model)
+    body = result.to_dict()
+    if result.failed == len(result.items):
+        body["error"] = {
+            "code": "feedback.all_failed",
+            "message": f"None of the {len(items)} labels could be stored.",
+            "hint": "See the error of each item.",
+        }
+        return json_body(body, 422)
+    return json_body(body)
+
+
+@router.get(
+    "/v1/models/{name}/performance",
+    dependencies=[Depends(require_role("predict", "reviewer"))],
+)
+async def get_performance(
+    name: str,
+    request: Request,
+    window: str = "1d",
+    windows: int = 7,
+    version: int | None = None,
+    end: str | None = None,
+) -> Response:
+    """Realised (from labels) and estimated (from probabilities) performance per window of
+    prediction time, per version, with label coverage, label delay and holdout metrics."""
+    from plinth.services.feedback import parse_time
+
+    performance: Performance = request.app.state.performance
+    until = None
+    if end is not None:
+        try:
+            until = parse_time(end)
+        except ValueError as exc:
+            raise RequestError(
+                str(exc), code="performance.invalid_end", status=422, hint="Use ISO 8601 with Z."
+            ) from exc
+    report = await asyncio.to_thread(
+        performance.report,
+        name,
+        window=parse_window(window),
+        windows=windows,
+        version=version,
+        end=until,
+    )
+    report["window"] = window
+    return json_body(report)
