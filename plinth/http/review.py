@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from plinth.core.review import ReviewPolicy
 from plinth.errors import RequestError
 from plinth.http.auth import Auth, require_role
 from plinth.http.feedback import json_body, read_body
+from plinth.services.background import in_thread
 from plinth.services.feedback import Feedback
 from plinth.services.monitoring import parse_window
 from plinth.services.performance import Performance
@@ -86,12 +88,16 @@ async def _refresh_gauges(app: FastAPI, store: Store, settings: Settings) -> Non
         try:
             performance: Performance = app.state.performance
             queue: ReviewQueue = app.state.review
-            for summary in await asyncio.to_thread(store.list_models):
-                await asyncio.to_thread(performance.publish, summary.name, window)
-            queue.publish(await asyncio.to_thread(queue.numbers))
+            await in_thread(functools.partial(_publish, performance, queue, store, window))
         except Exception:  # gauges are a convenience; keep serving
             log.exception("could not refresh the performance and review gauges")
         await asyncio.sleep(settings.performance_refresh_s)
+
+
+def _publish(performance: Performance, queue: ReviewQueue, store: Store, window: Any) -> None:
+    for summary in store.list_models():
+        performance.publish(summary.name, window)
+    queue.publish(queue.numbers())
 
 
 def _reviewer(request: Request, body: Any) -> str:

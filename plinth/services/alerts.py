@@ -29,6 +29,7 @@ import httpx
 from plinth.core.drift import Detector, DriftConfig
 from plinth.errors import ConfigError, PlinthError
 from plinth.services import telemetry
+from plinth.services.background import in_thread
 from plinth.services.monitoring import Monitor, parse_window, worker_id
 from plinth.store import Store
 from plinth.store.monitoring import AlertRow, MonitoringStore
@@ -391,13 +392,13 @@ class AlertEvaluator:
             while True:
                 await asyncio.sleep(interval_s)
                 try:
-                    await asyncio.to_thread(self.try_evaluate)
+                    await in_thread(self.try_evaluate)
                 except PlinthError as exc:
                     log.error("alert evaluation failed: %s", exc)
                 except Exception:  # a bug must not stop evaluation for good
                     log.exception("alert evaluation failed")
         finally:
-            await asyncio.to_thread(self.release)
+            await in_thread(self.release)
 
 
 def _export_gauges(report: Mapping[str, Any]) -> None:

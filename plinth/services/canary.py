@@ -38,6 +38,7 @@ from plinth.core.canary import (
 from plinth.core.interval import LatencyHistogram, ProfileLayout, decode_counts_many
 from plinth.core.profile import FeatureBins, Profile
 from plinth.errors import ConfigError, PlinthError
+from plinth.services.background import in_thread
 from plinth.services.deployments import Deployments, Revision
 from plinth.services.monitoring import merge_rows, worker_id
 from plinth.settings import Settings
@@ -350,11 +351,11 @@ class CanaryAnalyzer:
             while True:
                 await asyncio.sleep(interval_s)
                 try:
-                    await asyncio.to_thread(self.try_run)
+                    await in_thread(self.try_run)
                 except PlinthError as exc:
                     log.error("canary analysis failed: %s", exc)
         finally:
-            await asyncio.to_thread(self.release)
+            await in_thread(self.release)
 
 
 def start_canary_analysis(store: Store, settings: Settings) -> asyncio.Task[None] | None:

@@ -46,6 +46,7 @@ from plinth.core.interval import (
 from plinth.core.output import confidence as top_probability
 from plinth.core.profile import Profile
 from plinth.errors import PlinthError, RequestError
+from plinth.services.background import in_thread
 from plinth.services.registry import ServedModel
 from plinth.services.scoring import JobResult
 from plinth.store import Store
@@ -262,7 +263,7 @@ class MonitorCollector:
             wait = self._start(now) + self.interval_s - now + min(0.05, self.interval_s / 20)
             await asyncio.sleep(wait)
             try:
-                await asyncio.to_thread(self.flush)
+                await in_thread(self.flush)
             except Exception:  # keep flushing at the next boundary whatever happened
                 log.exception("interval flush failed")
 

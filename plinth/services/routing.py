@@ -35,6 +35,7 @@ from ulid import ULID
 
 from plinth.core.output import confidence as top_probability
 from plinth.errors import ContractError, ModelError, PlinthError, Problem
+from plinth.services.background import in_thread
 from plinth.services.deployments import DEFAULT, Deployments, DeploymentSpec
 from plinth.services.registry import ServedModel
 from plinth.services.scoring import Job, JobResult, score
@@ -260,10 +261,10 @@ class Router:
     async def refresh(self) -> bool:
         """Apply any new revision; True when something changed. Cheap when nothing did."""
         async with self._refresh_lock:
-            counter = await asyncio.to_thread(self.deployments.change_counter)
+            counter = await in_thread(self.deployments.change_counter)
             if counter == self._counter:
                 return False
-            live = await asyncio.to_thread(self.deployments.live)
+            live = await in_thread(self.deployments.live)
             changed = False
             for revision in live:
                 plan = self._plans.get(revision.name)

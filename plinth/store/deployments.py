@@ -62,13 +62,20 @@ class DeploymentStore:
 
         ``build`` runs inside the write transaction with the newest revision, so a promote or
         rollback computed from it cannot interleave with another change. SQLite serialises
-        writers (BEGIN IMMEDIATE); on PostgreSQL a concurrent append that took the same
-        number fails the unique constraint and is recomputed from the new latest.
+        writers (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped advisory lock on the
+        name does the same, and a unique violation from any remaining race is retried.
         """
         with self.store._errors("record a deployment revision"):
             for attempt in range(1, APPEND_ATTEMPTS + 1):
                 try:
                     with self.store._writer.begin() as conn:
+                        if self.store.dialect == "postgresql":
+                            # Serialise appends per model name (SQLite's BEGIN IMMEDIATE
+                            # already does); the unique constraint stays as the backstop.
+                            conn.execute(
+                                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                {"key": f"plinth.deployments:{name}"},
+                            )
                         latest = conn.execute(_latest_query(name)).first()
                         current = None if latest is None else _record(latest)
                         new = build(current)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ class Store:
     ) -> None:
         parsed = _parse_url(url)
         self.url = url
+        self._closed = False
         self.dialect = parsed.get_backend_name()
         self._where = parsed.render_as_string(hide_password=True)
         self._parsed = parsed
@@ -74,8 +76,20 @@ class Store:
                 self._engine.dispose()
                 raise
 
-    def close(self) -> None:
-        """Close every pooled connection; safe to call twice."""
+    def close(self, *, wait_s: float = 5.0) -> None:
+        """Close every pooled connection; safe to call twice.
+
+        Waits (briefly) for connections still checked out by other threads — a background
+        job finishing its query — because a connection returned to a disposed pool is never
+        closed properly, only garbage-collected.
+        """
+        pool = self._engine.pool
+        checkedout = getattr(pool, "checkedout", None)
+        if callable(checkedout):
+            deadline = time.monotonic() + wait_s
+            while checkedout() > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._closed = True
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -341,13 +355,25 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        self._check_open()
         with self._errors("read from the database"), self._engine.connect() as conn:
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._check_open()
         with self._errors("write to the database"), self._writer.begin() as conn:
             yield conn
+
+    def _check_open(self) -> None:
+        # A background job still running at shutdown must not open a fresh pool that
+        # nobody will ever close.
+        if self._closed:
+            raise StoreError(
+                "The store is closed.",
+                code="store.closed",
+                hint="This happens only while shutting down; the operation was not done.",
+            )
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
