@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 COVERAGE_FLOOR ?= 85
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install system-deps demo test lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint typecheck
+# The monitoring tests scrape /metrics with a real Prometheus (Debian's package).
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "make test needs Debian's prometheus package: sudo apt-get install prometheus" >&2; exit 1; fi; }
+
+test: system-deps lint typecheck
 	$(BIN)/pytest --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: install
