@@ -145,7 +145,11 @@ def monitor(
         sinks: list[Sink] = [log_sink]
         if webhook is not None:
             sinks.append(webhook)
-        evaluator = AlertEvaluator(store, policy, sinks) if watch else None
+        evaluator = (
+            AlertEvaluator(store, policy, sinks, review_sla_s=settings.review_sla_s)
+            if watch
+            else None
+        )
         done = 0
         while True:
             if evaluator is not None:

@@ -79,7 +79,11 @@ def start_monitoring(app: FastAPI, store: Store, settings: Settings) -> Monitori
             runtime.webhook = WebhookSink(settings.webhook_url)
             sinks.append(runtime.webhook)
         runtime.evaluator = AlertEvaluator(
-            store, policy, sinks, lease_s=max(3 * settings.alert_interval_s, 5.0)
+            store,
+            policy,
+            sinks,
+            lease_s=max(3 * settings.alert_interval_s, 5.0),
+            review_sla_s=settings.review_sla_s,
         )
         runtime.tasks.append(asyncio.create_task(runtime.evaluator.run(settings.alert_interval_s)))
     app.state.monitoring = runtime

@@ -31,6 +31,8 @@ from plinth.errors import ConfigError, PlinthError
 from plinth.services import telemetry
 from plinth.services.background import in_thread
 from plinth.services.monitoring import Monitor, parse_window, worker_id
+from plinth.services.performance import Performance
+from plinth.services.review import QueueView, ReviewQueue
 from plinth.store import Store
 from plinth.store.monitoring import AlertRow, MonitoringStore
 
@@ -44,6 +46,8 @@ RULES = (
     "error_rate",
     "latency_p99",
     "validation_rate",
+    "performance_drop",
+    "review_sla",
 )
 
 
@@ -62,11 +66,19 @@ class AlertRules:
     error_rate: float | None = 0.05
     latency_p99_s: float | None = 1.0
     validation_rate: float | None = 0.10
+    # Ground truth: the realised primary metric (accuracy, or R² for regressors) of the
+    # served version over the last ``performance_window`` falls this far below its holdout
+    # figure, judged once ``min_labels`` labels exist.
+    performance_drop: float | None = 0.05
+    performance_window: timedelta = timedelta(days=1)
+    min_labels: int = 50
+    # The oldest open review item is older than the review SLA (PLINTH_REVIEW_SLA_S).
+    review_sla: bool = True
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 
-_DURATIONS = {"window", "hold_down"}
-_THRESHOLDS = {"error_rate", "latency_p99_s", "validation_rate"}
+_DURATIONS = {"window", "hold_down", "performance_window"}
+_THRESHOLDS = {"error_rate", "latency_p99_s", "validation_rate", "performance_drop"}
 
 
 def _rules(base: AlertRules, doc: Mapping[str, Any], where: str) -> AlertRules:
@@ -88,7 +100,7 @@ def _rules(base: AlertRules, doc: Mapping[str, Any], where: str) -> AlertRules:
             changes[key] = tuple(str(v) for v in value)
         elif key == "drift":
             changes[key] = _drift(base.drift, value, where)
-        elif key in ("min_records", "min_requests"):
+        elif key in ("min_records", "min_requests", "min_labels"):
             changes[key] = int(value)
         else:
             changes[key] = bool(value)
@@ -309,6 +321,56 @@ def conditions(report: Mapping[str, Any], rules: AlertRules) -> list[Condition]:
     return found
 
 
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+
+def ground_truth_conditions(
+    performance: Mapping[str, Any] | None,
+    queue: QueueView | None,
+    rules: AlertRules,
+) -> list[Condition]:
+    """The rules that need labels or people: a performance drop and a review SLA breach."""
+    found: list[Condition] = []
+    if rules.performance_drop is not None and performance is not None:
+        metric = PRIMARY_METRIC.get(str(performance.get("task")), "accuracy")
+        entries = performance["windows"][-1]["versions"] if performance["windows"] else []
+        entry = max(entries, key=lambda e: e["labelled"], default=None)
+        realised = None if entry is None else (entry.get("realised") or {}).get(metric)
+        holdout = None if entry is None else entry.get("holdout", {}).get(metric)
+        enough = entry is not None and entry["labelled"] >= rules.min_labels
+        active = None
+        if enough and realised is not None and holdout is not None:
+            active = realised < holdout - rules.performance_drop
+        found.append(
+            Condition(
+                "performance_drop",
+                active,
+                f"{metric} {realised:.4g} vs holdout {holdout:.4g}"
+                if realised is not None and holdout is not None
+                else f"{metric}: not enough labels yet",
+                {
+                    "metric": metric,
+                    "realised": realised,
+                    "holdout": holdout,
+                    "limit": rules.performance_drop,
+                    "labelled": None if entry is None else entry["labelled"],
+                    "version": None if entry is None else entry["version"],
+                },
+            )
+        )
+    if rules.review_sla and queue is not None:
+        found.append(
+            Condition(
+                "review_sla",
+                queue.sla_breached,
+                f"oldest open review item {queue.oldest_age_s or 0:.0f}s old "
+                f"(SLA {queue.sla_s:.0f}s, {queue.open} open)",
+                queue.to_dict(),
+            )
+        )
+    return found
+
+
 class AlertEvaluator:
     """Checks every model's rules and keeps alert state in the store."""
 
@@ -320,6 +382,7 @@ class AlertEvaluator:
         *,
         holder: str | None = None,
         lease_s: float = 60.0,
+        review_sla_s: float = 4 * 3600.0,
     ) -> None:
         self.store = store
         self.rows = MonitoringStore(store)
@@ -328,6 +391,8 @@ class AlertEvaluator:
         self.holder = holder or worker_id()
         self.lease_s = lease_s
         self.monitor = Monitor(store)
+        self.performance = Performance(store)
+        self.queue = ReviewQueue(store, sla=timedelta(seconds=review_sla_s))
 
     def try_evaluate(self, now: datetime | None = None) -> list[AlertEvent] | None:
         """Evaluate if this process holds (or can take) the lease; None if another does."""
@@ -365,7 +430,15 @@ class AlertEvaluator:
         _export_gauges(report)
         open_alerts = {a.rule: a for a in self.rows.open_alerts(name)}
         events: list[AlertEvent] = []
-        for c in conditions(report, rules):
+        performance = (
+            self.performance.report(name, window=rules.performance_window, windows=1, end=now,
+                                    estimate=False)
+            if rules.performance_drop is not None
+            else None
+        )  # fmt: skip
+        queue = next(iter(self.queue.numbers(name)), None) if rules.review_sla else None
+        judged = conditions(report, rules) + ground_truth_conditions(performance, queue, rules)
+        for c in judged:
             alert = open_alerts.get(c.rule)
             if c.active and alert is None:
                 fired = self.rows.fire(
