@@ -20,6 +20,7 @@ from plinth.cli.common import console, open_settings
 from plinth.errors import ConfigError, RequestError
 from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
 from plinth.services.monitoring import Baseline, Monitor, parse_window
+from plinth.services.performance import Performance
 from plinth.services.report_html import render_html
 from plinth.store import Store
 
@@ -47,6 +48,30 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value * 1000:.3g} ms"
+
+
+def print_performance(performance: dict[str, Any]) -> None:
+    """Realised vs estimated vs holdout performance per version over the window."""
+    metric = "accuracy" if performance["task"] == "classification" else "r2"
+    table = Table(
+        "version", "predictions", "labelled", "coverage", f"realised {metric}",
+        f"estimated {metric}", f"holdout {metric}", title="performance",
+    )  # fmt: skip
+    entries = performance["windows"][-1]["versions"] if performance["windows"] else []
+    for entry in entries:
+        estimated = (entry.get("estimated") or {}).get(metric)
+        table.add_row(
+            str(entry["version"]),
+            str(entry["predictions"]),
+            str(entry["labelled"]),
+            _fmt(entry["coverage"], 3),
+            _fmt((entry.get("realised") or {}).get(metric)),
+            "—"
+            if estimated is None
+            else f"{estimated['value']:.3g} [{estimated['lower']:.3g}, {estimated['upper']:.3g}]",
+            _fmt(entry.get("holdout", {}).get(metric)),
+        )
+    console.print(table if entries else "no predictions in this window")
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -101,6 +126,8 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(alerts)
     else:
         console.print("no alerts")
+    if report.get("performance"):
+        print_performance(report["performance"])
 
 
 def monitor(
@@ -158,6 +185,8 @@ def monitor(
                 name, window=span, baseline=cast(Baseline, baseline), version=version,
                 label=window,
             )  # fmt: skip
+            # Ground truth beside the drift: realised, estimated and holdout performance.
+            report["performance"] = Performance(store).report(name, window=span, windows=1)
             if output_format == "json":
                 print(json.dumps(report, indent=2))
             else:

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from plinth.errors import ConfigError
 from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
 from plinth.services.monitoring import Baseline, Monitor, MonitorCollector, parse_window
+from plinth.services.performance import Performance
 from plinth.settings import Settings
 from plinth.store import Store
 
@@ -109,5 +110,8 @@ async def monitor_report(
         baseline=cast(Baseline, baseline),  # validated by the report
         version=version,
         label=window,
+    )
+    report["performance"] = await asyncio.to_thread(
+        Performance(store).report, name, window=parse_window(window), windows=1
     )
     return Response(orjson.dumps(report), media_type="application/json")

@@ -38,6 +38,10 @@ def test_monitor_report_counts_traffic_and_drift(client: TestClient) -> None:
     by_feature = {f["feature"]: f["drifted"] for f in report["drift"]["features"]}
     assert by_feature["city"] is True
     assert "city" in report["histograms"]
+    # Ground truth sits beside drift: 80 answered predictions, none labelled yet.
+    (entry,) = report["performance"]["windows"][-1]["versions"]
+    assert (entry["version"], entry["predictions"], entry["labelled"]) == (1, 80, 0)
+    assert entry["holdout"]["accuracy"] > 0.5
 
 
 def test_monitor_report_without_traffic(client: TestClient) -> None:
