@@ -126,10 +126,9 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     ) -> None:
         """Import ground-truth labels; a later label for a prediction replaces the earlier."""
         items = _label_items(read_table(labels), name)
-        _, store = _store(home).__enter__()
         failures: list[ItemOutcome] = []
         stored = replaced = 0
-        try:
+        with _store(home) as (_, store):
             service = Feedback(store)
             with Progress(
                 "[progress.description]{task.description}",
@@ -149,8 +148,6 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                             outcome.index += start
                             failures.append(outcome)
                     progress.advance(task, len(chunk))
-        finally:
-            store.close()
         console.print(
             f"[green]stored[/] {stored} new and {replaced} replaced labels for {name}; "
             f"{len(failures)} failed",
