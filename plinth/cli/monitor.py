@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -17,7 +16,8 @@ import typer
 from rich.table import Table
 
 from plinth.cli.common import console, open_settings
-from plinth.errors import ConfigError, RequestError
+from plinth.config import read_plinth_toml
+from plinth.errors import RequestError
 from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
 from plinth.services.monitoring import Baseline, Monitor, parse_window
 from plinth.services.performance import Performance
@@ -26,16 +26,7 @@ from plinth.store import Store
 
 
 def _policy(path: Path) -> MonitorPolicy:
-    if not path.is_file():
-        return MonitorPolicy()
-    try:
-        return MonitorPolicy.from_mapping(tomllib.loads(path.read_text(encoding="utf-8")))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"Cannot read {path}: {exc}.",
-            code="config.monitoring",
-            hint="Fix the TOML syntax, or point PLINTH_MONITORING_FILE at another file.",
-        ) from exc
+    return MonitorPolicy.from_mapping(read_plinth_toml(path))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

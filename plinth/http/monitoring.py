@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +18,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from plinth.errors import ConfigError
+from plinth.config import read_plinth_toml
 from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
 from plinth.services.monitoring import Baseline, Monitor, MonitorCollector, parse_window
 from plinth.services.performance import Performance
@@ -33,17 +32,7 @@ router = APIRouter(tags=["monitoring"])
 
 def read_policy(path: Path) -> MonitorPolicy:
     """Alert rules from plinth.toml; the defaults when the file does not exist."""
-    if not path.is_file():
-        return MonitorPolicy()
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(
-            f"Cannot read {path}: {exc}.",
-            code="config.monitoring",
-            hint="Fix the TOML syntax, or point PLINTH_MONITORING_FILE at another file.",
-        ) from exc
-    return MonitorPolicy.from_mapping(document)
+    return MonitorPolicy.from_mapping(read_plinth_toml(path))
 
 
 @dataclass

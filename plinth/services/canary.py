@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from plinth.config import read_plinth_toml
 from plinth.core.canary import (
     ArmEvidence,
     CanaryPolicy,
@@ -89,17 +89,7 @@ class CanaryPolicies:
 
 def read_canary_policies(path: Path) -> CanaryPolicies:
     """Canary policies from plinth.toml; the defaults when the file does not exist."""
-    if not path.is_file():
-        return CanaryPolicies()
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(
-            f"Cannot read {path}: {exc}.",
-            code="config.canary",
-            hint="Fix the TOML syntax, or point PLINTH_MONITORING_FILE at another file.",
-        ) from exc
-    return CanaryPolicies.from_mapping(document)
+    return CanaryPolicies.from_mapping(read_plinth_toml(path))
 
 
 # ---------------------------------------------------------------------- one analysis

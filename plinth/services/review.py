@@ -24,7 +24,6 @@ import math
 import queue
 import secrets
 import threading
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import pandas as pd
 from prometheus_client import Gauge
 from ulid import ULID
 
+from plinth.config import read_plinth_toml
 from plinth.core.attribution import shapley_sampling
 from plinth.core.estimation import PerformanceEstimator
 from plinth.core.neighbours import NeighbourIndex
@@ -112,17 +112,7 @@ def policy_source(settings: Settings) -> Callable[[str], ReviewPolicy | None]:
 
 
 def _toml_models(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.is_file():
-        return {}
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc}",
-            code="config.plinth_toml",
-            hint="Fix the TOML syntax; see docs/feedback-and-review.md for the review keys.",
-        ) from exc
-    models = document.get("models", {})
+    models = read_plinth_toml(path).get("models", {})
     return {k: v for k, v in models.items() if isinstance(v, dict)}
 
 
