@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-COVERAGE_FLOOR ?= 85
+COVERAGE_FLOOR ?= 90
 
 .PHONY: install system-deps demo test lint typecheck bench clean
 
