@@ -21,6 +21,6 @@ def test_a_missing_file_means_defaults_and_a_good_one_is_parsed(tmp_path: Path) 
 def test_a_syntax_error_names_the_file_and_how_to_fix_it(tmp_path: Path) -> None:
     path = tmp_path / "plinth.toml"
     path.write_text("[monitoring\nwindow = 5m\n")
-    with pytest.raises(ConfigError, match="plinth.toml") as caught:
+    with pytest.raises(ConfigError, match=r"plinth\.toml") as caught:
         read_plinth_toml(path)
     assert caught.value.code == "config.plinth_toml" and "TOML" in caught.value.hint
