@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -25,6 +24,7 @@ from ulid import ULID
 
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import require_role
+from plinth.http.bodies import json_response, read_json
 from plinth.http.deployments import router as deployments_router
 from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
@@ -43,15 +43,6 @@ from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 
 log = logging.getLogger("plinth.http")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 def error_response(error: PlinthError, request_id: str) -> Response:
@@ -287,29 +278,11 @@ def _render_metrics() -> bytes:
 
 
 async def _read_json(request: Request, settings: Settings) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-        raise _too_large(int(length), settings.max_body_bytes)
-    body = await request.body()
-    if len(body) > settings.max_body_bytes:
-        raise _too_large(len(body), settings.max_body_bytes)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(
-            f"The body is not valid JSON: {exc}.",
-            code="request.malformed_json",
-            status=422,
-            hint='Send a JSON object like {"records": [{"feature": 1.0}]}.',
-        ) from exc
-
-
-def _too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        f"The body is {size} bytes; the limit is {limit}.",
-        code="request.too_large",
-        status=413,
-        hint="Split the records over several requests or use `plinth predict` for files.",
+    return await read_json(
+        request,
+        settings.max_body_bytes,
+        hint='Send a JSON object like {"records": [{"feature": 1.0}]}.',
+        too_large_hint="Split the records over several requests or use `plinth predict` for files.",
     )
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from plinth.errors import RequestError
 from plinth.http.auth import require_role
+from plinth.http.bodies import json_response, read_json
 from plinth.services.feedback import Feedback
 from plinth.services.monitoring import parse_window
 from plinth.services.performance import Performance
@@ -30,35 +30,12 @@ router = APIRouter(tags=["feedback"])
 _HINT = 'Send {"items": [{"prediction_id": "...", "label": ...}]} or one such item.'
 
 
-def json_body(body: Any, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
 async def read_body(request: Request, max_bytes: int, *, optional: bool = False) -> Any:
-    """The JSON body (None for an empty optional one); 413 past ``max_bytes``."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise RequestError(
-            f"The body is {len(body)} bytes; the limit is {max_bytes}.",
-            code="request.too_large",
-            status=413,
-            hint="Send fewer items per request.",
-        )
-    if optional and not body.strip():
-        return None
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(
-            f"The body is not valid JSON: {exc}.",
-            code="request.malformed_json",
-            status=422,
-            hint=_HINT,
-        ) from exc
+    """The JSON body of a feedback or review route (None for an empty optional one)."""
+    return await read_json(
+        request, max_bytes, hint=_HINT, too_large_hint="Send fewer items per request.",
+        optional=optional,
+    )  # fmt: skip
 
 
 def _items(payload: Any, limit: int) -> tuple[list[Any], str | None]:
@@ -115,8 +92,8 @@ async def post_feedback(request: Request) -> Response:
             "message": f"None of the {len(items)} labels could be stored.",
             "hint": "See the error of each item.",
         }
-        return json_body(body, 422)
-    return json_body(body)
+        return json_response(body, 422)
+    return json_response(body)
 
 
 @router.get(
@@ -153,4 +130,4 @@ async def get_performance(
         end=until,
     )
     report["window"] = window
-    return json_body(report)
+    return json_response(report)

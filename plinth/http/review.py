@@ -31,7 +31,8 @@ from fastapi.responses import Response
 from plinth.core.review import ReviewPolicy
 from plinth.errors import RequestError
 from plinth.http.auth import Auth, require_role
-from plinth.http.feedback import json_body, read_body
+from plinth.http.bodies import json_response
+from plinth.http.feedback import read_body
 from plinth.services.background import in_thread
 from plinth.services.feedback import Feedback
 from plinth.services.monitoring import parse_window
@@ -114,7 +115,7 @@ async def list_items(
     """Review items, oldest first (``status`` pending, claimed or resolved)."""
     queue: ReviewQueue = request.app.state.review
     items = await asyncio.to_thread(queue.list_items, model=model, status=status, limit=limit)
-    return json_body({"items": items})
+    return json_response({"items": items})
 
 
 @router.get("/v1/review/metrics")
@@ -123,14 +124,14 @@ async def queue_metrics(request: Request, model: str | None = None) -> Response:
     queue: ReviewQueue = request.app.state.review
     views = await asyncio.to_thread(queue.numbers, model)
     queue.publish(views)
-    return json_body({"models": [v.to_dict() for v in views]})
+    return json_response({"models": [v.to_dict() for v in views]})
 
 
 @router.get("/v1/review/{review_id}")
 async def show_item(review_id: str, request: Request) -> Response:
     """One item with its prediction and context."""
     queue: ReviewQueue = request.app.state.review
-    return json_body(await asyncio.to_thread(queue.show, review_id))
+    return json_response(await asyncio.to_thread(queue.show, review_id))
 
 
 @router.post("/v1/review/{review_id}/claim")
@@ -139,7 +140,7 @@ async def claim_item(review_id: str, request: Request) -> Response:
     settings: Settings = request.app.state.feedback_settings
     body = await read_body(request, settings.max_body_bytes, optional=True)
     queue: ReviewQueue = request.app.state.review
-    return json_body(await asyncio.to_thread(queue.claim, review_id, _reviewer(request, body)))
+    return json_response(await asyncio.to_thread(queue.claim, review_id, _reviewer(request, body)))
 
 
 @router.post("/v1/review/{review_id}/resolve")
@@ -168,4 +169,4 @@ async def resolve_item(review_id: str, request: Request) -> Response:
         body.get("label"),
         note,
     )
-    return json_body(resolved)
+    return json_response(resolved)
