@@ -249,16 +249,8 @@ class Deployments:
         known = self._known_versions(name)
 
         def build(latest: RevisionRecord | None) -> NewRevision:
-            _expect(name, latest, expect_revision)
-            base = None if latest is None else DeploymentSpec.from_dict(latest.spec)
-            if base is None or base.canary is None:
-                raise RequestError(
-                    f"{name!r} has no canary to promote.",
-                    code="deploy.no_canary",
-                    status=409,
-                    hint=f"Start one first: plinth deploy {name} VERSION --canary 10",
-                )
-            champion = base.canary.version
+            base, canary = _with_canary(name, latest, expect_revision, "promote")
+            champion = canary.version
             spec = replace(
                 base,
                 champion=champion,
@@ -330,14 +322,7 @@ class Deployments:
         known = self._known_versions(name)
 
         def build(latest: RevisionRecord | None) -> NewRevision:
-            _expect(name, latest, expect_revision)
-            base = None if latest is None else DeploymentSpec.from_dict(latest.spec)
-            if base is None or base.canary is None:
-                raise RequestError(
-                    f"{name!r} has no canary to stop.",
-                    code="deploy.no_canary",
-                    status=409,
-                )
+            base, _ = _with_canary(name, latest, expect_revision, "stop")
             spec = replace(base, canary=None)
             validate(spec, known)
             return self._new(spec, "auto-rollback", reason, who, evidence)
@@ -366,6 +351,22 @@ class Deployments:
             created_at=datetime.now(UTC),
             evidence=evidence,
         )
+
+
+def _with_canary(
+    name: str, latest: RevisionRecord | None, expect_revision: int | None, verb: str
+) -> tuple[DeploymentSpec, Canary]:
+    """The live spec, which must still be the judged revision and have a canary."""
+    _expect(name, latest, expect_revision)
+    base = None if latest is None else DeploymentSpec.from_dict(latest.spec)
+    if base is None or base.canary is None:
+        raise RequestError(
+            f"{name!r} has no canary to {verb}.",
+            code="deploy.no_canary",
+            status=409,
+            hint=f"Start one first: plinth deploy {name} VERSION --canary 10",
+        )
+    return base, base.canary
 
 
 def _expect(name: str, latest: RevisionRecord | None, expected: int | None) -> None:
