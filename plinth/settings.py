@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, description="Longest a request may wait for the model before a 503."
     )
+    worker_start_timeout_s: int = Field(
+        default=120,
+        ge=1,
+        description="With --workers N: how long a worker may take to load and warm its "
+        "models before uvicorn gives up on it (uvicorn's own default, 5 s, restarts a "
+        "worker that is still loading on a busy machine, forever).",
+    )
     sqlite_synchronous: str = Field(
         default="NORMAL",
         description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",

@@ -280,6 +280,7 @@ def serve(
         access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=10,
+        timeout_worker_healthcheck=settings.worker_start_timeout_s,
     )
 
 

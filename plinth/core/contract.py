@@ -208,6 +208,33 @@ class Contract:
             raise _spec_error(None, "a contract must be an object with a 'fields' list")
         return cls([FieldSpec.from_dict(f) for f in d["fields"]])
 
+    def probe_records(self, n: int = 64) -> list[dict[str, Any]]:
+        """``n`` valid records spread over each field's training range (categories in turn).
+
+        Not a sample of the data: a spread of legal values, for checking that two ways of
+        calling a model agree before the cheaper one is trusted with traffic.
+        """
+        columns: dict[str, list[Any]] = {}
+        for k, f in enumerate(self.fields):
+            spread: list[Any]
+            if (
+                f.kind in ("numeric", "integer")
+                and isinstance(f.minimum, int | float)
+                and (isinstance(f.maximum, int | float))
+            ):
+                values = np.linspace(float(f.minimum), float(f.maximum), n)
+                spread = [round(float(v)) if f.kind == "integer" else float(v) for v in values]
+            elif f.kind == "boolean":
+                spread = [i % 2 == 0 for i in range(n)]
+            elif f.kind == "categorical" and f.categories:
+                spread = [f.categories[i % len(f.categories)] for i in range(n)]
+            else:
+                spread = [f.impute] * n
+            # Shuffle each column its own way (seeded): a diagonal would be a narrow probe.
+            order = np.random.default_rng(k).permutation(n)
+            columns[f.name] = [spread[i] for i in order]
+        return [{name: col[i] for name, col in columns.items()} for i in range(n)]
+
     def apply(self, records: Sequence[Any]) -> ContractResult:
         """Check and repair one batch; never raises, whatever the records hold."""
         plans = self._compiled()

@@ -10,25 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 from ulid import ULID
 
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import require_role
-from plinth.http.bodies import json_response, read_json
+from plinth.http.bodies import json_response
 from plinth.http.deployments import router as deployments_router
 from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.monitoring import start_monitoring
+from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
 from plinth.http.review import start_feedback
 from plinth.services.canary import start_canary_analysis, stop_canary_analysis
@@ -55,7 +55,21 @@ def _request_id(request: Request) -> str:
     return request.headers.get("x-request-id") or str(ULID())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class PlinthApp(FastAPI):
+    """FastAPI, except that the predict route is answered before FastAPI's own routing."""
+
+    predict_handler: PredictHandler | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
+            match = PREDICT_PATH.fullmatch(scope["path"])
+            if match is not None:
+                await self.predict_handler(match.group(1), scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> PlinthApp:
     """Build the app; ``plinth serve`` calls this once per worker process."""
     settings = settings or Settings()
 
@@ -112,11 +126,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(store.close)
 
-    app = FastAPI(
+    app = PlinthApp(
         title="Plinth",
         summary="Serve a trained model behind an input contract, log and replay every prediction.",
         version="0.1.0",
         lifespan=lifespan,
+    )
+    app.predict_handler = PredictHandler(
+        app.state,
+        max_body_bytes=settings.max_body_bytes,
+        max_records=settings.max_records_per_request,
     )
 
     @app.exception_handler(PlinthError)
@@ -164,33 +183,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["predict"],
         dependencies=[Depends(require_role("predict"))],
     )
-    async def predict(name: str, request: Request, version: int | None = None) -> Response:
-        """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version."""
-        received = time.perf_counter()
-        request_id = _request_id(request)
-        payload = await _read_json(request, settings)
-        records, key = _parse_predict_body(payload, settings.max_records_per_request)
-        router: Router = app.state.router
-        routed = await router.predict(
-            name, records, request_id=request_id, received=received, key=key, version=version
-        )
-        # Which worker and deployment revision answered: lets operators (and the rollout
-        # tests) see a switch reach every worker.
-        headers = {"x-request-id": request_id, "x-plinth-worker": str(os.getpid())}
-        if routed.revision is not None:
-            headers["x-plinth-revision"] = str(routed.revision)
-        if routed.error is not None:
-            response = error_response(routed.error, request_id)
-            response.headers.update(headers)
-            return response
-        body = {
-            "model": name,
-            "version": routed.version,
-            "route": routed.route,
-            "request_id": request_id,
-            "predictions": routed.answers,
-        }
-        return json_response(body, headers=headers)
+    async def predict(name: str, version: int | None = None) -> Response:
+        """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version.
+
+        Documentation only: ``PlinthApp`` answers this path itself, before FastAPI routes
+        (see ``plinth.http.predict``), so this body never runs.
+        """
+        raise AssertionError("PlinthApp dispatches the predict route")  # pragma: no cover
 
     @app.get("/v1/models", tags=["models"])
     async def list_models(request: Request) -> Response:
@@ -275,66 +274,3 @@ def _render_metrics() -> bytes:
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest()
-
-
-async def _read_json(request: Request, settings: Settings) -> Any:
-    return await read_json(
-        request,
-        settings.max_body_bytes,
-        hint='Send a JSON object like {"records": [{"feature": 1.0}]}.',
-        too_large_hint="Split the records over several requests or use `plinth predict` for files.",
-    )
-
-
-def _parse_predict_body(payload: Any, max_records: int) -> tuple[list[Any], str | None]:
-    hint = 'Send a JSON object like {"records": [{"feature": 1.0}]}.'
-    if not isinstance(payload, dict):
-        raise RequestError(
-            "The body must be a JSON object with a 'records' list.",
-            code="request.invalid_body",
-            status=422,
-            hint=hint,
-        )
-    problems: list[Problem] = []
-    records = payload.get("records")
-    key = payload.get("key")
-    if records is None:
-        problems.append(Problem("request.missing_records", "'records' is missing", hint, "records"))
-    elif not isinstance(records, list):
-        problems.append(
-            Problem("request.invalid_records", "'records' must be a list", hint, "records")
-        )
-    elif not records:
-        problems.append(
-            Problem("request.empty_records", "'records' is empty", "Send 1 or more.", "records")
-        )
-    if key is not None and not isinstance(key, str | int):
-        problems.append(
-            Problem("request.invalid_key", "'key' must be a string", "Send a string.", "key")
-        )
-    unknown = sorted(set(payload) - {"records", "key"})
-    if unknown:
-        problems.append(
-            Problem(
-                "request.unknown_field",
-                f"unknown top-level field(s): {', '.join(unknown)}",
-                "Put features inside each record; only 'records' and 'key' are read.",
-            )
-        )
-    if problems:
-        raise RequestError(
-            "The request body is malformed.",
-            code="request.invalid_body",
-            status=422,
-            hint=hint,
-            problems=problems,
-        )
-    assert isinstance(records, list)
-    if len(records) > max_records:
-        raise RequestError(
-            f"{len(records)} records in one request; the limit is {max_records}.",
-            code="request.too_many_records",
-            status=413,
-            hint="Split the records over several requests or use `plinth predict` for files.",
-        )
-    return records, None if key is None else str(key)

@@ -45,10 +45,17 @@ class Auth:
 
     async def role(self, request: Request) -> str | None:
         """The caller's role; None while auth is off. Raises 401 for a bad token."""
+        role, name = await self.role_of(request.headers.get("authorization", ""))
+        if name is not None:
+            request.state.token_name = name
+        return role
+
+    async def role_of(self, header: str) -> tuple[str | None, str | None]:
+        """(role, token name) for an ``Authorization`` header; (None, None) while auth is
+        off. Raises 401 for a missing or unknown token."""
         table = await self.table()
         if not table:
-            return None
-        header = request.headers.get("authorization", "")
+            return None, None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(
@@ -66,9 +73,7 @@ class Auth:
                 status=401,
                 hint="Ask an admin for a token: `plinth tokens create --role ...`.",
             )
-        role, name = entry
-        request.state.token_name = name
-        return role
+        return entry
 
 
 def require_role(*roles: str) -> Callable[[Request], Awaitable[str | None]]:
@@ -82,13 +87,18 @@ def require_role(*roles: str) -> Callable[[Request], Awaitable[str | None]]:
         if auth is None:
             return None
         role = await auth.role(request)
-        if role is not None and role not in allowed:
-            raise AuthError(
-                f"A {role} token may not use this route.",
-                code="auth.forbidden",
-                status=403,
-                hint=f"This route needs one of the roles: {', '.join(sorted(allowed))}.",
-            )
+        check_role(role, allowed)
         return role
 
     return dependency
+
+
+def check_role(role: str | None, allowed: frozenset[str]) -> None:
+    """403 unless ``role`` is one of ``allowed`` (None means auth is off: anyone may)."""
+    if role is not None and role not in allowed:
+        raise AuthError(
+            f"A {role} token may not use this route.",
+            code="auth.forbidden",
+            status=403,
+            hint=f"This route needs one of the roles: {', '.join(sorted(allowed))}.",
+        )

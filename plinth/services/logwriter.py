@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from plinth.errors import PlinthError, StoreError
 from plinth.services import telemetry
 from plinth.store import PredictionRecord, Store
+from plinth.store.prediction_log import PredictionAppender
 
 _STOP = object()
 
@@ -58,6 +59,14 @@ class LogWriter:
             self._started = False
 
     def _run(self) -> None:
+        # The log's own connection lives and dies on this thread.
+        appender = self.store.prediction_appender()
+        try:
+            self._loop(appender)
+        finally:
+            appender.close()
+
+    def _loop(self, appender: PredictionAppender) -> None:
         stopping = False
         while not stopping:
             item = self._queue.get()
@@ -75,14 +84,18 @@ class LogWriter:
                     break
                 group.append(nxt)
                 count += len(nxt[0])  # type: ignore[index]
-            self._commit(group)  # type: ignore[arg-type]
+            self._commit(group, appender)  # type: ignore[arg-type]
 
-    def _commit(self, group: list[tuple[list[PredictionRecord], Future[None]]]) -> None:
+    def _commit(
+        self,
+        group: list[tuple[list[PredictionRecord], Future[None]]],
+        appender: PredictionAppender,
+    ) -> None:
         rows = [row for batch, _ in group for row in batch]
         started = time.perf_counter()
         error: PlinthError | None = None
         try:
-            self.store.insert_predictions(rows)
+            appender.append(rows)
         except PlinthError as exc:
             error = exc
         except Exception as exc:  # never let the writer thread die

@@ -237,6 +237,23 @@ def _notify(
             log.exception("batch observer %r failed", observer)
 
 
+def prepare(model: ServedModel) -> bool:
+    """Let the flavor pick its cheapest exact way of calling the model, once per load.
+
+    The flavor checks the cheaper call against the usual one on records spread over the
+    contract's ranges and keeps it only if every answer is identical, so serving, replay
+    and batch scoring agree whichever way they call. True when the cheaper way is in use.
+    """
+    probe = model.contract.apply(model.contract.probe_records())
+    if len(probe.valid) < len(probe.problems):  # a hand-edited contract: keep it simple
+        return False
+    try:
+        return model.flavor.serve_faster(probe.frame)
+    except Exception:  # pragma: no cover - serve_faster refuses rather than raises
+        log.warning("could not prepare %s:%s", model.name, model.version, exc_info=True)
+        return False
+
+
 def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions and (for classifiers) probabilities, the way serving and replay both do it."""
     if model.output.task == "classification" and model.flavor.has_proba:

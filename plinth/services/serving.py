@@ -22,7 +22,7 @@ from plinth.services import monitoring, telemetry
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry, ServedModel
 from plinth.services.review import ReviewWriter
-from plinth.services.scoring import BatchObserver, Job, JobResult, score
+from plinth.services.scoring import BatchObserver, Job, JobResult, prepare, score
 from plinth.store import Store
 
 
@@ -239,6 +239,7 @@ class ModelPool:
             key = (name, record.version)
             if key not in self._batchers:
                 model = await asyncio.to_thread(self.registry.load, record)
+                await asyncio.to_thread(prepare, model)
                 if self.review_policy is not None:
                     model.review = self.review_policy(name)
                 batcher = Batcher(

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 
 from plinth.errors import ConfigError, NotFoundError, PlinthError, StoreError
 from plinth.store import migrations
+from plinth.store.prediction_log import PredictionAppender, RowBuilder
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
 from plinth.store.schema import model_versions, models, predictions
 
@@ -68,6 +69,7 @@ class Store:
         # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
         # ignores the option.
         self._writer = self._engine.execution_options(**{_WRITE: True})
+        self._log_rows = RowBuilder(self._engine.dialect, _dumps, _invalid_value)
         _dispose_after_fork(self._engine)
         if migrate:
             try:
@@ -272,27 +274,14 @@ class Store:
         """Write a batch in one transaction: the group commit, one fsync for many replies."""
         if not rows:
             return
-        params = [
-            {
-                "id": r.id,
-                "ts": r.ts,
-                "model": r.model,
-                "version": r.version,
-                "sha256": r.sha256,
-                "route": r.route,
-                "request_id": r.request_id,
-                "key": r.key,
-                "input": r.input,
-                "features": r.features,
-                "output": r.output,
-                "confidence": r.confidence,
-                "latency_ms": r.latency_ms,
-                "warnings": r.warnings,
-            }
-            for r in rows
-        ]
+        params = self._log_rows.rows(rows)
         with self._write() as conn:
-            conn.execute(predictions.insert(), params)
+            conn.exec_driver_sql(self._log_rows.sql, params)
+
+    def prediction_appender(self) -> PredictionAppender:
+        """A dedicated log connection for the log writer's thread (see prediction_log)."""
+        self._check_open()
+        return PredictionAppender(self._engine, self._log_rows, self._database_error)
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord:
         """One logged prediction by id, for replay and audit."""

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from plinth.settings import Settings
 from tests.support import churn_record
 
 
@@ -153,3 +154,49 @@ def test_readiness_reports_loaded_models(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["loaded"] == ["broken:1", "churn:1", "strict:1"]
+
+
+def test_predict_answers_carry_request_and_worker_headers(client: TestClient) -> None:
+    reply = client.post(
+        "/v1/models/churn/predict",
+        json={"records": [churn_record()]},
+        headers={"x-request-id": "req-42"},
+    )
+    assert reply.status_code == 200
+    assert reply.headers["x-request-id"] == "req-42" and reply.json()["request_id"] == "req-42"
+    assert reply.headers["x-plinth-worker"].isdigit()
+    assert reply.headers["content-type"] == "application/json"
+    failed = client.post("/v1/models/churn/predict", content=b"{", headers={"x-request-id": "r7"})
+    assert failed.headers["x-request-id"] == "r7"
+    assert failed.json()["error"]["request_id"] == "r7"
+
+
+def test_a_bad_version_parameter_names_the_field(client: TestClient) -> None:
+    bad = client.post("/v1/models/churn/predict?version=x", json={"records": [churn_record()]})
+    (problem,) = bad.json()["error"]["problems"]
+    assert problem["code"] == "request.invalid_parameter" and problem["field"] == "query.version"
+    other = client.post("/v1/models/churn/predict?debug=1", json={"records": [churn_record()]})
+    assert other.status_code == 200  # unknown query parameters are ignored
+
+
+def test_oversized_bodies_are_refused_declared_or_streamed(
+    client: TestClient, settings: Settings
+) -> None:
+    limit = settings.max_body_bytes
+    declared = client.post(
+        "/v1/models/churn/predict",
+        content=b"{}",
+        headers={"content-length": str(limit + 1)},
+    )
+    assert declared.status_code == 413
+    assert declared.json()["error"]["code"] == "request.too_large"
+
+    def chunks() -> Any:
+        yield b'{"records": ['
+        for _ in range(limit // 1000 + 1):
+            yield b" " * 1000
+        yield b"]}"
+
+    streamed = client.post("/v1/models/churn/predict", content=chunks())
+    assert streamed.status_code == 413
+    assert streamed.json()["error"]["code"] == "request.too_large"
