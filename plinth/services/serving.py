@@ -53,6 +53,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0  # enqueued and not yet answered: retiring waits for zero
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     @property
     def inflight(self) -> int:
@@ -172,24 +173,39 @@ class Batcher:
     def _resolve(
         self, batch: list[_Pending], results: list[JobResult], store_error: PlinthError | None
     ) -> None:
-        name, version = self.model.name, str(self.model.version)
         now = time.perf_counter()
         for pending, result in zip(batch, results, strict=True):
             if store_error is not None and result.error is None:
                 result = JobResult(error=store_error)
-            outcome = "ok" if result.error is None else result.error.code
-            telemetry.REQUESTS.labels(name, version, pending.job.route, outcome).inc()
-            if result.error is None:
-                telemetry.RECORDS.labels(name, version, pending.job.route).inc(len(result.answers))
-                telemetry.REQUEST_SECONDS.labels(name).observe(now - pending.job.received)
-            elif result.error.code.startswith("contract."):
-                for p in result.error.problems:
-                    telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
-            elif result.error.code.startswith("model."):
-                telemetry.MODEL_ERRORS.labels(name, version, result.error.code).inc()
-            monitoring.observe_reply(self.observers, self.model, result, now - pending.job.received)
+            self._count(pending.job, result, now - pending.job.received)
             if not pending.reply.done():
                 pending.reply.set_result(result)
+
+    def _count(self, job: Job, result: JobResult, seconds: float) -> None:
+        name, version = self.model.name, str(self.model.version)
+        error = result.error
+        outcome = "ok" if error is None else error.code
+        # Label lookups cost more than the increments: the children are kept per route.
+        key = (job.route, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                telemetry.REQUESTS.labels(name, version, job.route, outcome),
+                telemetry.RECORDS.labels(name, version, job.route),
+                telemetry.REQUEST_SECONDS.labels(name),
+            )
+            self._children[key] = children
+        requests, records, latency = children
+        requests.inc()
+        if error is None:
+            records.inc(len(result.answers))
+            latency.observe(seconds)
+        elif error.code.startswith("contract."):
+            for p in error.problems:
+                telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
+        elif error.code.startswith("model."):
+            telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
+        monitoring.observe_reply(self.observers, self.model, result, seconds)
 
 
 class ModelPool:
