@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from plinth.errors import PlinthError, RequestError
 from plinth.services.registry import Registry
@@ -45,6 +47,8 @@ def handle_errors(func: F) -> F:
                 field = f"{problem.field}: " if problem.field else ""
                 line = f"  - {where}{field}{problem.message} [{problem.code}]"
                 err_console.print(escape(line), highlight=False)
+                if problem.hint and problem.hint != exc.hint:
+                    err_console.print(f"    [dim]{escape(problem.hint)}[/]", highlight=False)
             if len(exc.problems) > 50:
                 err_console.print(f"  … and {len(exc.problems) - 50} more")
             if exc.hint:
@@ -52,6 +56,21 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A Rich bar on stderr (stdout stays clean for the command's output); yields
+    ``advance(n)``. One look for every long-running command."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 def open_settings(home: Path | None) -> Settings:

@@ -17,11 +17,10 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from plinth.cli.common import HomeOption, console, open_settings, progress_bar
 from plinth.errors import RequestError
 from plinth.services.datasets import read_table
 from plinth.services.feedback import Feedback, ItemOutcome
@@ -31,13 +30,6 @@ from plinth.services.review import ReviewQueue, Tokens
 from plinth.settings import Settings
 from plinth.store import Store
 
-console = Console()
-err_console = Console(stderr=True)
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CHUNK_ROWS = 1000
 
@@ -47,9 +39,7 @@ tokens_app = typer.Typer(help="API tokens and their roles (predict, reviewer, ad
 
 @contextmanager
 def _store(home: Path | None) -> Iterator[tuple[Settings, Store]]:
-    settings = Settings()
-    if home is not None:
-        settings = settings.model_copy(update={"home": home})
+    settings = open_settings(home)
     store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
     try:
         yield settings, store
@@ -65,17 +55,19 @@ def _queue(settings: Settings, store: Store) -> ReviewQueue:
     )
 
 
-def _label_items(frame: pd.DataFrame, name: str) -> list[dict[str, Any]]:
+def _label_items(frame: pd.DataFrame, name: str, label: str = "label") -> list[dict[str, Any]]:
     by = [c for c in ("prediction_id", "key") if c in frame.columns]
-    if len(by) != 1 or "label" not in frame.columns:
+    if len(by) != 1 or label not in frame.columns:
         raise RequestError(
             f"The labels file has columns {list(frame.columns)[:10]}.",
             code="cli.invalid_labels_file",
-            hint="Give a label column and one of prediction_id or key (time is optional).",
+            hint=f"Give a {label!r} column (or name yours with --label-column) and one of "
+            "prediction_id or key (time and source are optional).",
         )
     extra = [c for c in ("time", "source") if c in frame.columns]
     items = []
-    for record in frame[[by[0], "label", *extra]].astype(object).to_dict(orient="records"):
+    columns = frame[[by[0], label, *extra]].rename(columns={label: "label"})
+    for record in columns.astype(object).to_dict(orient="records"):
         item = {k: v for k, v in record.items() if not _missing(v)}
         item.setdefault("label", None)
         if by[0] == "key":
@@ -122,22 +114,22 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
             Path, typer.Option("--labels", help="CSV/Parquet: prediction_id|key, label[, time].")
         ],
         source: Annotated[str, typer.Option(help="Where the labels come from.")] = "caller",
+        label_column: Annotated[
+            str,
+            typer.Option(
+                help="The column holding the labels, e.g. the target column of a "
+                "file scored with plinth predict."
+            ),
+        ] = "label",
         home: HomeOption = None,
     ) -> None:
         """Import ground-truth labels; a later label for a prediction replaces the earlier."""
-        items = _label_items(read_table(labels), name)
+        items = _label_items(read_table(labels), name, label_column)
         failures: list[ItemOutcome] = []
         stored = replaced = 0
         with _store(home) as (_, store):
             service = Feedback(store)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err_console,
-            ) as progress:
-                task = progress.add_task(f"labels for {name}", total=len(items))
+            with progress_bar(f"labels for {name}", len(items)) as advance:
                 for start in range(0, len(items), CHUNK_ROWS):
                     chunk = items[start : start + CHUNK_ROWS]
                     result = service.ingest(chunk, model=name, source=source)
@@ -147,7 +139,7 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                         if not outcome.ok:
                             outcome.index += start
                             failures.append(outcome)
-                    progress.advance(task, len(chunk))
+                    advance(len(chunk))
         console.print(
             f"[green]stored[/] {stored} new and {replaced} replaced labels for {name}; "
             f"{len(failures)} failed",
@@ -233,8 +225,10 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
             print(json.dumps(items, indent=2))
             return
         table = Table(title=f"review items ({status})")
-        for column in ("id", "model", "created", "gate score", "status", "who"):
-            table.add_column(column)
+        # The id is what a reviewer copies into `review show`: never cut it short.
+        table.add_column("id", no_wrap=True, min_width=26)
+        for column in ("model", "created (UTC)", "gate score", "status", "who"):
+            table.add_column(column, overflow="fold")
         for item in items:
             score = item["gate"]["score"]
             table.add_row(
@@ -361,6 +355,17 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     app.add_typer(tokens_app, name="tokens")
 
 
+SHOWN_DRIVERS = 3
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
 def _print_item(item: dict[str, Any]) -> None:
     gate = item["gate"]
     console.print(
@@ -390,13 +395,32 @@ def _print_item(item: dict[str, Any]) -> None:
         console.print(drivers)
     neighbours = context.get("neighbours")
     if neighbours:
+        # Beside each case, its values of the features that drove this prediction most.
+        decisive = [t["feature"] for t in (attribution or {}).get("top", [])[:SHOWN_DRIVERS]]
         similar = Table(title="most similar cases")
-        for column in ("from", "id", "distance", "label"):
-            similar.add_column(column)
+        for column in ("from", "id", "distance", "label", *decisive):
+            similar.add_column(column, overflow="fold")
+        inputs_row = item.get("features") or item.get("input") or {}
+        similar.add_row(
+            "[bold]this case[/]", "", "", "", *(_value(inputs_row.get(f)) for f in decisive)
+        )
         for n in neighbours["training"]:
-            similar.add_row("training", str(n["row"]), f"{n['distance']:.3f}", repr(n["label"]))
+            values = n.get("features") or {}
+            similar.add_row(
+                "training",
+                str(n["row"]),
+                f"{n['distance']:.3f}",
+                repr(n["label"]),
+                *(_value(values.get(f)) for f in decisive),
+            )
         for n in neighbours["reviews"]:
-            similar.add_row("review", n["review_id"], f"{n['distance']:.3f}", repr(n["label"]))
+            similar.add_row(
+                "review",
+                n["review_id"],
+                f"{n['distance']:.3f}",
+                repr(n["label"]),
+                *("" for _ in decisive),
+            )
         console.print(similar)
     if not context:
         console.print("[dim]context not computed yet[/]")

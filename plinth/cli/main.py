@@ -9,23 +9,23 @@ import json
 import os
 import re
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from plinth.cli import feedback, rollout
 from plinth.cli.common import (
     HomeOption,
     console,
-    err_console,
     handle_errors,
     open_all,
     open_settings,
     parse_ref,
+    progress_bar,
 )
 from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
@@ -34,6 +34,7 @@ from plinth.services.batch import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
 from plinth.services.logwriter import LogWriter
 from plinth.services.replay import replay as replay_prediction
+from plinth.services.review import ReviewWriter, policy_source
 from plinth.services.views import version_view
 from plinth.store import Store
 
@@ -294,39 +295,70 @@ def predict(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the scored table.")
     ],
+    review_below: Annotated[
+        float | None,
+        typer.Option(
+            help="Send rows below this confidence to human review [default: the review "
+            "policy plinth serve uses: plinth.toml, then PLINTH_REVIEW_BELOW]."
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Score a file through the same contract and log as online traffic."""
+    """Score a file through the same contract, log and review gate as online traffic.
+
+    Rows under the model's review gate become review items, like unsure online answers;
+    the output then has review_id and review_status columns.
+    """
     model_name, version = _parse_ref(name)
     frame = read_table(input)
-    _, store, registry = _open(home)
+    settings, store, registry = _open(home)
+    if review_below is not None:
+        settings = settings.model_copy(update={"review_below": review_below})
     writer = LogWriter(store)
     writer.start()
+    reviews = ReviewWriter(store, with_context=settings.review_context)
+    reviews.start()
     try:
         model = registry.load(store.get_version(model_name, version))
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-        ) as progress:
-            task = progress.add_task(f"scoring {model.name}:{model.version}", total=len(frame))
+        model.review = policy_source(settings)(model.name)
+        with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
             scored, summary = score_frame(
-                model, frame, writer, on_progress=lambda n: progress.advance(task, n)
+                model, frame, writer, reviews=reviews, on_progress=advance
             )
         write_table(scored, output)
+        if summary.reviewed and settings.review_context:
+            _wait_for_review_context(reviews, summary.reviewed)
     finally:
+        reviews.close()
         writer.close()
         store.close()
+    gate = ""
+    if model.review is not None:
+        gate = f", {summary.reviewed} sent to review"
     console.print(
         f"[green]scored[/] {summary.scored}/{summary.rows} rows with "
         f"{model.name}:{model.version} → {output} "
-        f"({summary.warned} with warnings, {summary.failed} failed)",
+        f"({summary.warned} with warnings, {summary.failed} failed{gate})",
         highlight=False,
     )
+    if summary.reviewed:
+        console.print(f"review them with: plinth review list --model {model.name}", highlight=False)
     if summary.failed:
         raise typer.Exit(1 if summary.scored == 0 else 0)
+
+
+def _wait_for_review_context(reviews: ReviewWriter, items: int) -> None:
+    """The reviewer's context (attribution, similar cases) is computed after the items are
+    stored; wait for it here, or the process would exit before it is attached."""
+    with progress_bar("reviewer context", items) as advance:
+        done = 0
+        while True:
+            now_done = items - reviews.pending_contexts()
+            advance(now_done - done)
+            done = now_done
+            if done >= items:
+                return
+            time.sleep(0.1)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli.canary import canary_flags, register_canary, show_decisions
+from plinth.cli.canary import register_canary, show_decisions
 from plinth.services.deployments import Deployments, Revision, parse_fallback
 from plinth.settings import Settings
 from plinth.store import Store
@@ -104,15 +104,11 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         reason: ReasonOption = "",
         home: HomeOption = None,
     ) -> None:
-        """Deploy VERSION as champion, or with --canary PCT as the canary."""
-        analysis = canary_flags(
-            auto=auto,
-            min_requests=min_requests,
-            min_duration_s=min_duration,
-            max_error_rate_increase=max_error_rate,
-            max_p95_increase=max_p95_increase,
-            max_output_distance=max_output_distance,
-        )
+        """Deploy VERSION as champion, or with --canary PCT as the canary.
+
+        Every problem (unknown versions, a bad fallback chain, canary-analysis settings out
+        of range) is listed at once, with a hint each; nothing is changed.
+        """
         with _deployments(home) as service:
             revision = service.deploy(
                 name,
@@ -121,7 +117,14 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                 shadows=shadow,
                 fallback=None if fallback is None else parse_fallback(fallback),
                 deadline_ms=deadline_ms,
-                analysis=analysis,
+                canary_settings={
+                    "auto": auto,
+                    "min_requests": min_requests,
+                    "min_duration": min_duration,
+                    "max_error_rate": max_error_rate,
+                    "max_p95_increase": max_p95_increase,
+                    "max_output_distance": max_output_distance,
+                },
                 reason=reason,
             )
         _done("deployed", revision)

@@ -3,8 +3,8 @@
 A reviewer looking at one uncertain prediction decides better when shown the nearest
 training rows and resolved reviews with their labels. The index is built at registration
 from a seeded sample of the training table (at most ``max_rows`` rows, so it is small enough
-to store as JSON with the version and to search by brute force), and grows as reviews are
-resolved.
+to store as one JSON artifact beside the version and to search by brute force), and grows as
+reviews are resolved.
 
 Distance is Gower-like, a mean over features of one contribution each:
 
@@ -208,6 +208,24 @@ class NeighbourIndex:
             self.ids_ = [self.ids_[i] for i in keep.tolist()]
             self.labels_ = [self.labels_[i] for i in keep.tolist()]
             self.added_ = self.added_[keep]
+
+    def copy(self) -> NeighbourIndex:
+        """An independent copy: ``add`` on it leaves this index unchanged (a cached index
+        stays the training sample while each query adds the resolved reviews)."""
+        self._check_fitted()
+        twin = NeighbourIndex(max_rows=self.max_rows, seed=self.seed)
+        twin._kinds = dict(self._kinds)
+        twin.numeric_columns_ = list(self.numeric_columns_)
+        twin.categorical_columns_ = list(self.categorical_columns_)
+        twin.center_ = self.center_.copy()
+        twin.scale_ = self.scale_.copy()
+        twin.vocabulary_ = [list(v) for v in self.vocabulary_]
+        twin.numeric_ = self.numeric_.copy()
+        twin.codes_ = self.codes_.copy()
+        twin.ids_ = list(self.ids_)
+        twin.labels_ = list(self.labels_)
+        twin.added_ = self.added_.copy()
+        return twin
 
     # ------------------------------------------------------------------ searching
 

@@ -183,20 +183,40 @@ class OutOfDistribution:
 
     def fit(self, frame: pd.DataFrame, kinds: Mapping[str, str]) -> Self:
         """Index a seeded sample of ``frame`` and score each sampled row against the rest."""
-        if self.k < 1:
-            raise _invalid(f"k={self.k} must be >= 1.", "Use k=5.", code="review.invalid_input")
-        self.index_ = NeighbourIndex(max_rows=self.max_rows, seed=self.seed).fit(frame, kinds)
-        n = self.index_.n_rows_
+        self._check_k()
+        return self.fit_index(
+            NeighbourIndex(max_rows=self.max_rows, seed=self.seed).fit(frame, kinds)
+        )
+
+    def fit_index(self, index: NeighbourIndex) -> Self:
+        """Score the rows of an already fitted index (its training sample) against each
+        other, so the review context's neighbour index doubles as the OOD reference and
+        registration stores one sample, not two. The index is used, not copied: do not
+        ``add`` to it afterwards."""
+        self._check_k()
+        n = index.n_rows_
         if n < 2:
             raise _invalid(
                 "Need at least two training rows to score strangeness.",
                 "Fit on the training table.",
                 code="review.invalid_input",
             )
-        own = self.index_.stored_distances()
+        if bool(np.any(index.added_)):
+            raise _invalid(
+                "The index holds added cases (resolved reviews), not only training rows.",
+                "Fit the reference on a freshly fitted index.",
+                code="review.invalid_input",
+            )
+        own = index.stored_distances()
         np.fill_diagonal(own, np.inf)  # leave one out: a row is not its own neighbour
+        self.max_rows, self.seed = index.max_rows, index.seed  # describe the sample used
+        self.index_ = index
         self.reference_ = np.sort(_mean_k_smallest(own, min(self.k, n - 1)))
         return self
+
+    def _check_k(self) -> None:
+        if self.k < 1:
+            raise _invalid(f"k={self.k} must be >= 1.", "Use k=5.", code="review.invalid_input")
 
     def raw_score(self, rows: pd.DataFrame) -> np.ndarray:
         """Mean distance to the ``k`` nearest training rows (in robust-IQR units)."""
@@ -214,21 +234,36 @@ class OutOfDistribution:
         raw = self.raw_score(rows)
         return np.searchsorted(self.reference_, raw, side="right") / self.reference_.size
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_index: bool = True) -> dict[str, Any]:
+        """JSON-ready; ``with_index=False`` leaves the index out when it is stored
+        elsewhere (registration keeps it once, as the review context's neighbour index)."""
         if not hasattr(self, "reference_"):
             self.raw_score(pd.DataFrame())  # raises core.not_fitted
-        return {
+        document: dict[str, Any] = {
             "k": self.k,
             "max_rows": self.max_rows,
             "seed": self.seed,
-            "index": self.index_.to_dict(),
             "reference": self.reference_.tolist(),
         }
+        if with_index:
+            document["index"] = self.index_.to_dict()
+        return document
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OutOfDistribution:
+    def from_dict(
+        cls, data: Mapping[str, Any], index: NeighbourIndex | None = None
+    ) -> OutOfDistribution:
+        """The scorer back from ``to_dict``; pass ``index`` when it was stored apart."""
         scorer = cls(k=int(data["k"]), max_rows=int(data["max_rows"]), seed=int(data["seed"]))
-        scorer.index_ = NeighbourIndex.from_dict(data["index"])
+        if index is None:
+            if "index" not in data:
+                raise _invalid(
+                    "This OOD document was stored without its neighbour index.",
+                    "Pass the index it was fitted on: OutOfDistribution.from_dict(doc, index).",
+                    code="review.invalid_input",
+                )
+            index = NeighbourIndex.from_dict(data["index"])
+        scorer.index_ = index
         scorer.reference_ = np.asarray(data["reference"], dtype=np.float64)
         return scorer
 

@@ -8,6 +8,7 @@ status and JSON body; anything else becomes a 500 with a request id and never a 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -115,9 +116,15 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
         await router.start()
         app.state.router = router
         canary = start_canary_analysis(store, settings)  # one analyzer across workers (lease)
+        # Everything loaded so far (libraries, models) lives as long as the process: move it
+        # out of the collector's sight, so a full collection under load walks only what
+        # requests allocate (shorter GC pauses, a steadier p99).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()  # an app built and stopped in a longer process must not leak
             await stop_canary_analysis(canary)
             await router.close()
             await pool.close()

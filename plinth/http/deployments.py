@@ -2,11 +2,17 @@
 
 Each change is written to the store and this worker applies it at once; the other workers
 (and replicas) pick it up from the store's change counter within a poll interval.
+
+``POST /v1/deployments/{name}`` takes what ``plinth deploy`` takes, by the same names, and
+checks it the same way: a bad body gets one 422 (``deploy.invalid``) listing every problem
+— wrong types, unknown fields, canary-analysis settings out of range, versions that do not
+exist, a bad fallback chain — each with a code and a hint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import orjson
@@ -14,22 +20,150 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from plinth.services.deployments import Deployments, parse_fallback
+from plinth.errors import Problem, RequestError
+from plinth.http.bodies import read_json
+from plinth.services.deployments import (
+    CANARY_SETTINGS,
+    Deployments,
+    canary_policy,
+    parse_fallback,
+)
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["deployments"])
 
 
-class DeployBody(BaseModel):
-    """``plinth deploy`` as JSON; omitted fields keep the live spec's values."""
+MAX_BODY_BYTES = 1 << 20
 
-    version: int
+
+class DeployBody(BaseModel):
+    """``plinth deploy`` as JSON; omitted fields keep the live spec's values.
+
+    Documents the body in OpenAPI; the route parses it itself, so that every problem is
+    listed at once with a code and a hint (``parse_deploy_body``).
+    """
+
+    version: int = Field(description="Version to deploy (champion, or canary with `canary`).")
     canary: float | None = Field(default=None, description="Make VERSION the canary at this %.")
-    shadows: list[int] | None = None
-    fallback: list[int | str] | None = None
-    deadline_ms: int | None = None
-    analysis: dict[str, Any] | None = None
+    shadows: list[int] | None = Field(default=None, description="Versions that get copies.")
+    fallback: list[int | str] | None = Field(
+        default=None,
+        description="Versions tried in order when the routed one fails, then optionally 'default'.",
+    )
+    deadline_ms: int | None = Field(default=None, description="Per-attempt budget (ms).")
+    auto: bool | None = Field(
+        default=None, description="Canary analysis acts by itself (false: report only)."
+    )
+    min_requests: int | None = Field(
+        default=None, description="Requests per arm before the analysis decides."
+    )
+    min_duration: float | None = Field(
+        default=None, description="Seconds of canary traffic before promoting."
+    )
+    max_error_rate: float | None = Field(
+        default=None, description="Tolerated error-rate increase (0.01 = 1 point)."
+    )
+    max_p95_increase: float | None = Field(
+        default=None, description="Tolerated p95 latency increase (0.25 = 25 %)."
+    )
+    max_output_distance: float | None = Field(
+        default=None, description="Largest Jensen-Shannon distance of the arms' outputs."
+    )
+    analysis: dict[str, Any] | None = Field(
+        default=None, description="Canary policy by its plinth.toml keys; the fields above win."
+    )
     reason: str = ""
     who: str | None = None
+
+
+_BODY_HINT = 'Send {"version": 2} plus any of the fields in the OpenAPI document at /docs.'
+_FIELD_HINTS = {
+    "version": "The registered version number to deploy, e.g. 2.",
+    "canary": "The canary's share of traffic in percent, e.g. 10.",
+    "shadows": "A list of version numbers, e.g. [3].",
+    "fallback": 'A list of version numbers, optionally ending in "default", e.g. [1, "default"].',
+    "deadline_ms": "Each model attempt's budget in whole milliseconds, e.g. 200.",
+    "analysis": 'An object of canary-policy keys, e.g. {"min_requests": 500}.',
+    "reason": "A short text for the history.",
+    "who": "A name for the history.",
+    **{flag: hint for flag, (_, hint) in CANARY_SETTINGS.items()},
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+_CHECKS: dict[str, tuple[str, Any]] = {
+    "version": ("a whole number", _is_int),
+    "canary": ("a number", _is_number),
+    "shadows": (
+        "a list of whole numbers",
+        lambda v: isinstance(v, list) and all(_is_int(x) for x in v),
+    ),
+    "fallback": (
+        "a list of version numbers and 'default'",
+        lambda v: isinstance(v, list) and all(_is_int(x) or isinstance(x, str) for x in v),
+    ),
+    "deadline_ms": ("a whole number", _is_int),
+    "analysis": ("an object", lambda v: isinstance(v, dict)),
+    "reason": ("a string", lambda v: isinstance(v, str)),
+    "who": ("a string", lambda v: isinstance(v, str)),
+    "auto": ("true or false", lambda v: isinstance(v, bool)),
+    "min_requests": ("a whole number", _is_int),
+    "min_duration": ("a number", _is_number),
+    "max_error_rate": ("a number", _is_number),
+    "max_p95_increase": ("a number", _is_number),
+    "max_output_distance": ("a number", _is_number),
+}
+
+
+def parse_deploy_body(payload: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """The well-typed fields of a deploy body (null = not given) and every type problem."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            "The body must be a JSON object.",
+            code="deploy.invalid",
+            status=422,
+            hint=_BODY_HINT,
+            problems=[Problem("deploy.invalid_body", "not a JSON object", _BODY_HINT)],
+        )
+    fields: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key in sorted(set(payload) - set(_CHECKS)):
+        problems.append(
+            Problem(
+                "deploy.unknown_field",
+                f"unknown field {key!r}",
+                "Fields: " + ", ".join(_CHECKS) + ".",
+                key,
+            )
+        )
+    if payload.get("version") is None:
+        problems.append(
+            Problem(
+                "deploy.missing_field", "version is required", _FIELD_HINTS["version"], "version"
+            )
+        )
+    for key, (kind, check) in _CHECKS.items():
+        value = payload.get(key)
+        if value is None:
+            continue
+        if check(value):
+            fields[key] = value
+        else:
+            problems.append(
+                Problem(
+                    "deploy.invalid_field",
+                    f"{key} must be {kind}, got {value!r}",
+                    _FIELD_HINTS[key],
+                    key,
+                )
+            )
+    return fields, problems
 
 
 class PromoteBody(BaseModel):
@@ -71,25 +205,59 @@ async def get_deployment(name: str, request: Request) -> Response:
     )
 
 
-@router.post("")
-async def deploy(name: str, body: DeployBody, request: Request) -> Response:
-    """Deploy ``version`` as champion (or as canary with ``canary``); a new revision."""
+@router.post(
+    "",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": DeployBody.model_json_schema()}},
+        }
+    },
+)
+async def deploy(name: str, request: Request) -> Response:
+    """Deploy ``version`` as champion (or as canary with ``canary``); a new revision.
+
+    Takes every ``plinth deploy`` option, canary-analysis settings included; a bad body
+    gets one 422 listing every problem with a code and a hint.
+    """
+    payload = await read_json(
+        request, MAX_BODY_BYTES, hint=_BODY_HINT, too_large_hint="A deploy body is small."
+    )
+    fields, problems = parse_deploy_body(payload)
+    settings = {flag: fields.get(flag) for flag in CANARY_SETTINGS}
     service = _service(request)
+    if "version" not in fields:  # nothing to build a spec from: report what is known
+        _, policy_problems = canary_policy(fields.get("analysis"), settings)
+        raise _invalid([*problems, *policy_problems])
+    fallback = fields.get("fallback")
     revision = await asyncio.to_thread(
         lambda: service.deploy(
             name,
-            body.version,
-            canary=body.canary,
-            shadows=body.shadows,
-            fallback=None if body.fallback is None else parse_fallback(body.fallback),
-            deadline_ms=body.deadline_ms,
-            analysis=body.analysis,
-            reason=body.reason,
-            who=body.who or "http",
+            fields["version"],
+            canary=None if "canary" not in fields else float(fields["canary"]),
+            shadows=fields.get("shadows"),
+            fallback=None if fallback is None else parse_fallback(fallback),
+            deadline_ms=fields.get("deadline_ms"),
+            analysis=fields.get("analysis"),
+            canary_settings=settings,
+            reason=fields.get("reason", ""),
+            who=fields.get("who") or "http",
+            problems=problems,
         )
     )
     await _applied(request)
     return _json(revision.to_dict(), 201)
+
+
+def _invalid(problems: list[Problem]) -> RequestError:
+    noun = "problem" if len(problems) == 1 else "problems"
+    return RequestError(
+        f"The deployment is invalid ({len(problems)} {noun}).",
+        code="deploy.invalid",
+        status=422,
+        hint=_BODY_HINT,
+        problems=problems,
+    )
 
 
 @router.post("/promote")

@@ -15,18 +15,47 @@ from __future__ import annotations
 
 import getpass
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from plinth.errors import NotFoundError, Problem, RequestError
+from plinth.core.canary import CanaryPolicy
+from plinth.errors import ConfigError, NotFoundError, Problem, RequestError
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
 
 DEFAULT = "default"
 MAX_DEADLINE_MS = 600_000
 FallbackEntry = int | str
+
+#: The canary-analysis settings ``plinth deploy`` takes as flags and ``POST
+#: /v1/deployments/{name}`` as fields, by those names, with the policy key each sets
+#: (``plinth.core.canary.CanaryPolicy``) and how to write it.
+CANARY_SETTINGS: dict[str, tuple[str, str]] = {
+    "auto": (
+        "action",
+        "true: the analysis promotes and rolls back by itself; false: it only reports.",
+    ),
+    "min_requests": ("min_requests", "A whole number of requests per arm, e.g. 500."),
+    "min_duration": (
+        "min_duration_s",
+        "Seconds of canary traffic before a promotion, e.g. 600.",
+    ),
+    "max_error_rate": (
+        "max_error_rate_increase",
+        "The tolerated error-rate increase over the champion, as a fraction: 0.01 = 1 point.",
+    ),
+    "max_p95_increase": (
+        "max_p95_increase",
+        "The tolerated p95 latency increase, as a fraction: 0.25 = 25 %.",
+    ),
+    "max_output_distance": (
+        "max_output_distance",
+        "The largest Jensen-Shannon distance between the arms' outputs, e.g. 0.1.",
+    ),
+}
+_POLICY_HINT = "See docs/rollout.md, 'Automated canary analysis', for every setting."
 
 
 @dataclass(frozen=True)
@@ -191,17 +220,24 @@ class Deployments:
         shadows: Sequence[int] | None = None,
         fallback: Sequence[FallbackEntry] | None = None,
         deadline_ms: int | None = None,
-        analysis: dict[str, Any] | None = None,
+        analysis: Mapping[str, Any] | None = None,
+        canary_settings: Mapping[str, Any] | None = None,
         reason: str = "",
         who: str | None = None,
+        problems: Sequence[Problem] = (),
     ) -> Revision:
         """Make ``version`` the champion, or with ``canary`` (percent) the canary.
 
         Shadows, fallback, deadline and analysis policy not given are kept from the live
         spec (minus any version that now serves traffic), so a routine deploy does not
-        silently drop the safety net.
+        silently drop the safety net. ``analysis`` is a canary policy by its own keys;
+        ``canary_settings`` the deploy flags (``CANARY_SETTINGS``; None values are not
+        given), laid over it. ``problems`` already found in the request (an edge's type
+        checks) are reported in the same ``deploy.invalid`` error as the spec's own.
         """
         known = self._known_versions(name)
+        policy, policy_problems = canary_policy(analysis, canary_settings)
+        found = [*problems, *policy_problems]
 
         def build(latest: RevisionRecord | None) -> NewRevision:
             base = None if latest is None else DeploymentSpec.from_dict(latest.spec)
@@ -223,9 +259,9 @@ class Deployments:
                 deadline_ms=deadline_ms
                 if deadline_ms is not None
                 else (base.deadline_ms if base else None),
-                analysis=analysis if analysis is not None else (base.analysis if base else None),
+                analysis=policy if policy is not None else (base.analysis if base else None),
             )
-            validate(spec, known)
+            validate(spec, known, found)
             action = "canary" if new_canary is not None else "deploy"
             return self._new(spec, action, reason, who)
 
@@ -381,9 +417,10 @@ def _expect(name: str, latest: RevisionRecord | None, expected: int | None) -> N
         )
 
 
-def validate(spec: DeploymentSpec, known: set[int]) -> None:
-    """Raise one ``deploy.invalid`` error listing every problem with the spec."""
-    problems = spec_problems(spec, known)
+def validate(spec: DeploymentSpec, known: set[int], also: Sequence[Problem] = ()) -> None:
+    """Raise one ``deploy.invalid`` error listing every problem with the spec (and ``also``,
+    problems found before it was built)."""
+    problems = [*also, *spec_problems(spec, known)]
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
         raise RequestError(
@@ -496,6 +533,63 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
             )
         )
     return problems
+
+
+def canary_policy(
+    analysis: Mapping[str, Any] | None, settings: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The canary policy a deploy stores (None: keep the live one) and every problem with it.
+
+    ``analysis`` holds policy keys as in ``[models.NAME.canary]``; ``settings`` the deploy
+    flags by ``CANARY_SETTINGS`` name (None = not given), which win. Validation is
+    ``CanaryPolicy``'s, so the CLI, HTTP and plinth.toml accept exactly the same values;
+    each problem names the setting as the caller spelled it and says how to write it.
+    """
+    chosen: dict[str, Any] = dict(analysis or {})
+    spelled = {key: key for key in chosen}
+    problems: list[Problem] = []
+    for flag, value in (settings or {}).items():
+        if value is None:
+            continue
+        if flag not in CANARY_SETTINGS:
+            problems.append(
+                Problem(
+                    "canary.unknown_setting",
+                    f"unknown setting {flag!r}",
+                    "Settings: " + ", ".join(CANARY_SETTINGS) + ".",
+                    flag,
+                )
+            )
+            continue
+        key, _ = CANARY_SETTINGS[flag]
+        if flag == "auto":
+            if not isinstance(value, bool):
+                problems.append(
+                    Problem(
+                        "canary.invalid_setting",
+                        f"auto must be true or false, got {value!r}",
+                        CANARY_SETTINGS["auto"][1],
+                        flag,
+                    )
+                )
+                continue
+            value = "auto" if value else "report"
+        chosen[key] = value
+        spelled[key] = flag
+    if not chosen and not problems:
+        return None, []
+    try:
+        CanaryPolicy.from_mapping(chosen, where="the deploy settings")
+    except ConfigError as exc:
+        hints = {key: hint for key, hint in CANARY_SETTINGS.values()}
+        for p in exc.problems:
+            key = p.field or ""
+            flag = spelled.get(key, key)
+            hint = hints.get(key, _POLICY_HINT) if flag in CANARY_SETTINGS else _POLICY_HINT
+            where = flag if flag in CANARY_SETTINGS else f"analysis.{key}"
+            message = p.message.replace(key, flag) if key and flag != key else p.message
+            problems.append(Problem(p.code, message, p.hint or hint, where))
+    return (chosen or None), problems
 
 
 def parse_fallback(entries: Sequence[str | int]) -> list[FallbackEntry]:

@@ -8,7 +8,8 @@ same artifact bytes under the same name again returns the existing version.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,12 @@ from plinth.flavors.base import (
 )
 from plinth.services.datasets import frame_sha256
 from plinth.services.lineage import git_commit, library_versions
-from plinth.services.review import registration_metadata
+from plinth.services.review_assets import (
+    ReviewAssets,
+    load_assets,
+    registration_metadata,
+    store_assets,
+)
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore
 
@@ -49,6 +55,22 @@ class ServedModel:
     output: OutputContract
     # The review gate for this version (plinth.services.review); None serves without one.
     review: ReviewPolicy | None = None
+    # Where the review assets (neighbour index, OOD reference, background) live.
+    artifacts: ArtifactStore | None = None
+    _assets: ReviewAssets | None = field(default=None, init=False, repr=False, compare=False)
+    _assets_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    # Codes of the errors that turned this version's gate off, each logged once.
+    gate_refusals: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def review_assets(self) -> ReviewAssets:
+        """What registration fitted for the gate and the reviewer's context, read from
+        the artifact store (sha256-checked) on first use and kept for this worker."""
+        with self._assets_lock:
+            if self._assets is None:
+                self._assets = load_assets(self.record.metadata, self.artifacts)
+            return self._assets
 
     @property
     def name(self) -> str:
@@ -142,19 +164,21 @@ class Registry:
             },
             "tags": dict(tags or {}),
         }
-        # Estimated performance and review context: calibrator, background, neighbours.
-        metadata.update(
-            registration_metadata(
-                contract,
-                output,
-                features,
-                y,
-                evaluation.probabilities,
-                h_y,
-                evaluation.confidence,
-                split,
-            )
+        # Estimated performance and review: the calibrator stays in the metadata; the
+        # background, neighbour index and OOD reference go to one content-addressed
+        # artifact, so the version row stays small for listings and loads.
+        fitted = registration_metadata(
+            contract,
+            output,
+            features,
+            y,
+            evaluation.probabilities,
+            h_y,
+            evaluation.confidence,
+            split,
         )
+        metadata.update(fitted.metadata)
+        metadata["review_context"] = store_assets(self.artifacts, fitted.assets)
         self.artifacts.put(artifact.data)
         record = VersionRecord(
             name=name,
@@ -181,6 +205,7 @@ class Registry:
             flavor=loaded.flavor,
             contract=Contract.from_dict(record.metadata["contract"]),
             output=OutputContract.from_dict(record.metadata["output_contract"]),
+            artifacts=self.artifacts,
         )
 
 

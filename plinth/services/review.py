@@ -8,7 +8,10 @@ The path of an unsure prediction:
 2. ``ReviewWriter`` stores the items right after the batch's log rows commit (the reply
    waits for that commit, so the id it carries always exists), then, on its own thread,
    computes each item's context — a local attribution and the nearest training rows and
-   resolved reviews — and attaches it. The context never delays a reply.
+   resolved reviews — and attaches it. The context never delays a reply. Online traffic
+   and batch scoring (``plinth predict``) take the same path.
+   What the gate and the context use from the training data is fitted at registration
+   (``plinth.services.review_assets``) and loaded once per worker with the version.
 3. ``ReviewQueue`` lists, claims (a lease: two reviewers never hold one item) and resolves
    items; the outcome becomes a label with ``source=reviewer``.
 
@@ -24,7 +27,7 @@ import math
 import queue
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +41,6 @@ from ulid import ULID
 
 from plinth.config import read_plinth_toml
 from plinth.core.attribution import shapley_sampling
-from plinth.core.estimation import PerformanceEstimator
 from plinth.core.neighbours import NeighbourIndex
 from plinth.core.output import OutputContract
 from plinth.core.review import ReviewPolicy, expected_review_share, tree_spread
@@ -49,7 +51,6 @@ from plinth.store import Store
 from plinth.store.feedback import FeedbackStore, LabelRow, ReviewRow, TokenRow
 
 if TYPE_CHECKING:
-    from plinth.core.contract import Contract
     from plinth.services.registry import ServedModel
 
 log = logging.getLogger("plinth.review")
@@ -58,10 +59,6 @@ ROLES = ("predict", "reviewer", "admin")
 ACTIONS = ("approve", "correct")
 STATUSES = ("pending", "claimed", "resolved")
 
-#: Registration keeps these small: the metadata is read on every load.
-NEIGHBOUR_ROWS = 1000
-BACKGROUND_ROWS = 100
-HOLDOUT_SCORES = 2000
 #: Attribution budget: model rows evaluated per review item, at most.
 ATTRIBUTION_ROWS = 20_000
 TOP_FEATURES = 10
@@ -152,7 +149,8 @@ def gate(
     probabilities: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(needs review, measure) per row of one batch, or None when the version has no gate
-    or the measure cannot be computed for it (logged once per batch, never raised)."""
+    or the measure cannot be computed for it (never raised: a known reason, such as a
+    version without an OOD reference, is logged once per version; a bug once per batch)."""
     policy = model.review
     if policy is None:
         return None
@@ -164,6 +162,11 @@ def gate(
             return policy.needs_review(probabilities=probabilities), scores
         scores = _uncertainty(model, policy, frame)
         return policy.needs_review(uncertainty=scores), scores
+    except PlinthError as exc:  # e.g. review.no_ood_reference: the same every batch
+        if exc.code not in model.gate_refusals:
+            model.gate_refusals.add(exc.code)
+            log.error("review gate off for %s:%s: %s", model.name, model.version, exc)
+        return None
     except Exception:  # the gate must never fail a reply
         log.exception("review gate failed for %s:%s", model.name, model.version)
         return None
@@ -184,90 +187,10 @@ def _uncertainty(model: ServedModel, policy: ReviewPolicy, frame: pd.DataFrame) 
         values = np.asarray(inputs.to_numpy() if hasattr(inputs, "to_numpy") else inputs)
         flat = [t for t in np.ravel(np.asarray(trees, dtype=object))]
         return tree_spread(np.column_stack([t.predict(values) for t in flat]))
-    from plinth.core.review import OutOfDistribution
-
-    document = model.record.metadata.get("review_context", {}).get("ood")
-    if document is None:
-        raise ValueError("the ood gate needs a version registered with an OOD index")
-    scorer = model.__dict__.get("_ood")
-    if scorer is None:
-        scorer = model.__dict__["_ood"] = OutOfDistribution.from_dict(document)
-    return np.asarray(scorer.score(frame))
-
-
-# ---------------------------------------------------------------------- registration
-
-
-def registration_metadata(
-    contract: Contract,
-    output: OutputContract,
-    train_features: pd.DataFrame,
-    train_target: pd.Series,
-    holdout_probabilities: np.ndarray | None,
-    holdout_target: pd.Series,
-    holdout_confidence: np.ndarray | None,
-    split: str,
-    *,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """What estimation and review need later, fitted once at registration and kept small:
-    the calibrated estimator (classifiers), background rows for attribution, a neighbour
-    index over a training sample with its labels, and the holdout's gate measure."""
-    result: dict[str, Any] = {}
-    if output.task == "classification" and holdout_probabilities is not None:
-        try:
-            estimator = PerformanceEstimator(seed=seed).fit(
-                holdout_probabilities, _plain_list(holdout_target), output.classes or []
-            )
-            result["estimator"] = {"fitted_on": split, **estimator.to_dict()}
-        except PlinthError as exc:
-            result["estimator"] = {"error": exc.message}
-    rng = np.random.default_rng(seed)
-    n = len(train_features)
-    pick = np.sort(rng.choice(n, min(n, BACKGROUND_ROWS), replace=False))
-    frame = contract.frame(_json_records(train_features))
-    kinds = {f.name: f.kind for f in contract.fields}
-    context: dict[str, Any] = {
-        "background": _json_records(train_features.iloc[pick]),
-    }
-    try:
-        index = NeighbourIndex(max_rows=NEIGHBOUR_ROWS, seed=seed).fit(
-            frame, kinds, labels=_plain_list(train_target)
-        )
-        context["neighbours"] = index.to_dict()
-    except PlinthError as exc:
-        context["neighbours_error"] = exc.message
-    if holdout_confidence is not None and len(holdout_confidence):
-        scores = np.asarray(holdout_confidence, dtype=float)
-        if scores.size > HOLDOUT_SCORES:
-            scores = rng.choice(scores, HOLDOUT_SCORES, replace=False)
-        context["holdout_confidence"] = np.sort(scores).round(6).tolist()
-    result["review_context"] = context
-    return result
-
-
-def _plain_list(values: Any) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in pd.Series(values).tolist()]
-
-
-def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = frame.astype(object).to_dict(orient="records")
-    return [{str(k): _json_value(v) for k, v in row.items()} for row in rows]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    # ood: the reference fitted at registration, loaded once per worker with the version.
+    return np.asarray(
+        model.review_assets().ood_scorer(f"{model.name}:{model.version}").score(frame)
+    )
 
 
 # ---------------------------------------------------------------------- context
@@ -276,7 +199,7 @@ def _json_value(value: Any) -> Any:
 @dataclass
 class _Prepared:
     background: pd.DataFrame | None
-    neighbours: dict[str, Any] | None
+    neighbours: NeighbourIndex | None
 
 
 class ContextBuilder:
@@ -290,11 +213,11 @@ class ContextBuilder:
     def _prepare(self, model: ServedModel) -> _Prepared:
         key = (model.name, model.version)
         if key not in self._prepared:
-            stored = model.record.metadata.get("review_context", {})
-            background = stored.get("background")
+            assets = model.review_assets()  # stored at registration, loaded once
+            background = assets.background
             self._prepared[key] = _Prepared(
                 None if not background else model.contract.frame(background),
-                stored.get("neighbours"),
+                assets.neighbours,
             )
         return self._prepared[key]
 
@@ -338,13 +261,14 @@ class ContextBuilder:
         }
 
     def _neighbours(
-        self, model: ServedModel, row: pd.DataFrame, document: dict[str, Any]
+        self, model: ServedModel, row: pd.DataFrame, base: NeighbourIndex
     ) -> dict[str, Any]:
-        index = NeighbourIndex.from_dict(document)
+        index = base
         training = index.query(row, k=NEIGHBOURS)[0]
         resolved = self.sql.resolved_cases(model.name, RESOLVED_PRECEDENT)
         reviews: list[dict[str, Any]] = []
         if resolved:
+            index = base.copy()  # the cached training sample stays as registered
             frame = model.contract.frame([features for _, features, _ in resolved])
             index.add(frame, [label for _, _, label in resolved], ids=[i for i, _, _ in resolved])
             added = {i for i, _, _ in resolved}
@@ -360,7 +284,7 @@ class ContextBuilder:
                     "row": n.index,
                     "distance": n.distance,
                     "label": n.label,
-                    **_values(index, n.index),
+                    **_values(base, n.index),
                 }
                 for n in training
             ],
@@ -420,6 +344,10 @@ class ReviewWriter:
         else:
             self._inserts.put((list(drafts), done))
         return done
+
+    def pending_contexts(self) -> int:
+        """Stored items whose context is not attached yet (a progress bar's remainder)."""
+        return self._contexts.unfinished_tasks
 
     def wait_for_context(self) -> None:
         """Block until every stored item's context is attached (tests, shutdown)."""
@@ -690,9 +618,9 @@ class ReviewQueue:
         )
 
 
-def expected_share(record_metadata: Mapping[str, Any], policy: ReviewPolicy) -> dict[str, Any]:
+def expected_share(model: ServedModel, policy: ReviewPolicy) -> dict[str, Any]:
     """The share of traffic this gate should send to review, from the holdout."""
-    scores = record_metadata.get("review_context", {}).get("holdout_confidence")
+    scores = model.review_assets().holdout_confidence
     if not scores or policy.measure != "top_probability":
         return {}
     return expected_review_share(scores, policy.threshold).to_dict()

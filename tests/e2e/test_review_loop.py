@@ -64,5 +64,12 @@ def test_review_loop(plinth_env: Env, serve: type[Server], tmp_path: Path) -> No
     assert "accuracy" in entry["realised"] and "accuracy" in entry["estimated"]
     table = plinth_env.cli("performance", "churn", "--windows", "1").stdout
     assert "estimated" in table
+    # The README's last step: realised beside estimated (and holdout) in plinth monitor.
+    monitored = json.loads(plinth_env.cli("monitor", "churn", "--format", "json").stdout)
+    (version,) = monitored["performance"]["windows"][-1]["versions"]
+    assert version["labelled"] >= 40
+    assert "accuracy" in version["realised"] and "accuracy" in version["estimated"]
+    shown = plinth_env.cli("monitor", "churn").stdout
+    assert "realised accuracy" in shown and "estimated accuracy" in shown
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "plinth_review_queue_depth" in metrics

@@ -101,3 +101,90 @@ def test_a_fallback_reply_says_so_and_the_whole_chain_failing_is_a_503(
 
     caller_error = client.post("/v1/models/broken/predict", json={"records": [{"a": "x", "b": 1}]})
     assert caller_error.status_code == 422
+
+
+def test_http_deploy_takes_the_canary_policy_flags_of_the_cli(
+    client: TestClient, settings: Settings
+) -> None:
+    _constants(settings)
+    client.post("/v1/deployments/const", json={"version": 1})
+    made = client.post(
+        "/v1/deployments/const",
+        json={
+            "version": 2,
+            "canary": 20,
+            "auto": False,
+            "min_requests": 500,
+            "min_duration": 600,
+            "max_error_rate": 0.005,
+            "max_p95_increase": 0.5,
+            "max_output_distance": 0.2,
+            "analysis": {"alpha": 0.05, "min_requests": 100},
+        },
+    )
+    assert made.status_code == 201, made.text
+    # Stored by the policy's own keys, exactly as `plinth deploy --no-auto --min-requests
+    # 500 ...` stores them; the flags win over the same key in "analysis".
+    assert made.json()["spec"]["analysis"] == {
+        "alpha": 0.05,
+        "action": "report",
+        "min_requests": 500,
+        "min_duration_s": 600,
+        "max_error_rate_increase": 0.005,
+        "max_p95_increase": 0.5,
+        "max_output_distance": 0.2,
+    }
+    kept = client.post("/v1/deployments/const", json={"version": 3, "canary": 20})
+    assert kept.json()["spec"]["analysis"]["action"] == "report"  # later deploys keep it
+
+
+def test_http_deploy_lists_every_problem_with_a_code_and_a_hint(
+    client: TestClient, settings: Settings
+) -> None:
+    _constants(settings)
+    bad = client.post(
+        "/v1/deployments/const",
+        json={
+            "version": 9,
+            "canary": "ten",
+            "fallback": ["default", 1],
+            "auto": "yes",
+            "min_requests": 2.5,
+            "max_error_rate": -1,
+            "min_duration": 10,
+            "analysis": {"alpha": 3, "nonsense": 1},
+            "colour": "blue",
+        },
+    )
+    assert bad.status_code == 422, bad.text
+    error = bad.json()["error"]
+    assert error["code"] == "deploy.invalid" and error["hint"]
+    found = {(p["code"], p.get("field")) for p in error["problems"]}
+    assert found == {
+        ("deploy.unknown_field", "colour"),
+        ("deploy.invalid_field", "canary"),
+        ("deploy.invalid_field", "auto"),
+        ("deploy.invalid_field", "min_requests"),
+        ("canary.invalid_setting", "max_error_rate"),
+        ("canary.invalid_setting", "analysis.alpha"),
+        ("canary.unknown_setting", "analysis.nonsense"),
+        ("deploy.unknown_version", "champion"),
+        ("deploy.default_not_last", "fallback[0]"),
+    }
+    assert all(p["hint"] for p in error["problems"])
+    rate = next(p for p in error["problems"] if p.get("field") == "max_error_rate")
+    assert "max_error_rate must be" in rate["message"] and "fraction" in rate["hint"]
+    assert client.get("/v1/deployments/const").json()["revision"] is None  # nothing written
+
+    no_version = client.post("/v1/deployments/const", json={"min_requests": 0.5})
+    assert no_version.status_code == 422
+    codes = {(p["code"], p.get("field")) for p in no_version.json()["error"]["problems"]}
+    assert codes == {
+        ("deploy.missing_field", "version"),
+        ("deploy.invalid_field", "min_requests"),
+    }
+    not_json = client.post(
+        "/v1/deployments/const", content=b"[1]", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 422
+    assert not_json.json()["error"]["problems"][0]["code"] == "deploy.invalid_body"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
+import orjson
 import pytest
 import skops.io as sio
 
@@ -133,3 +135,43 @@ def test_registration_mistakes_have_codes(
 def test_missing_model_file_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="does not exist"):
         registry.register(tmp_path / "nope.skops", name="x", train=regression_table(), target="y")
+
+
+def test_review_assets_live_in_one_checked_artifact_not_in_the_version_row(
+    registry: Registry,
+) -> None:
+    train = churn_table(0, rows=1500)
+    record = registry.register(
+        churn_model(train), name="churn", train=train, target="churn", holdout=churn_table(1)
+    )
+    context = record.metadata["review_context"]
+    assert set(context) >= {"assets", "background_rows", "neighbour_rows", "ood"}
+    assert (context["background_rows"], context["neighbour_rows"], context["ood"]) == (
+        100,
+        1000,
+        True,
+    )
+    # The version row keeps a pointer; the hundreds of kilobytes are in the artifact.
+    stored = registry.store.get_version("churn")
+    assert len(orjson.dumps(stored.metadata)) < 30_000
+    pointer = context["assets"]
+    path = registry.artifacts.path(pointer["sha256"])
+    assert path.stat().st_size == pointer["bytes"] > 100_000
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == pointer["sha256"]
+
+    assets = registry.load(stored).review_assets()
+    assert assets.source == "artifact"
+    assert len(assets.background) == 100
+    assert assets.neighbours is not None and assets.neighbours.n_rows_ == 1000
+    # The OOD reference was fitted at registration over the neighbour sample.
+    assert assets.ood is not None and assets.ood.reference_.size == 1000
+    assert len(assets.holdout_confidence) == 400
+
+    path.write_bytes(path.read_bytes()[:-1] + b" ")
+    with pytest.raises(RegistryError) as changed:
+        registry.load(stored).review_assets()
+    assert changed.value.code == "registry.hash_mismatch"
+    path.unlink()
+    with pytest.raises(RegistryError) as gone:
+        registry.load(stored).review_assets()
+    assert gone.value.code == "registry.artifact_missing"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -23,7 +25,7 @@ from plinth.services.review import ReviewQueue, ReviewWriter, Tokens, parse_env_
 from plinth.services.scoring import Job, score
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore
-from tests.support import churn_model, churn_record, churn_table
+from tests.support import churn_model, churn_record, churn_table, regression_table, ridge_model
 
 
 def served(registry: Registry, name: str, policy: ReviewPolicy | None) -> ServedModel:
@@ -182,7 +184,7 @@ def test_attribution_of_a_linear_model_is_exact(registry: Registry) -> None:
     writer = ReviewWriter(registry.store)
     row = {"a": 1.0, "b": -1.0, "c": 2.0}
     context = writer.builder.build(served_model, row, {"prediction": 7.0})
-    background = pd.DataFrame(served_model.record.metadata["review_context"]["background"])
+    background = pd.DataFrame(served_model.review_assets().background)
     attribution = context["attribution"]
     for feature, weight in {"a": 3.0, "b": -2.0, "c": 0.5}.items():
         expected = weight * (row[feature] - background[feature].mean())
@@ -266,3 +268,36 @@ def test_tokens_create_list_revoke(store: Store) -> None:
     with pytest.raises(PlinthError) as bad_env:
         parse_env_tokens("root:x")
     assert bad_env.value.code == "config.tokens"
+
+
+def test_versions_from_before_stored_assets_still_gate_and_explain(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The older layout kept background and neighbours inline and had no OOD reference:
+    the context still works, and an ood gate builds the reference once, saying so."""
+    train = regression_table(0, rows=400)
+    record = registry.register(ridge_model(train), name="old", train=train, target="y")
+    pointer = record.metadata["review_context"]["assets"]
+    document = orjson.loads(registry.artifacts.path(pointer["sha256"]).read_bytes())
+    legacy = {k: document[k] for k in ("background", "neighbours")}
+    registry.store.update_version_metadata("old", 1, {**record.metadata, "review_context": legacy})
+    model = served(registry, "old", ReviewPolicy(0.99, "ood"))
+    assert model.review_assets().source == "inline" and model.review_assets().ood is None
+    strange = {"a": 9.0, "b": -9.0}
+    with caplog.at_level(logging.WARNING, logger="plinth.review"):
+        first = run(model, [strange, {"a": 0.0, "b": 0.0}], None)
+        second = run(model, [strange], None)
+    assert "review" in first[0] and "review" not in first[1] and "review" in second[0]
+    built = [r for r in caplog.records if "registered before the OOD reference" in r.message]
+    assert len(built) == 1  # once per worker, not per batch
+    context = ReviewWriter(registry.store).builder.build(model, strange, {"prediction": 1.0})
+    assert context["attribution"]["top"] and len(context["neighbours"]["training"]) == 5
+
+    registry.store.update_version_metadata("old", 1, {**record.metadata, "review_context": {}})
+    bare = served(registry, "old", ReviewPolicy(0.99, "ood"))
+    with caplog.at_level(logging.ERROR, logger="plinth.review"):
+        answers = run(bare, [strange], None)
+        run(bare, [strange], None)
+    assert "review" not in answers[0]  # refused, never a failed reply
+    refused = [r for r in caplog.records if "review.no_ood_reference" in r.getMessage()]
+    assert len(refused) == 1  # logged once for the version, not once per batch

@@ -1,0 +1,96 @@
+"""The terminal side of the loop without a server: ``plinth predict`` under a review gate,
+labels imported from the scored file, and ``plinth deploy`` listing every problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import Env
+from tests.e2e.test_serve import _register_churn
+from tests.support import churn_table, write_csv
+
+pytestmark = pytest.mark.e2e
+
+
+def test_batch_scoring_queues_unsure_rows_for_review(plinth_env: Env, tmp_path: Path) -> None:
+    _register_churn(plinth_env, tmp_path)
+    truth = churn_table(2, rows=80)
+    write_csv(truth, tmp_path / "input.csv")  # the target column rides along as an extra
+    done = plinth_env.cli(
+        "predict",
+        "churn",
+        "--input",
+        str(tmp_path / "input.csv"),
+        "--output",
+        str(tmp_path / "scored.csv"),
+        "--review-below",
+        "0.7",
+    )
+    scored = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False)
+    unsure = scored[scored["review_id"] != ""]
+    assert len(unsure) > 0 and (unsure["confidence"] < 0.7).all()
+    assert (scored.loc[scored["review_id"] == "", "confidence"] >= 0.7).all()
+    assert set(unsure["review_status"]) == {"pending"}
+    assert f"{len(unsure)} sent to review" in done.stdout
+
+    listed = json.loads(plinth_env.cli("review", "list", "--model", "churn", "--json").stdout)
+    assert {i["id"] for i in listed} == set(unsure["review_id"])
+    assert {i["prediction_id"] for i in listed} == set(unsure["prediction_id"])
+    first = str(unsure["review_id"].iloc[0])
+    shown = json.loads(plinth_env.cli("review", "show", first, "--json").stdout)
+    assert shown["context"]["attribution"]["top"]  # the command waited for the context
+    assert "most similar cases" in plinth_env.cli("review", "show", first).stdout
+    plinth_env.cli("review", "resolve", first, "--approve")
+
+    imported = plinth_env.cli(
+        "feedback", "churn", "--labels", str(tmp_path / "scored.csv"), "--label-column", "churn"
+    )
+    assert "79 new and 1 replaced" in imported.stdout  # the approved item was a label already
+    report = json.loads(plinth_env.cli("performance", "churn", "--windows", "1", "--json").stdout)
+    (entry,) = report["windows"][-1]["versions"]
+    assert entry["labelled"] == 80 and entry["sources"] == {"caller": 80}
+
+    ungated = plinth_env.cli(
+        "predict",
+        "churn",
+        "--input",
+        str(tmp_path / "input.csv"),
+        "--output",
+        str(tmp_path / "plain.csv"),
+    )
+    assert "sent to review" not in ungated.stdout
+    assert "review_id" not in pd.read_csv(tmp_path / "plain.csv").columns
+
+
+def test_deploy_lists_every_problem_with_a_hint(plinth_env: Env, tmp_path: Path) -> None:
+    _register_churn(plinth_env, tmp_path)
+    bad = plinth_env.cli(
+        "deploy",
+        "churn",
+        "7",
+        "--fallback",
+        "default",
+        "--fallback",
+        "1",
+        "--min-requests",
+        "-3",
+        "--max-error-rate",
+        "-1",
+        check=False,
+    )
+    assert bad.returncode == 1
+    for code in (
+        "deploy.invalid",
+        "deploy.unknown_version",
+        "deploy.default_not_last",
+        "canary.invalid_setting",
+    ):
+        assert code in bad.stderr
+    assert "min_requests must be a finite number >= 0" in bad.stderr
+    assert "max_error_rate must be" in bad.stderr
+    assert "as a fraction: 0.01 = 1 point" in bad.stderr  # each problem's own hint
+    assert plinth_env.cli("history", "churn").stdout.startswith("churn was never deployed")
