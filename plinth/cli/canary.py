@@ -18,24 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.core.canary import CanaryPolicy
 from plinth.services.canary import CanaryAnalysis, CanaryAnalyzer, read_canary_policies
 from plinth.services.deployments import Revision
 from plinth.settings import Settings
 from plinth.store import Store
 
 console = Console()
-
-
-def canary_flags(*, auto: bool | None, **limits: float | int | None) -> dict[str, Any] | None:
-    """The policy settings given on the command line (validated), or None when none were."""
-    chosen: dict[str, Any] = {k: v for k, v in limits.items() if v is not None}
-    if auto is not None:
-        chosen["action"] = "auto" if auto else "report"
-    if not chosen:
-        return None
-    CanaryPolicy.from_mapping(chosen, where="the deploy flags")  # raises config.canary
-    return chosen
 
 
 def _checks_table(title: str, evidence: dict[str, Any]) -> Table:
