@@ -24,6 +24,7 @@ import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal, cast, get_args
 
@@ -151,6 +152,8 @@ class ContractResult:
     # pandas category column the repaired values, since an unseen category is NaN in the
     # frame but is logged as sent (and so replays to the same NaN).
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The frame's values as one float64 block, when the all-numbers fast path built it.
+    block: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_invalid(self) -> int:
@@ -168,6 +171,8 @@ class ContractResult:
         names = [str(c) for c in self.frame.columns]
         if not names:
             return [{} for _ in range(len(self.frame))]
+        if self.block is not None:  # finite numbers only: no NaN to turn into null
+            return [dict(zip(names, row, strict=True)) for row in self.block.tolist()]
         sources = [self.raw[name] if name in self.raw else self.frame[name] for name in names]
         if all(isinstance(c, np.ndarray) and c.dtype == np.float64 for c in sources):
             block = np.column_stack(sources)  # all numbers: one tolist() for the batch
@@ -193,6 +198,9 @@ class Contract:
         self._plans: list[_Plan] = []
         self._plan_key: list[tuple[Any, ...]] = []
         self._columns = pd.Index([])
+        # Range bounds when every field is a float64 number (the fast path), else None.
+        self._numbers_lo: np.ndarray | None = None
+        self._numbers_hi = np.array([])
         self._compiled()  # a bad field fails here, when the contract is loaded
 
     @property
@@ -237,8 +245,47 @@ class Contract:
 
     def apply(self, records: Sequence[Any]) -> ContractResult:
         """Check and repair one batch; never raises, whatever the records hold."""
-        plans = self._compiled()
         rows = records if isinstance(records, list) else list(records)
+        return self._apply_numbers(rows) or self._apply_general(rows)
+
+    def _apply_numbers(self, rows: list[Any]) -> ContractResult | None:
+        """The common request in a handful of C-level calls, or None for the general path.
+
+        Taken when every field is a float64 number and every record is a plain dict with
+        exactly the contract's keys, all holding finite ints or floats. It gives the same
+        result as the general path (tests compare the two on generated batches); anything
+        else — a null, a string, an extra key, NaN — goes the general way.
+        """
+        plans = self._compiled()
+        if self._numbers_lo is None or not rows or set(map(type, rows)) != {dict}:
+            return None
+        names = self.feature_names
+        if set(map(len, rows)) != {len(names)}:  # a key missing or one too many
+            return None
+        try:
+            values = list(map(itemgetter(*names), rows))
+        except KeyError:
+            return None
+        flat = chain.from_iterable(values) if len(names) > 1 else values
+        if not set(map(type, flat)) <= _FLOATISH:
+            return None
+        try:
+            block = np.array(values, dtype=np.float64).reshape(len(rows), len(names))
+        except (OverflowError, TypeError, ValueError):
+            return None
+        if not np.isfinite(block).all():
+            return None
+        batch = _Batch(len(rows), list(range(len(rows))))
+        out = (block < self._numbers_lo) | (block > self._numbers_hi)
+        if out.any():
+            for i, c in np.argwhere(out).tolist():
+                _warn_range(plans[c], i, float(block[i, c]), batch)
+        frame = pd.DataFrame(block, columns=self._columns, copy=False)
+        valid = np.arange(len(rows), dtype=np.int64)
+        return ContractResult(frame, valid, batch.problems, batch.warnings, block=block)
+
+    def _apply_general(self, rows: list[Any]) -> ContractResult:
+        plans = self._compiled()
         pos = [i for i, r in enumerate(rows) if type(r) is dict or isinstance(r, Mapping)]
         dicts: list[Mapping[Any, Any]] = [rows[i] for i in pos]
         batch = _Batch(len(rows), pos)
@@ -329,6 +376,17 @@ class Contract:
         if key != self._plan_key:
             self._plans = [_Plan.compile(f) for f in self.fields]
             self._columns = pd.Index(self.feature_names)  # built once: ~50 us per frame saved
+            numbers = all(
+                p.spec.kind == "numeric" and p.dtype == np.dtype(np.float64) for p in self._plans
+            )
+            self._numbers_lo = (
+                np.array([-np.inf if p.lo is None else p.lo for p in self._plans], dtype=float)
+                if numbers and self._plans
+                else None
+            )
+            self._numbers_hi = np.array(
+                [np.inf if p.hi is None else p.hi for p in self._plans], dtype=float
+            )
             self._plan_key = key
         return self._plans
 

@@ -122,7 +122,10 @@ def _predict_jobs(
     frame_pos = np.full(int(starts[-1]), -1, dtype=np.int64)
     frame_pos[checked.valid] = np.arange(len(checked.valid))
     rows = np.concatenate([frame_pos[starts[n] : starts[n + 1]] for n in valid_jobs])
-    frame = checked.frame.iloc[rows].reset_index(drop=True)
+    if len(rows) == len(checked.frame) and (rows == np.arange(len(rows))).all():
+        frame = checked.frame  # the usual batch: every record valid, nothing to select
+    else:
+        frame = checked.frame.iloc[rows].reset_index(drop=True)
     features = checked.features()
     try:
         t0 = time.perf_counter()

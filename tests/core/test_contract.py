@@ -964,3 +964,48 @@ def test_long_category_lists_are_shortened_in_hints() -> None:
     c = infer_contract(pd.DataFrame({"k": [f"k{i:02d}" for i in range(12)]}))
     hint = only(c.apply([{"k": None}]).problems[0], "contract.null_value").hint
     assert hint.endswith("'k09' (and 2 more)")
+
+
+# --- the all-numbers fast path -------------------------------------------------------------
+
+_NUMBERS = infer_contract(
+    pd.DataFrame({"a": [0.5, 1.5, 2.5, 3.5], "b": [-10.0, 0.0, 5.0, 10.0], "c": [1e-3, 2e-3, 0, 1]})
+)
+
+_VALUE = st.one_of(
+    st.floats(-20, 20, allow_nan=False),
+    st.integers(-30, 30),
+    st.sampled_from([math.nan, math.inf, None, "1.5", True, 10**400]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries({"a": _VALUE, "b": _VALUE, "c": _VALUE}),
+            st.fixed_dictionaries(
+                {"a": st.floats(0, 4), "b": st.integers(-12, 12), "c": st.floats(-1, 2)}
+            ),
+            st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), _VALUE, max_size=4),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_fast_path_answers_exactly_as_the_general_one(records: list[dict[str, Any]]) -> None:
+    fast = _NUMBERS.apply(records)
+    general = _NUMBERS._apply_general(records)
+    assert_frame_equal(fast.frame, general.frame, check_exact=True)
+    assert fast.valid.tolist() == general.valid.tolist()
+    assert fast.problems == general.problems and fast.warnings == general.warnings
+    assert fast.features() == general.features()
+
+
+def test_the_fast_path_is_taken_for_plain_numbers_and_only_then() -> None:
+    plain = [{"a": 1.0, "b": 2, "c": 0.5}, {"a": 9.0, "b": -3, "c": 0.25}]
+    taken = _NUMBERS.apply(plain)
+    assert taken.block is not None and len(taken.valid) == 2
+    assert [w.code for w in taken.warnings[1]] == ["contract.out_of_range"]
+    for odd in ({"a": None, "b": 1, "c": 0.1}, {"a": 1, "b": 1}, {"a": 1, "b": 1, "c": 1, "x": 2}):
+        assert _NUMBERS.apply([*plain, odd]).block is None
