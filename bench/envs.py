@@ -17,10 +17,12 @@ VENVS_DIR = Path(__file__).resolve().parent / ".venvs"
 MARKER = ".bench-installed.json"
 
 # Pins that installed on this kind of machine (see /work/shared/BENCHMARKING.md):
-# MLServer 1.7.1 needs uvloop<0.22; BentoML 1.4.40 fails on a certifi pin, 1.4.39 installs.
+# MLServer 1.7.1 needs uvloop<0.22; BentoML 1.4.40 fails on a certifi pin, 1.4.39 installs;
+# Evidently 0.7.23 (the monitoring peer in bench/monitoring.py) does not import with pandas 3.
 PEER_REQUIREMENTS: dict[str, list[str]] = {
     "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"],
     "bentoml": ["bentoml==1.4.39"],
+    "evidently": ["evidently==0.7.23", "pandas<3"],
 }
 
 

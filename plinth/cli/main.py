@@ -438,19 +438,48 @@ def parse_duration(text: str) -> timedelta:
 @handle_errors
 def prune(
     older_than: Annotated[
-        str, typer.Option(help="Delete predictions older than this (e.g. 30d).")
+        str,
+        typer.Option(help="Delete predictions and one-minute interval rows older than this."),
     ] = "30d",
+    rollups_older_than: Annotated[
+        str, typer.Option(help="Delete hourly monitoring roll-ups older than this.")
+    ] = "400d",
     home: HomeOption = None,
 ) -> None:
-    """Delete logged predictions past the retention window."""
-    cutoff = datetime.now(UTC) - parse_duration(older_than)
+    """Delete logged predictions and monitoring intervals past their retention windows.
+
+    Finished minute intervals are rolled up into hourly rows first, so pruning never drops
+    what an hourly roll-up keeps; roll-ups are kept for --rollups-older-than.
+    """
+    # Imported here to keep this command's change local to it.
+    from plinth.services.monitoring import prune_intervals
+
+    now = datetime.now(UTC)
+    cutoff = now - parse_duration(older_than)
+    rollup_cutoff = now - parse_duration(rollups_older_than)
+    if rollup_cutoff > cutoff:
+        raise RequestError(
+            f"--rollups-older-than {rollups_older_than} is shorter than --older-than {older_than}.",
+            code="cli.invalid_retention",
+            hint="Hourly roll-ups summarise minute rows, so keep them at least as long.",
+        )
     _, store, _ = _open(home)
     try:
         deleted = store.prune_predictions(cutoff)
+        intervals = prune_intervals(
+            store, minutes_before=cutoff, hours_before=rollup_cutoff, now=now
+        )
     finally:
         store.close()
     console.print(
         f"deleted {deleted} predictions older than {cutoff:%Y-%m-%d %H:%M:%S} UTC", highlight=False
+    )
+    console.print(
+        f"rolled up {intervals.rolled_up} minute interval rows into hours; deleted "
+        f"{intervals.minutes_deleted} minute rows older than {cutoff:%Y-%m-%d %H:%M:%S} UTC "
+        f"and {intervals.hours_deleted} hourly roll-ups older than "
+        f"{rollup_cutoff:%Y-%m-%d %H:%M:%S} UTC",
+        highlight=False,
     )
 
 

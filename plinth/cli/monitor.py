@@ -2,20 +2,22 @@
 
 Reads interval profiles only (never the prediction log). ``--watch`` also evaluates the
 alert rules every ``--every`` seconds, taking the same store lease as ``plinth serve``'s
-evaluator, so a watch beside a running server never doubles an alert.
+evaluator, so a watch beside a running server never doubles an alert. It stops after
+``--count`` rounds, or on Ctrl-C (SIGINT): the lease is released and the exit status is 0.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
-from plinth.cli.common import console, open_settings
+from plinth.cli.common import console, err_console, open_settings
 from plinth.config import read_plinth_toml
 from plinth.errors import RequestError
 from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
@@ -35,6 +37,13 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _ms(value: float | None) -> str:
@@ -68,9 +77,11 @@ def print_performance(performance: dict[str, Any]) -> None:
 def print_report(report: dict[str, Any]) -> None:
     """The report as Rich tables: summary, drift per feature, charts, alerts."""
     w, traffic, latency = report["window"], report["traffic"], report["latency"]
+    resolution = w.get("resolution_s")
+    of = "" if not resolution else f" of {_duration(resolution)}"
     console.print(
         f"[bold]{report['model']}:{report['version']}[/]  last {w['label']} "
-        f"({w['intervals']} intervals)  baseline {report['baseline']}",
+        f"({w['intervals']} intervals{of})  baseline {report['baseline']}",
         highlight=False,
     )
     console.print(
@@ -121,6 +132,18 @@ def print_report(report: dict[str, Any]) -> None:
         print_performance(report["performance"])
 
 
+def _say_evaluated(round_: int, events: list[Any] | None, output_format: str) -> None:
+    """One line per watch round (on stderr with --format json, so stdout stays JSON)."""
+    at = datetime.now(UTC).strftime("%H:%M:%SZ")
+    if events is None:
+        what = "another process holds the alert lease; its alerts are shown"
+    else:
+        changes = ", ".join(f"{e.alert.rule} {e.event}" for e in events) or "no changes"
+        what = f"alert rules evaluated: {changes}"
+    line = f"[watch] round {round_} at {at}: {what}"
+    (err_console if output_format == "json" else console).print(line, highlight=False, markup=False)
+
+
 def monitor(
     name: Annotated[str, typer.Argument(help="Model name.")],
     window: Annotated[str, typer.Option(help="Window to report on: 15m, 1h, 24h, 7d.")] = "1h",
@@ -135,7 +158,10 @@ def monitor(
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
     ] = None,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Evaluate alert rules and refresh until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--watch", help="Evaluate alert rules and refresh until Ctrl-C (or --count rounds)."
+        ),
     ] = False,
     every: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 30.0,
     count: Annotated[
@@ -169,28 +195,36 @@ def monitor(
             else None
         )
         done = 0
-        while True:
+        try:
+            while True:
+                if evaluator is not None:
+                    events = evaluator.try_evaluate()
+                    _say_evaluated(done + 1, events, output_format)
+                report = monitor_service.report(
+                    name, window=span, baseline=cast(Baseline, baseline), version=version,
+                    label=window,
+                )  # fmt: skip
+                # Ground truth beside the drift: realised, estimated and holdout performance.
+                report["performance"] = Performance(store).report(name, window=span, windows=1)
+                if output_format == "json":
+                    print(json.dumps(report, indent=2), flush=True)
+                else:
+                    print_report(report)
+                if html is not None:
+                    html.write_text(render_html(report), encoding="utf-8")
+                    console.print(f"wrote {html}", highlight=False)
+                done += 1
+                if not watch or (count is not None and done >= count):
+                    break
+                time.sleep(every)
+        except KeyboardInterrupt:
+            if not watch:
+                raise
+            # Ctrl-C is how a watch ends: say so, release the lease below, exit 0.
+            err_console.print(f"stopped watching after {done} round(s)", highlight=False)
+        finally:
             if evaluator is not None:
-                evaluator.try_evaluate()
-            report = monitor_service.report(
-                name, window=span, baseline=cast(Baseline, baseline), version=version,
-                label=window,
-            )  # fmt: skip
-            # Ground truth beside the drift: realised, estimated and holdout performance.
-            report["performance"] = Performance(store).report(name, window=span, windows=1)
-            if output_format == "json":
-                print(json.dumps(report, indent=2))
-            else:
-                print_report(report)
-            if html is not None:
-                html.write_text(render_html(report), encoding="utf-8")
-                console.print(f"wrote {html}", highlight=False)
-            done += 1
-            if not watch or (count is not None and done >= count):
-                break
-            time.sleep(every)
-        if evaluator is not None:
-            evaluator.release()
+                evaluator.release()
     finally:
         if webhook is not None:
             webhook.close()

@@ -14,6 +14,7 @@ as ``nulls`` and never enter a bin.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ SKIPPED_KINDS = frozenset({"text"})
 OUTPUT = "prediction"
 CONFIDENCE = "confidence"
 
-# Below this many rows one ``DataFrame.to_numpy()`` beats extracting columns one by one:
-# pandas spends ~10 µs building each column Series, more than the arithmetic on 32 rows.
+# Up to this many labels a dict lookup per value beats building a pandas Index to look
+# them up in; above it ``Index.get_indexer`` wins.
 _SMALL_BATCH = 1024
 
 FORMAT_VERSION = 1
@@ -65,6 +66,13 @@ def _json_scalar(value: Any) -> Any:
     return str(value)
 
 
+class _Slots(dict[Any, int]):
+    """Category -> slot; anything else -> -1, so ``map(slots.__getitem__, values)`` runs in C."""
+
+    def __missing__(self, key: Any) -> int:
+        return -1
+
+
 @dataclass(eq=False)
 class FeatureBins:
     """One feature's bins, counts, null and out-of-range counts, and running moments.
@@ -88,7 +96,9 @@ class FeatureBins:
     center: float = 0.0
     source_kind: str = ""
     # category -> slot, built on first use; a dict lookup per value beats pandas on small batches
-    _slots: dict[Any, int] | None = field(default=None, init=False, repr=False)
+    _slots: _Slots | None = field(default=None, init=False, repr=False)
+    _edge_array: np.ndarray | None = field(default=None, init=False, repr=False)
+    _remap: tuple[Any, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.counts = np.asarray(self.counts, dtype=np.int64)
@@ -277,10 +287,12 @@ class FeatureBins:
     def add_numeric(self, values: np.ndarray) -> None:
         """Fold plain float values (NaN and inf count as nulls)."""
         assert self.edges is not None
+        if self._edge_array is None:
+            self._edge_array = np.asarray(self.edges, dtype=np.float64)
         finite = np.isfinite(values)
         x = values[finite]
         self.nulls += int(values.size - x.size)
-        idx = np.searchsorted(np.asarray(self.edges), x, side="left")
+        idx = np.searchsorted(self._edge_array, x, side="left")
         self.counts += np.bincount(idx, minlength=self.counts.size)
         if self.minimum is not None and self.maximum is not None:
             self.out_of_range += int(np.count_nonzero((x < self.minimum) | (x > self.maximum)))
@@ -288,23 +300,64 @@ class FeatureBins:
         self.sum += float(shifted.sum())
         self.sum_sq += float(np.dot(shifted, shifted))
 
-    def add_categorical(self, values: np.ndarray) -> None:
+    def add_categorical(self, values: Any) -> None:
         """Fold labels: known ones to their slot, anything else to the unseen slot."""
+        self.counts += np.bincount(self.slots_of(values), minlength=self.counts.size)
+
+    def lookup(self) -> _Slots:
+        """Category -> slot (-1 for anything else), built on first use."""
+        if self._slots is None:
+            assert self.categories is not None
+            self._slots = _Slots((c, i) for i, c in enumerate(self.categories))
+        return self._slots
+
+    def slots_of(self, values: Any) -> np.ndarray:
+        """Each non-null label's slot (the last slot for unseen ones); counts the nulls.
+
+        Takes a numpy array, a pandas extension array or a ``pd.Categorical`` (whose codes
+        are mapped once per category set, so the batch itself is one indexing operation).
+        """
         assert self.categories is not None
-        if values.size <= _SMALL_BATCH:
-            if self._slots is None:
-                self._slots = {c: i for i, c in enumerate(self.categories)}
-            lookup = self._slots
-            codes = np.fromiter((lookup.get(v, -1) for v in values), np.int64, values.size)
+        lookup = self.lookup()
+        if isinstance(values, pd.Categorical):
+            cached = self._remap
+            if cached is None or cached[0] is not values.categories:
+                # Once per category set (the contract reuses one dtype for every batch);
+                # code -1 (a missing value) indexes the appended -1 and stays "missing".
+                unseen = len(self.categories)
+                remap = [lookup.get(c, unseen) for c in values.categories]
+                cached = self._remap = (values.categories, np.asarray([*remap, -1], np.int64))
+            codes: np.ndarray = cached[1][values.codes]
+            nulls = codes < 0
+            self.nulls += int(nulls.sum())
+            return codes[~nulls] if nulls.any() else codes
+        size = len(values)
+        if size > _SMALL_BATCH:
+            codes = np.asarray(
+                pd.Index(self.categories, dtype=object).get_indexer(
+                    np.asarray(values, dtype=object)
+                )
+            )
         else:
-            codes = pd.Index(self.categories, dtype=object).get_indexer(values.astype(object))
-        missing = codes < 0
-        if missing.any():
-            null = np.asarray(pd.isna(values[missing]), dtype=bool)
-            self.nulls += int(null.sum())
-            codes[np.flatnonzero(missing)[~null]] = len(self.categories)
+            if not isinstance(values, np.ndarray) and hasattr(values, "__arrow_array__"):
+                # Arrow-backed strings: one conversion to Python values, not one per value.
+                values = values.__arrow_array__().to_pylist()
+            codes = np.fromiter(map(lookup.__getitem__, values), np.int64, size)
+        if (codes < 0).any():
+            codes = self.resolve_missing(codes, values)
             codes = codes[codes >= 0]
-        self.counts += np.bincount(codes, minlength=self.counts.size)
+        return codes
+
+    def resolve_missing(self, codes: np.ndarray, values: Any) -> np.ndarray:
+        """Where ``codes`` is -1: count nulls (they stay -1), send other labels to "unseen"."""
+        assert self.categories is not None
+        missing = np.flatnonzero(codes < 0)
+        labels = np.asarray(values, dtype=object)[missing]
+        null = np.asarray(pd.isna(labels), dtype=bool)
+        self.nulls += int(null.sum())
+        codes = codes.copy()
+        codes[missing[~null]] = len(self.categories)
+        return codes
 
 
 # ---------------------------------------------------------------------- column values
@@ -517,23 +570,37 @@ class Profile:
         """
         self._check_fitted()
         rows = len(frame)
+        out = (
+            None
+            if outputs is None or self.output_ is None
+            else _one_dimensional(outputs, "outputs")
+        )
+        conf = (
+            None
+            if confidence is None or self.confidence_ is None
+            else _one_dimensional(confidence, "confidence")
+        )
+        # Outputs of another length (a holdout at fit time) are folded on their own below.
+        together_out = out if out is not None and len(out) == rows else None
+        together_conf = conf if conf is not None and len(conf) == rows else None
         if rows:
-            plan = self._plan if self._plan is not None else self._make_plan()
-            plan.fold(frame, self.features_)
+            plan = self._plan
+            if plan is None or not plan.intact():
+                plan = self._make_plan()
+            plan.fold(frame, together_out, together_conf)
             self.n_rows_ += rows
-        if outputs is not None and self.output_ is not None:
-            out = _one_dimensional(outputs, "outputs")
+        else:
+            together_out = together_conf = None
+        if out is not None and together_out is None and self.output_ is not None:
             if self.output_.kind == "numeric":
-                self.output_.add_numeric(out.astype(np.float64))
+                self.output_.add_numeric(_object_column_as_float(out))
             else:
                 self.output_.add_categorical(out)
-        if confidence is not None and self.confidence_ is not None:
-            self.confidence_.add_numeric(
-                _one_dimensional(confidence, "confidence").astype(np.float64)
-            )
+        if conf is not None and together_conf is None and self.confidence_ is not None:
+            self.confidence_.add_numeric(_object_column_as_float(conf))
 
     def _make_plan(self) -> _Plan:
-        self._plan = _Plan(self.features_)
+        self._plan = _Plan(self.features_, self.output_, self.confidence_)
         return self._plan
 
     def merge(self, other: Profile) -> Profile:
@@ -617,89 +684,252 @@ def _merge_optional(
     return mine.merge(theirs)
 
 
+def _frame_blocks(frame: pd.DataFrame) -> list[tuple[Any, np.ndarray]]:
+    """The frame's storage blocks: (values, column positions), without copying.
+
+    A block holds one or more columns of one dtype (2-D, one row per column) or a single
+    extension array. Reading blocks costs a microsecond; pulling 30 columns out as Series
+    costs ~100 times that, more than the arithmetic on a small batch. Falls back to plain
+    column access should pandas ever change its internals.
+    """
+    try:
+        return [(b.values, b.mgr_locs.as_array) for b in frame._mgr.blocks]
+    except AttributeError:  # pragma: no cover - pandas internals changed
+        return [(frame.iloc[:, i].array, np.asarray([i])) for i in range(frame.shape[1])]
+
+
 class _Plan:
-    """Precomputed arrays that let one batch update every numeric feature at once."""
+    """What lets one batch update every section at once, worked out once per profile.
 
-    def __init__(self, features: Mapping[str, FeatureBins]) -> None:
-        numeric = [b for b in features.values() if b.kind == "numeric"]
-        self.numeric = numeric
+    Every section's ``counts`` (features, prediction, confidence) becomes a view into one
+    flat array, so a batch lands with a single ``np.bincount`` plus one vectorised add.
+    Numeric sections are binned together: one (bounds x features) matrix holds each
+    feature's edges, padded with ``+inf``, and a few extra bounds, and one broadcast
+    comparison counts, per feature, the values above each bound; differences of those
+    counts are the right-closed bins. Labels of all categorical sections are looked up in
+    one pass. Rows are taken in chunks so the comparison never needs much memory.
+    """
+
+    def __init__(
+        self,
+        features: Mapping[str, FeatureBins],
+        output: FeatureBins | None,
+        confidence: FeatureBins | None,
+    ) -> None:
+        self.numeric = [b for b in features.values() if b.kind == "numeric"]
         self.categorical = [b for b in features.values() if b.kind == "categorical"]
-        widths = [len(b.counts) for b in numeric]
-        self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-        most = max((len(b.edges or []) for b in numeric), default=0)
-        # Edges padded with +inf: "x > inf" is never true, so padding never moves a value.
-        self.edges = np.full((len(numeric), max(most, 1)), np.inf)
-        for j, b in enumerate(numeric):
-            self.edges[j, : len(b.edges or [])] = b.edges or []
-        self.low = np.asarray([-np.inf if b.minimum is None else b.minimum for b in numeric])
-        self.high = np.asarray([np.inf if b.maximum is None else b.maximum for b in numeric])
-        self.center = np.asarray([b.center for b in numeric])
-
-    def fold(self, frame: pd.DataFrame, features: Mapping[str, FeatureBins]) -> None:
-        rows = len(frame)
-        position = {c: i for i, c in enumerate(frame.columns)}
-        matrix = frame.to_numpy() if rows <= _SMALL_BATCH else None
-        x = np.empty((rows, len(self.numeric)))
-        found = [position.get(b.name) for b in self.numeric]
-        # Fast path: every plain numeric column of a small batch converted in one call.
-        plain = [
-            j
-            for j, b in enumerate(self.numeric)
-            if found[j] is not None and b.source_kind != "datetime"
-        ]
-        done: set[int] = set()
-        if matrix is not None and plain:
-            try:
-                x[:, plain] = matrix[:, [found[j] for j in plain]].astype(np.float64)
-                done.update(plain)
-            except (TypeError, ValueError):
-                pass  # some column holds text or pd.NA: convert column by column below
+        self.features = len(self.numeric), len(self.categorical)
+        # The prediction and confidence sections go last, fed from the outputs, not the frame.
+        self.output_numeric = self.output_categorical = self.confidence = -1
+        if output is not None and output.kind == "numeric":
+            self.output_numeric = len(self.numeric)
+            self.numeric.append(output)
+        elif output is not None:
+            self.output_categorical = len(self.categorical)
+            self.categorical.append(output)
+        if confidence is not None:
+            self.confidence = len(self.numeric)
+            self.numeric.append(confidence)
+        ordered = self.sections = [*self.numeric, *self.categorical]
+        widths = [len(b.counts) for b in ordered]
+        starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
+        self.flat = (
+            np.concatenate([b.counts for b in ordered]).astype(np.int64)
+            if ordered
+            else np.zeros(0, dtype=np.int64)
+        )
+        for b, lo, hi in zip(ordered, starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+            b.counts = self.flat[lo:hi]
+        self.cat_start = starts[len(self.numeric) : -1].tolist()
+        n = len(self.numeric)
+        self.num_size = int(starts[n])
+        self.k = k = max(max((len(b.edges or []) for b in self.numeric), default=0), 1)
+        # Bounds compared with every value at once, one row per bound, one column per
+        # feature: -inf (counts the finite values), the edges padded with +inf, the largest
+        # float below the training minimum (what is above it is not below the range), and
+        # the training maximum. NaN compares false with everything, so nulls count nowhere.
+        low = np.asarray([-np.inf if b.minimum is None else b.minimum for b in self.numeric])
+        high = np.asarray([np.inf if b.maximum is None else b.maximum for b in self.numeric])
+        self.bounds = np.full((k + 3, n), np.inf)
+        self.bounds[0] = -np.inf
         for j, b in enumerate(self.numeric):
-            at = found[j]
-            if j in done:
+            self.bounds[1 : 1 + len(b.edges or []), j] = b.edges or []
+        self.bounds[k + 1] = np.nextafter(low, -np.inf)
+        self.bounds[k + 2] = high
+        # Bin i of feature j is entry (i, j) of a (k + 1) x n matrix of differences; these
+        # positions of its flattened form are the numeric sections of ``flat``, in order.
+        self.gather = np.asarray(
+            [i * n + j for j, b in enumerate(self.numeric) for i in range(len(b.counts))],
+            dtype=np.intp,
+        )
+        self.chunk = max(256, (1 << 22) // max(self.bounds.size, 1))
+        self.center = np.asarray([b.center for b in self.numeric])
+        # One extra False at the end, so that indexing with -1 (not numeric) is harmless.
+        self.is_datetime = np.asarray([b.source_kind == "datetime" for b in self.numeric] + [False])
+        self._columns: pd.Index | None = None
+        self._numeric_at = np.zeros(0, dtype=np.intp)
+        self._numeric_list: list[int] = []
+        self._categorical_list: list[int] = []
+
+    def intact(self) -> bool:
+        """Whether every section's counts are still this plan's views."""
+        return all(b.counts.base is self.flat for b in self.sections)
+
+    def _locate(self, columns: pd.Index) -> None:
+        """Map column positions to numeric / categorical feature indexes (-1: not profiled)."""
+        if columns is self._columns:
+            return  # the contract builds every batch's frame on one Index object
+        if self._columns is not None and columns.equals(self._columns):
+            self._columns = columns
+            return
+        n_numeric, n_categorical = self.features
+        numeric = {b.name: j for j, b in enumerate(self.numeric[:n_numeric])}
+        categorical = {b.name: c for c, b in enumerate(self.categorical[:n_categorical])}
+        names = list(columns)
+        self._numeric_list = [numeric.get(n, -1) for n in names]
+        self._categorical_list = [categorical.get(n, -1) for n in names]
+        self._numeric_at = np.asarray(self._numeric_list, dtype=np.intp)
+        self._columns = columns
+
+    def _columns_of(
+        self, frame: pd.DataFrame
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[int, Any]], list[tuple[int, Any]]]:
+        """The frame's profiled columns: 2-D numeric blocks, other numeric columns, labels."""
+        wide: list[tuple[np.ndarray, np.ndarray]] = []  # (numeric indexes, block rows)
+        single: list[tuple[int, Any]] = []  # (numeric index, one column)
+        labels: list[tuple[int, Any]] = []  # (categorical index, one column)
+        numeric_at, categorical_at = self._numeric_list, self._categorical_list
+        for values, locs in _frame_blocks(frame):
+            if values.ndim == 1:  # an extension array: one column
+                at = int(locs[0])
+                if numeric_at[at] >= 0:
+                    single.append((numeric_at[at], values))
+                elif categorical_at[at] >= 0:
+                    labels.append((categorical_at[at], values))
                 continue
-            if at is None:
-                x[:, j] = np.nan
-            elif matrix is not None and b.source_kind != "datetime":
-                x[:, j] = _object_column_as_float(matrix[:, at])
-            else:
-                x[:, j] = _numeric_column(frame.iloc[:, at], b.source_kind)
-        if self.numeric:
-            self._fold_numeric(x)
-        for b in self.categorical:
-            at = position.get(b.name)
-            if at is None:
-                b.nulls += rows
-            elif matrix is not None:
-                b.add_categorical(matrix[:, at])
-            else:
-                b.add_categorical(frame.iloc[:, at].to_numpy())
+            others: Sequence[int] = range(len(locs))
+            if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+                # Plain numbers: the whole block goes into the matrix in one assignment.
+                numeric = self._numeric_at[locs]
+                plain = (numeric >= 0) & ~self.is_datetime[numeric]
+                if plain.all():
+                    wide.append((numeric, values))
+                    continue
+                if plain.any():
+                    wide.append((numeric[plain], values[plain]))
+                others = np.flatnonzero(~plain).tolist()
+            for k in others:
+                at = int(locs[k])
+                if numeric_at[at] >= 0:
+                    single.append((numeric_at[at], values[k]))
+                elif categorical_at[at] >= 0:
+                    labels.append((categorical_at[at], values[k]))
+        return wide, single, labels
 
-    def _fold_numeric(self, x: np.ndarray) -> None:
+    def fold(self, frame: pd.DataFrame, outputs: Any = None, confidence: Any = None) -> None:
+        """Fold a batch; ``outputs`` and ``confidence`` (one per row, or None) too."""
+        rows = len(frame)
+        self._locate(frame.columns)
+        wide, single, labels = self._columns_of(frame)
+        unfed: list[int] = []  # numeric output sections with nothing to fold this time
+        for j, values in ((self.output_numeric, outputs), (self.confidence, confidence)):
+            if j >= 0:
+                if values is None:
+                    unfed.append(j)
+                else:
+                    single.append((j, values))
+        if self.output_categorical >= 0 and outputs is not None:
+            labels.append((self.output_categorical, outputs))
+        if self.numeric:
+            for lo in range(0, rows, self.chunk):
+                hi = min(rows, lo + self.chunk)
+                x = np.full((hi - lo, len(self.numeric)), np.nan)
+                for js, block in wide:
+                    x[:, js] = block[:, lo:hi].T
+                for j, column in single:
+                    x[:, j] = self._as_float(j, column[lo:hi])
+                self._bin_numeric(x, unfed)
+        seen = {c for c, _ in labels}
+        for c in range(self.features[1]):
+            if c not in seen:
+                self.categorical[c].nulls += rows  # a column missing from the batch: all null
+        if labels:
+            codes = self._label_codes(labels, rows)
+            self.flat += np.bincount(codes, minlength=self.flat.size)
+
+    def _label_codes(self, labels: list[tuple[int, Any]], rows: int) -> np.ndarray:
+        """Flat count indexes of every label of every categorical section."""
+        parts: list[np.ndarray] = []
+        small: list[tuple[int, Any]] = []
+        for c, column in labels:
+            if rows > _SMALL_BATCH or isinstance(column, pd.Categorical):
+                parts.append(self.categorical[c].slots_of(column) + self.cat_start[c])
+            else:
+                if not isinstance(column, np.ndarray) and hasattr(column, "__arrow_array__"):
+                    column = column.__arrow_array__().to_pylist()  # one conversion, not 32
+                small.append((c, column))
+        if small:
+            # Small batches: every lookup of every column in one C-level pass.
+            lookups = [self.categorical[c].lookup() for c, _ in small]
+            codes = np.fromiter(
+                itertools.chain.from_iterable(
+                    map(lookup.__getitem__, column)
+                    for lookup, (_, column) in zip(lookups, small, strict=True)
+                ),
+                np.int64,
+                rows * len(small),
+            ).reshape(len(small), rows)
+            missing = codes < 0
+            tidy = not missing.any()
+            if not tidy:  # nulls and unseen labels: sort them out column by column
+                for i in np.flatnonzero(missing.any(axis=1)).tolist():
+                    c, column = small[i]
+                    codes[i] = self.categorical[c].resolve_missing(codes[i], column)
+                valid = codes >= 0  # nulls are left at -1
+            codes += np.asarray([self.cat_start[c] for c, _ in small])[:, None]
+            parts.append(codes.ravel() if tidy else codes[valid])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _as_float(self, j: int, column: Any) -> np.ndarray:
+        """One column as float64 the way ``_numeric_column`` reads it; junk becomes NaN."""
+        kind = self.numeric[j].source_kind
+        if kind != "datetime" and isinstance(column, np.ndarray):
+            return _object_column_as_float(column)
+        if kind != "datetime":
+            try:
+                return np.asarray(column.to_numpy(dtype=np.float64, na_value=np.nan))
+            except (TypeError, ValueError):
+                pass
+        return _numeric_column(pd.Series(column, copy=False), kind)
+
+    def _bin_numeric(self, x: np.ndarray, unfed: list[int]) -> None:
+        """Count a (rows x numeric sections) matrix into the bins, nulls, range and sums."""
         finite = np.isfinite(x)
-        if x.size * self.edges.shape[1] <= 1 << 16:
-            # Small batch: one broadcast compare bins every value of every feature at once;
-            # the count of edges strictly below x is the index of its right-closed bin.
-            index = (x[:, :, None] > self.edges[None, :, :]).sum(axis=2)
-            counts = np.bincount(
-                (index + self.offsets[None, :-1])[finite], minlength=int(self.offsets[-1])
-            )
-        else:
-            counts = np.zeros(int(self.offsets[-1]), dtype=np.int64)
-            for j, b in enumerate(self.numeric):
-                values = x[finite[:, j], j]
-                index = np.searchsorted(np.asarray(b.edges), values, side="left")
-                counts[self.offsets[j] : self.offsets[j + 1]] = np.bincount(
-                    index, minlength=len(b.counts)
-                )
-        nulls = x.shape[0] - finite.sum(axis=0)
-        outside = (((x < self.low) | (x > self.high)) & finite).sum(axis=0)
-        shifted = np.where(finite, x - self.center, 0.0)
+        clean = bool(finite.all())
+        if not clean:
+            x = np.where(finite, x, np.nan)  # ±inf counts as null, like NaN
+        # above[r, j]: values of section j strictly above bound r (see __init__).
+        above = (x[None, :, :] > self.bounds[:, None, :]).sum(axis=1, dtype=np.int64)
+        k = self.k
+        present = above[0]
+        # Right-closed bins: bin i holds what is above edge i-1 but not above edge i.
+        bins = above[: k + 1].copy()
+        bins[:-1] -= above[1 : k + 1]
+        self.flat[: self.num_size] += bins.ravel().take(self.gather)
+        nulls = x.shape[0] - present
+        if unfed:
+            nulls[unfed] = 0  # an output section given no outputs saw nothing, not nulls
+        outside = present - above[k + 1] + above[k + 2]
+        shifted = x - self.center
+        if not clean:
+            shifted[~finite] = 0.0
         sums = shifted.sum(axis=0)
-        squares = (shifted * shifted).sum(axis=0)
-        for j, b in enumerate(self.numeric):
-            b.counts += counts[self.offsets[j] : self.offsets[j + 1]]
-            b.nulls += int(nulls[j])
-            b.out_of_range += int(outside[j])
-            b.sum += float(sums[j])
-            b.sum_sq += float(squares[j])
+        squares = np.einsum("ij,ij->j", shifted, shifted)
+        for b, n, o, s, q in zip(
+            self.numeric, nulls.tolist(), outside.tolist(), sums.tolist(), squares.tolist(),
+            strict=True,
+        ):  # fmt: skip
+            b.nulls += n
+            b.out_of_range += o
+            b.sum += s
+            b.sum_sq += q

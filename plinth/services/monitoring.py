@@ -6,9 +6,14 @@ bins, filled with live counts) and, from the reply path, counts requests, errors
 failures and latency in fixed log buckets. Every ``interval_s`` the finished intervals go to
 the store as one row per worker; nothing is ever updated, so workers never coordinate.
 
+``roll_up`` keeps a long window cheap to read: once an hour has been over for two hours,
+its minute rows (from every worker) are merged into one row for that hour, in the same
+table and in one transaction (see ``plinth.store.monitoring``). One worker at a time does it,
+under the ``monitor.rollup`` lease, from the collector's flush task.
+
 ``Monitor`` builds the report from those rows only (never the prediction log): the rows of
-a window are stacked into one matrix and summed, so 30 days of one-minute intervals cost a
-few numpy reductions, whatever the traffic was.
+a window are stacked into one matrix and summed, so 30 days cost about 720 hour rows plus
+the last hours' minute rows and a few numpy reductions, whatever the traffic was.
 """
 
 from __future__ import annotations
@@ -50,12 +55,21 @@ from plinth.services.background import in_thread
 from plinth.services.registry import ServedModel
 from plinth.services.scoring import JobResult
 from plinth.store import Store
-from plinth.store.monitoring import IntervalRow, MonitoringStore
+from plinth.store.monitoring import ROLLUP_SECONDS, IntervalRow, MonitoringStore
 from plinth.store.records import VersionRecord
 
 log = logging.getLogger("plinth.monitoring")
 
 Baseline = Literal["reference", "previous"]
+
+
+#: Minute rows are rolled up once their hour ended at least this long ago.
+ROLLUP_AFTER = timedelta(hours=2)
+#: Hours rolled up per transaction, so a backlog never holds the write lock for long.
+ROLLUP_CHUNK = timedelta(hours=6)
+#: How often each worker looks for hours to roll up (one of them does the work).
+ROLLUP_EVERY_S = 300.0
+ROLLUP_LEASE = "monitor.rollup"
 
 
 def worker_id() -> str:
@@ -144,6 +158,7 @@ class MonitorCollector:
         self._references: dict[tuple[str, int], Profile | None] = {}
         self._layouts: dict[tuple[str, int], ProfileLayout] = {}
         self._lock = threading.Lock()
+        self._next_roll_up = 0.0
 
     def _start(self, now: float) -> float:
         return math.floor(now / self.interval_s) * self.interval_s
@@ -155,10 +170,12 @@ class MonitorCollector:
             self._references[key] = None if document is None else Profile.from_dict(document)
         return self._references[key]
 
-    def _interval(self, name: str, version: int, reference: Profile | None) -> _Interval:
-        key = (name, version, self._start(self.clock()))
+    def _interval(self, model: ServedModel) -> _Interval:
+        """The open interval of ``model`` now (call with the lock held)."""
+        key = (model.name, model.version, self._start(self.clock()))
         interval = self._open.get(key)
         if interval is None:
+            reference = self._reference(model)
             empty = None if reference is None else reference.empty_like()
             interval = self._open[key] = _Interval(empty)
         return interval
@@ -177,7 +194,7 @@ class MonitorCollector:
             return
         confidence = None if probabilities is None else top_probability(probabilities)
         with self._lock:
-            interval = self._interval(model.name, model.version, reference)
+            interval = self._interval(model)
             assert interval.profile is not None
             interval.profile.update(frame, predictions, confidence)
 
@@ -185,9 +202,8 @@ class MonitorCollector:
 
     def observe_reply(self, model: ServedModel, result: JobResult, seconds: float) -> None:
         """Count one answered request: outcome, records, contract problems, latency."""
-        reference = self._reference(model)
         with self._lock:
-            interval = self._interval(model.name, model.version, reference)
+            interval = self._interval(model)
             interval.requests += 1
             error = result.error
             if error is None:
@@ -256,8 +272,20 @@ class MonitorCollector:
             sums=sums,
         )
 
+    def maybe_roll_up(self) -> int | None:
+        """Roll up old hours if ``ROLLUP_EVERY_S`` has passed since this worker last looked."""
+        now = self.clock()
+        if self.store is None or now < self._next_roll_up:
+            return None
+        self._next_roll_up = now + ROLLUP_EVERY_S
+        return roll_up(self.store.store, now=datetime.fromtimestamp(now, UTC), holder=self.worker)
+
     async def run(self) -> None:
-        """Flush at every interval boundary until cancelled (the app's background task)."""
+        """Flush at every interval boundary until cancelled (the app's background task).
+
+        After a flush the worker also looks for hours to roll up (at most every
+        ``ROLLUP_EVERY_S``); the ``monitor.rollup`` lease lets one worker do it.
+        """
         while True:
             now = self.clock()
             wait = self._start(now) + self.interval_s - now + min(0.05, self.interval_s / 20)
@@ -266,6 +294,10 @@ class MonitorCollector:
                 await in_thread(self.flush)
             except Exception:  # keep flushing at the next boundary whatever happened
                 log.exception("interval flush failed")
+            try:
+                await in_thread(self.maybe_roll_up)
+            except Exception:  # a failed roll-up is retried at the next look
+                log.exception("interval roll-up failed")
 
 
 def observe_reply(
@@ -275,6 +307,82 @@ def observe_reply(
     for observer in observers:
         if isinstance(observer, MonitorCollector):
             observer.observe_reply(model, result, seconds)
+
+
+# ---------------------------------------------------------------------- rolling up
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def roll_up(
+    store: Store,
+    *,
+    now: datetime | None = None,
+    after: timedelta = ROLLUP_AFTER,
+    holder: str | None = None,
+    lease: bool = True,
+) -> int | None:
+    """Merge the minute rows of every hour that ended at least ``after`` ago, hour by hour.
+
+    Idempotent, and safe beside writers and other roll-ups (each transaction merges only
+    the rows it deleted itself). With ``lease`` it first takes the ``monitor.rollup`` lease
+    and returns None when another process holds it. Returns the minute rows merged.
+    """
+    rows = MonitoringStore(store)
+    now = now or datetime.now(UTC)
+    cutoff = _floor_hour(now - after)
+    if rows.oldest_unrolled(cutoff) is None:
+        return 0  # the usual case: one cheap read, no lease, no write
+    holder = holder or worker_id()
+    lease_s = timedelta(minutes=10)
+    if lease and not rows.acquire_lease(ROLLUP_LEASE, holder, now, now + lease_s):
+        return None
+    merged = 0
+    try:
+        oldest = rows.oldest_unrolled(cutoff)
+        while oldest is not None:
+            start = _floor_hour(oldest)
+            end = min(cutoff, start + ROLLUP_CHUNK)
+            merged += rows.roll_up(start, end)
+            # Onwards from the end of this chunk, skipping hours without minute rows; rows
+            # a roll-up had to leave as they were are not looked at again in this pass.
+            oldest = rows.oldest_unrolled(cutoff, since=end)
+            if lease:  # a long backlog: keep the lease while working through it
+                at = datetime.now(UTC)
+                rows.acquire_lease(ROLLUP_LEASE, holder, at, at + lease_s)
+    finally:
+        if lease:
+            rows.release_lease(ROLLUP_LEASE, holder)
+    if merged:
+        log.info("rolled up %d interval rows older than %s", merged, cutoff.isoformat())
+    return merged
+
+
+@dataclass(frozen=True)
+class IntervalPrune:
+    """What ``prune_intervals`` did: minute rows merged into hours, rows deleted."""
+
+    rolled_up: int
+    minutes_deleted: int
+    hours_deleted: int
+
+
+def prune_intervals(
+    store: Store, *, minutes_before: datetime, hours_before: datetime, now: datetime | None = None
+) -> IntervalPrune:
+    """Retention for interval rows: roll up what can be, then delete old rows.
+
+    Rolling up first means pruning never drops what an hourly row would have kept; minute
+    rows older than ``minutes_before`` that are left (none, once roll-ups run) are deleted,
+    and hourly roll-ups older than ``hours_before``.
+    """
+    rolled = roll_up(store, now=now, lease=False) or 0
+    minutes, hours = MonitoringStore(store).prune_intervals(
+        minutes_before=minutes_before, hours_before=hours_before
+    )
+    return IntervalPrune(rolled, minutes, hours)
 
 
 # ---------------------------------------------------------------------- reading back
@@ -294,6 +402,7 @@ class WindowData:
     ints: np.ndarray  # intervals x layout.int_size, possibly a narrow unsigned type
     floats: np.ndarray
     profile_rows: np.ndarray  # rows folded into the profile, per interval
+    resolution_s: float | None = None  # seconds per point (None: no rows)
 
     @property
     def empty(self) -> bool:
@@ -307,14 +416,21 @@ class WindowData:
         )
 
 
-def merge_rows(rows: Sequence[IntervalRow], layout: ProfileLayout) -> WindowData:
-    """Stack rows and add those of the same interval (workers, replicas) together."""
+def merge_rows(
+    rows: Sequence[IntervalRow], layout: ProfileLayout, bucket_s: float | None = None
+) -> WindowData:
+    """Stack rows and add those of the same interval (workers, replicas) together.
+
+    With ``bucket_s`` rows are added up per bucket of that many seconds instead (the
+    report uses hours once a window reaches into rolled-up hours).
+    """
     # Rows come ordered by start, so rows of one interval are adjacent: reduceat adds them.
     starts: list[datetime] = []
     at = np.empty(len(rows), dtype=np.int64)
     for i, r in enumerate(rows):
-        if not starts or r.start != starts[-1]:
-            starts.append(r.start)
+        start = r.start if bucket_s is None else _floor(r.start, bucket_s)
+        if not starts or start != starts[-1]:
+            starts.append(start)
         at[i] = len(starts) - 1
     n = len(starts)
     # Where each interval's last row sits: cumulative sums differenced there add up the
@@ -366,10 +482,17 @@ def merge_rows(rows: Sequence[IntervalRow], layout: ProfileLayout) -> WindowData
         if first is not None
         else np.zeros(n, dtype=np.int64)
     )
+    resolution = bucket_s if bucket_s is not None else max((r.seconds for r in rows), default=None)
     return WindowData(
         starts, requests, records, errors, failures.astype(np.int64), problems, latency,
-        ints, floats, profile_rows,
+        ints, floats, profile_rows, resolution,
     )  # fmt: skip
+
+
+def _floor(at: datetime, seconds: float) -> datetime:
+    if seconds == ROLLUP_SECONDS:
+        return at.replace(minute=0, second=0, microsecond=0)
+    return datetime.fromtimestamp(math.floor(at.timestamp() / seconds) * seconds, UTC)
 
 
 def _rate(part: float, whole: float) -> float | None:
@@ -425,8 +548,14 @@ class Monitor:
     def window(
         self, record: VersionRecord, layout: ProfileLayout, start: datetime, end: datetime
     ) -> WindowData:
+        """Rows whose interval starts in [start, end), added up per interval.
+
+        A window that reaches into rolled-up hours is added up per hour throughout (the
+        recent minute rows into their hours too), so its control charts have one resolution.
+        """
         rows = self.rows.read_intervals(record.name, record.version, start, end)
-        return merge_rows(rows, layout)
+        hourly = any(r.seconds >= ROLLUP_SECONDS for r in rows)
+        return merge_rows(rows, layout, ROLLUP_SECONDS if hourly else None)
 
     def report(
         self,
@@ -474,6 +603,7 @@ class Monitor:
                 "end": end.isoformat(),
                 "seconds": window.total_seconds(),
                 "intervals": len(data.starts),
+                "resolution_s": data.resolution_s,
             },
             "baseline": baseline,
             **self._traffic(data),

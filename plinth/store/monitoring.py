@@ -2,23 +2,44 @@
 
 Interval rows are written once per interval per worker and never updated; readers merge the
 rows of one interval by adding their counts, so workers and replicas never coordinate.
+
+Old rows are rolled up: in one transaction the sub-hour rows of finished hours are deleted
+(``DELETE ... RETURNING``, so a transaction only ever merges rows it removed itself) and
+one row per (model, version, hour) is written in their place, in the same table. A reader's
+single SELECT therefore sees either the minute rows or their roll-up, never both, and two
+roll-ups racing each other cannot count a row twice; roll-up transactions are serialised
+(an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite) so each hour keeps one row.
+
 Alerts are few and updated in place. A lease is one row per background job with a holder
 and an expiry; taking it is a single conditional UPDATE, atomic on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 
+from plinth.core.interval import decode_counts, encode_counts
 from plinth.store.schema import alerts, interval_profiles, leases
-from plinth.store.store import Store, _aware
+from plinth.store.store import PRUNE_CHUNK_ROWS, Store, _aware
+
+#: Length of a roll-up row. Rows shorter than this are "minute rows" (whatever the
+#: collector's interval) and get rolled up; rows this long or longer are left as they are.
+ROLLUP_SECONDS: Final = 3600.0
+ROLLUP_WORKER: Final = "rollup"
+# Serialises roll-up transactions on PostgreSQL ("rollup" in ASCII); SQLite's BEGIN
+# IMMEDIATE already does. Writers of minute rows never take it.
+ROLLUP_LOCK_KEY: Final = 0x726F6C6C7570
+
+log = logging.getLogger("plinth.monitoring")
 
 
 @dataclass(frozen=True)
@@ -127,14 +148,95 @@ class MonitoringStore:
         with self.store._read() as conn:
             return [int(v) for v in conn.execute(query).scalars()]
 
-    def prune_intervals(self, older_than: datetime) -> int:
+    # -- roll-ups ---------------------------------------------------------------------------
+
+    def oldest_unrolled(self, before: datetime, since: datetime | None = None) -> datetime | None:
+        """Start of the oldest sub-hour row starting in [since, before); None if none."""
+        query = sa.select(sa.func.min(interval_profiles.c.start)).where(
+            interval_profiles.c.seconds < ROLLUP_SECONDS,
+            interval_profiles.c.start < _aware(before, "before"),
+        )
+        if since is not None:
+            query = query.where(interval_profiles.c.start >= _aware(since, "since"))
+        with self.store._read() as conn:
+            oldest = conn.execute(query).scalar_one_or_none()
+        # min() of a UTCDateTime column comes back untyped on SQLite: normalise it here.
+        return None if oldest is None else _as_datetime(oldest)
+
+    def roll_up(self, start: datetime, end: datetime) -> int:
+        """Merge the sub-hour rows starting in [start, end) into one row per hour; one transaction.
+
+        ``start`` and ``end`` should be whole hours. A roll-up row already there for an
+        affected hour (a late minute row arrived after the first pass) is merged in too, so
+        each (model, version, hour) keeps a single row. Returns the minute rows merged.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        c = interval_profiles.c
+        in_range = sa.and_(c.start >= start, c.start < end)
         with self.store._write() as conn:
-            done = conn.execute(
-                interval_profiles.delete().where(
-                    interval_profiles.c.start < _aware(older_than, "older_than")
+            if self.store.dialect == "postgresql":
+                # One roll-up at a time, so a second one sees the first's hour rows and
+                # merges into them instead of writing a second row for the same hour.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLLUP_LOCK_KEY)))
+            minutes = conn.execute(
+                interval_profiles.delete()
+                .where(in_range, c.seconds < ROLLUP_SECONDS)
+                .returning(*_INTERVAL_COLUMNS)
+            ).all()
+            if not minutes:
+                return 0
+            rows = [IntervalRow(*r) for r in minutes]
+            hours = sorted({(r.model, r.version, _hour(r.start)) for r in rows})
+            earlier = conn.execute(
+                interval_profiles.delete()
+                .where(
+                    in_range,
+                    c.seconds == ROLLUP_SECONDS,
+                    sa.tuple_(c.model, c.version, c.start).in_(hours),
                 )
+                .returning(*_INTERVAL_COLUMNS)
+            ).all()
+            rows.extend(IntervalRow(*r) for r in earlier)
+            merged = merge_hourly(rows)
+            kept = sum(r.seconds < ROLLUP_SECONDS for r in merged)  # left as they were
+            conn.execute(
+                interval_profiles.insert(),
+                [
+                    {col.name: getattr(r, col.name) for col in _INTERVAL_COLUMNS}
+                    | {"start": _aware(r.start, "start")}
+                    for r in merged
+                ],
             )
-        return int(done.rowcount)
+        return len(minutes) - kept
+
+    def prune_intervals(
+        self, *, minutes_before: datetime, hours_before: datetime
+    ) -> tuple[int, int]:
+        """Delete sub-hour rows starting before ``minutes_before`` and roll-up (hour or
+        longer) rows starting before ``hours_before``; returns how many of each went.
+
+        Deletes in chunks, each its own transaction, like the prediction log's prune.
+        """
+        c = interval_profiles.c
+        minutes = self._delete_chunked(
+            sa.and_(c.seconds < ROLLUP_SECONDS, c.start < _aware(minutes_before, "minutes_before"))
+        )
+        hours = self._delete_chunked(
+            sa.and_(c.seconds >= ROLLUP_SECONDS, c.start < _aware(hours_before, "hours_before"))
+        )
+        return minutes, hours
+
+    def _delete_chunked(self, condition: sa.ColumnElement[bool]) -> int:
+        oldest = sa.select(interval_profiles.c.id).where(condition).limit(PRUNE_CHUNK_ROWS)
+        total = 0
+        while True:
+            with self.store._write() as conn:
+                done = conn.execute(
+                    interval_profiles.delete().where(interval_profiles.c.id.in_(oldest))
+                )
+            total += done.rowcount
+            if done.rowcount < PRUNE_CHUNK_ROWS:
+                return total
 
     # -- alerts -----------------------------------------------------------------------------
 
@@ -239,6 +341,72 @@ class MonitoringStore:
     def release_lease(self, name: str, holder: str) -> None:
         with self.store._write() as conn:
             conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _as_datetime(value: Any) -> datetime:
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(stamp, datetime)
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + int(n)
+
+
+def merge_hourly(rows: Sequence[IntervalRow]) -> list[IntervalRow]:
+    """One roll-up row per (model, version, hour): every number of the rows added up.
+
+    Counts (profile bins, nulls, latency buckets) add exactly; the float sums add up to
+    rounding. Rows without profile counts (a version without reference) add traffic only.
+    """
+    groups: dict[tuple[str, int, datetime], list[IntervalRow]] = {}
+    for r in rows:
+        groups.setdefault((r.model, r.version, _hour(r.start)), []).append(r)
+    merged: list[IntervalRow] = []
+    for (model, version, hour), group in sorted(groups.items()):
+        blobs = [(r.counts, r.sums) for r in group if r.counts is not None and r.sums is not None]
+        if len({len(c) for c, _ in blobs}) > 1 or len({len(f) for _, f in blobs}) > 1:
+            # Rows of one version that do not line up (never written by Plinth): leave them
+            # as they are rather than fail the roll-up of every other hour.
+            log.warning(
+                "not rolling up %s:%s at %s: rows of different layouts", model, version, hour
+            )
+            merged.extend(group)
+            continue
+        errors: dict[str, int] = {}
+        problems: dict[str, int] = {}
+        for r in group:
+            _add_counts(errors, r.errors)
+            _add_counts(problems, r.problems)
+        latency = np.vstack([decode_counts(r.latency) for r in group]).sum(axis=0)
+        counts = sums = None
+        if blobs:
+            counts = encode_counts(np.vstack([decode_counts(c) for c, _ in blobs]).sum(axis=0))
+            floats = np.vstack([np.frombuffer(f, dtype="<f8") for _, f in blobs]).sum(axis=0)
+            sums = floats.astype("<f8").tobytes()
+        merged.append(
+            IntervalRow(
+                model=model,
+                version=version,
+                start=hour,
+                seconds=ROLLUP_SECONDS,
+                worker=ROLLUP_WORKER,
+                requests=sum(r.requests for r in group),
+                records=sum(r.records for r in group),
+                errors=errors,
+                validation_failures=sum(r.validation_failures for r in group),
+                problems=problems,
+                latency=encode_counts(latency),
+                counts=counts,
+                sums=sums,
+            )
+        )
+    return merged
 
 
 def _alert(row: sa.Row[Any]) -> AlertRow:

@@ -154,6 +154,9 @@ interval_profiles = sa.Table(
     sa.Column("counts", sa.LargeBinary, nullable=True),
     sa.Column("sums", sa.LargeBinary, nullable=True),
     sa.Index("ix_interval_profiles_model_start", "model", "start"),
+    # Hourly roll-ups share the table (seconds = 3600); the roll-up job and pruning find
+    # rows by resolution and age across models (migration 0005).
+    sa.Index("ix_interval_profiles_seconds_start", "seconds", "start"),
 )
 
 alerts = sa.Table(

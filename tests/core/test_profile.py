@@ -329,3 +329,137 @@ def test_pandas_categorical_and_tz_aware_columns(rows: int) -> None:
     live = ref.empty_like()
     live.update(frame)
     assert live == ref
+
+
+# -- the vectorised fold against a value-by-value reference --------------------------------
+
+
+def _one_by_one(reference: Profile, frame: pd.DataFrame) -> Profile:
+    """The profile of ``frame`` counted value by value in plain Python (the definition)."""
+    expected = reference.empty_like()
+    for name, bins in expected.features_.items():
+        if name not in frame.columns:
+            bins.nulls += len(frame)
+            continue
+        if bins.kind == "numeric":
+            values = profile_module._numeric_column(frame[name], bins.source_kind)
+            for v in values.tolist():
+                if not np.isfinite(v):
+                    bins.nulls += 1
+                    continue
+                # right-closed bins: the count of edges strictly below v
+                bins.counts[sum(e < v for e in bins.edges or [])] += 1
+                low, high = bins.minimum, bins.maximum
+                if low is not None and high is not None and not low <= v <= high:
+                    bins.out_of_range += 1
+                bins.sum += v - bins.center
+                bins.sum_sq += (v - bins.center) ** 2
+        else:
+            categories = bins.categories or []
+            for v in np.asarray(frame[name], dtype=object).tolist():
+                if pd.isna(v):
+                    bins.nulls += 1
+                else:
+                    bins.counts[categories.index(v) if v in categories else len(categories)] += 1
+    expected.n_rows_ = len(frame)
+    return expected
+
+
+def _messy(rows: int, seed: int) -> pd.DataFrame:
+    """Every column type the contract can hand the profile, with nulls, junk and unseen."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(50, 10, rows)
+    x[rng.random(rows) < 0.1] = np.nan
+    x[rng.random(rows) < 0.03] = np.inf
+    x[rng.random(rows) < 0.03] = -np.inf
+    x[rng.random(rows) < 0.05] = 500.0  # out of range
+    city = rng.choice(["paris", "oslo", "rome", "atlantis"], rows).astype(object)
+    city[rng.random(rows) < 0.1] = None
+    n = pd.array(rng.integers(-2, 8, rows), dtype="Int64")
+    n[rng.random(rows) < 0.1] = pd.NA
+    when = pd.Series(
+        pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 86_400 * 40, rows), unit="s")
+    )
+    when[rng.random(rows) < 0.1] = pd.NaT
+    return pd.DataFrame(
+        {
+            "x": x,
+            "n": n,
+            "flag": rng.random(rows) < 0.4,
+            "city": pd.array(city, dtype="str"),
+            "when": when,
+            "note": ["free"] * rows,
+        }
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 7, 32, profile_module._SMALL_BATCH + 5])
+def test_vectorised_fold_equals_value_by_value_counting(reference: Profile, rows: int) -> None:
+    for seed in range(3):
+        frame = _messy(rows, seed)
+        live = reference.empty_like()
+        live.update(frame)
+        expected = _one_by_one(reference, frame)
+        for name, bins in expected.features_.items():
+            got = live.features_[name]
+            assert got.counts.tolist() == bins.counts.tolist(), name
+            assert (got.nulls, got.out_of_range) == (bins.nulls, bins.out_of_range), name
+            assert got.sum == pytest.approx(bins.sum, rel=1e-9, abs=1e-6), name
+            assert got.sum_sq == pytest.approx(bins.sum_sq, rel=1e-9, abs=1e-6), name
+
+
+def test_object_and_categorical_columns_fold_like_plain_ones(reference: Profile) -> None:
+    frame = _messy(64, 4)
+    plain = reference.empty_like()
+    plain.update(frame)
+    variants = {
+        "object": frame.astype({"x": object, "city": object}),
+        "category": frame.astype({"city": "category"}),
+        "python strings": frame.astype({"city": pd.StringDtype("python")}),
+        "tz-aware": frame.assign(when=frame["when"].dt.tz_localize("UTC")),
+    }
+    for label, variant in variants.items():
+        other = reference.empty_like()
+        other.update(variant)
+        assert other == plain, label
+
+
+def test_big_batches_are_folded_in_chunks(reference: Profile) -> None:
+    frame = _messy(3000, 5)
+    whole = reference.empty_like()
+    whole.update(frame)
+    chunked = reference.empty_like()
+    chunked.update(frame.iloc[:1])  # builds the plan
+    assert chunked._plan is not None
+    chunked._plan.chunk = 100  # 30 chunks instead of one
+    chunked.update(frame.iloc[1:])
+    for name, bins in whole.features_.items():
+        got = chunked.features_[name]
+        assert got.counts.tolist() == bins.counts.tolist(), name
+        assert (got.nulls, got.out_of_range) == (bins.nulls, bins.out_of_range), name
+        assert got.sum == pytest.approx(bins.sum, rel=1e-9, abs=1e-6), name
+
+
+def test_replaced_counts_are_noticed_not_lost(reference: Profile) -> None:
+    live = reference.empty_like()
+    live.update(training(10, seed=1))
+    live.features_["x"].counts = live.features_["x"].counts.copy()  # no longer the plan's view
+    live.update(training(10, seed=2))
+    expected = reference.empty_like()
+    expected.update(pd.concat([training(10, seed=1), training(10, seed=2)], ignore_index=True))
+    assert live.features_["x"].counts.tolist() == expected.features_["x"].counts.tolist()
+
+
+def test_output_sections_without_outputs_count_nothing() -> None:
+    frame = training(50)
+    rng = np.random.default_rng(3)
+    ref = Profile.fit(
+        frame, {"x": "numeric"}, outputs=rng.normal(size=50), confidence=rng.uniform(size=50)
+    )
+    live = ref.empty_like()
+    live.update(frame.head(4))
+    assert live.output_ is not None and live.confidence_ is not None
+    assert (live.output_.rows, live.confidence_.rows) == (0, 0)
+    live.update(frame.head(3), np.array([0.5, np.nan, 1e9]), np.array([0.9, 0.8, np.inf]))
+    assert (live.output_.total, live.output_.nulls, live.output_.out_of_range) == (2, 1, 1)
+    assert (live.confidence_.total, live.confidence_.nulls) == (2, 1)
