@@ -60,6 +60,13 @@ def aggregate(runs: list[dict[str, Any]], labels: list[str]) -> dict[str, list[d
             ]
             # The worst round: one busy neighbour is enough to distrust a median.
             row["other_load_pct_max"] = max(other) if other else None
+            steal = [
+                r["server_core_steal_pct"]
+                for r in kept
+                if r.get("server_core_steal_pct") is not None
+            ]
+            # Time the hypervisor gave the server's core to another VM: slows everything.
+            row["steal_pct_max"] = max(steal) if steal else None
             for m in METRICS:
                 row[m] = _summary([r[m] if m in r else r["load"][m] for r in kept])
             steps.append(row)
@@ -100,8 +107,8 @@ def _ratio(value: float | None) -> str:
 def markdown_table(agg: dict[str, list[dict[str, Any]]], labels_by_key: dict[str, str]) -> str:
     head = (
         "| server | concurrency | req/s | p50 ms | p95 ms | p99 ms | CPU ms/req | RSS MB "
-        "| Plinth/peer req/s | Plinth/peer p99 | other load on server core |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| Plinth/peer req/s | Plinth/peer p99 | other load on server core | CPU steal |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
     for server, steps in agg.items():
@@ -117,7 +124,7 @@ def markdown_table(agg: dict[str, list[dict[str, Any]]], labels_by_key: dict[str
                 f"| {_fmt(row['p95_ms'])} | {_fmt(row['p99_ms'], spread=True)} "
                 f"| {_fmt(row['cpu_ms_per_req'], 2)} | {_fmt(row['rss_mb'], 0)} "
                 f"| {_ratio(row['ratio_rps'])} | {_ratio(row['ratio_p99'])} "
-                f"| {_pct(row['other_load_pct_max'])} |"
+                f"| {_pct(row['other_load_pct_max'])} | {_pct(row.get('steal_pct_max'))} |"
             )
     return "\n".join(lines)
 

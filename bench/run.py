@@ -291,7 +291,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "CPU ms/req: server process tree utime+stime over the measured window ÷ requests. "
         "RSS: summed over the process tree after the level. Ratios: Plinth (everything on) ÷ peer, "
         "at the same level. Other load: the worst round's share of the server core busy with "
-        "work that was not the server's (other tenants); more than a few % taints that row.",
+        "work that was not the server's (other tenants); more than a few % taints that row. "
+        "CPU steal: the worst round's share of time the hypervisor gave the server's core to "
+        "another machine; it slows every server alike, but widens the spread.",
         "",
         f"## The limit: the model alone, in process, on one core (scikit-learn {doc['sklearn']})",
         "",

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024 * 1024
     log_max_batch_rows: int = 5_000
     max_batch_size: int = 64
+    max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Longest a batch may wait for more records under load (0, the default: "
+        "never wait, take what queued during the previous call); it waits only when the "
+        "model's learned cost says the wait pays.",
+    )
     log_predictions: bool = Field(
         default=True, description="Write every prediction to the log (off only for benchmarks)."
     )

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 from ulid import ULID
 
+from plinth.config import read_plinth_toml
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import require_role
 from plinth.http.bodies import json_response
@@ -37,7 +38,7 @@ from plinth.services.deployments import Deployments
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry
 from plinth.services.routing import Router
-from plinth.services.serving import ModelPool
+from plinth.services.serving import ModelPool, batching_source
 from plinth.services.views import prediction_view, version_view
 from plinth.settings import Settings
 from plinth.store import Store
@@ -90,6 +91,12 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
             registry,
             writer if settings.log_predictions else None,
             max_batch_records=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000.0,
+            batching=batching_source(
+                read_plinth_toml(settings.monitoring_file).get("models", {}),
+                settings.max_batch_size,
+                settings.max_wait_ms,
+            ),
             observers=[monitoring.collector],
             reviews=feedback.writer,
             review_policy=feedback.policy,

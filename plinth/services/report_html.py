@@ -81,7 +81,8 @@ def render_html(report: dict[str, Any]) -> str:
         "</head><body>",
         f"<h1>{escape(name)}:{version} — last {escape(window['label'])}</h1>",
         f"<p class='muted'>{escape(window['start'])} to {escape(window['end'])}, "
-        f"{window['intervals']} intervals, baseline: {escape(report['baseline'])}</p>",
+        f"{window['intervals']} intervals{_resolution(window.get('resolution_s'))}, "
+        f"baseline: {escape(report['baseline'])}</p>",
         "<h2>Traffic and latency</h2><table>",
         f"<tr><th>requests</th><td class='n'>{traffic['requests']}</td>"
         f"<th>records</th><td class='n'>{traffic['records']}</td></tr>",
@@ -162,3 +163,10 @@ def render_html(report: dict[str, Any]) -> str:
         out.append("<p class='ok'>No alerts in this window.</p>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _resolution(seconds: float | None) -> str:
+    """' of 1 h' / ' of 1 min': an old window is charted from hourly roll-ups."""
+    if not seconds:
+        return ""
+    return f" of {seconds / 3600:g} h" if seconds >= 3600 else f" of {seconds / 60:g} min"

@@ -1,9 +1,11 @@
 """Serving: an adaptive micro-batcher per model version and the pool that owns them.
 
-Adaptive batching without a timer: one scoring thread per version takes everything that
-queued up while the previous batch was running (up to ``max_batch_records``). A lone
-request goes straight through, so there is no latency penalty at low load; under load the
-batch grows with the queue, so the model's per-call overhead is shared.
+One scoring thread per version takes everything that queued up while the previous batch
+was running (up to ``max_batch_records``). Under load it may also wait a little for more
+records, when the cost it has learned for this model says the wait pays
+(``plinth.core.batching``): never at light load, so a lone request goes straight through
+and nothing lingers after a burst; under load the batch grows, so the model's per-call
+cost is shared.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from plinth.core.batching import CallCost, wait_budget
 from plinth.core.review import ReviewPolicy
-from plinth.errors import ModelError, NotFoundError, PlinthError, StoreError
+from plinth.errors import ConfigError, ModelError, NotFoundError, PlinthError, Problem, StoreError
 from plinth.services import monitoring, telemetry
 from plinth.services.logwriter import LogWriter
 from plinth.services.registry import Registry, ServedModel
@@ -41,10 +44,15 @@ class Batcher:
         log: LogWriter | None,
         *,
         max_batch_records: int = 64,
+        max_wait_s: float = 0.0,
         observers: Sequence[BatchObserver] = (),
         reviews: ReviewWriter | None = None,
     ) -> None:
         self.model = model
+        self.max_wait_s = max_wait_s
+        self.cost = CallCost()  # learned from the batches this version runs
+        self._arrived = 0  # records enqueued since the current batch was formed
+        self._queue_seconds = telemetry.QUEUE_SECONDS.labels(model.name)
         self.log = log
         self.reviews = reviews
         self.max_batch_records = max_batch_records
@@ -85,6 +93,7 @@ class Batcher:
         """
         reply: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
         self._inflight += 1
+        self._arrived += len(job.records)
         reply.add_done_callback(self._answered)
         self._queue.put_nowait(_Pending(job, reply))
         return reply
@@ -99,14 +108,27 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        mark = time.perf_counter()
         while True:
             first = await self._queue.get()
             batch = [first]
-            size = len(first.job.records)
-            while size < self.max_batch_records and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                batch.append(nxt)
-                size += len(nxt.job.records)
+            size = self._take(batch, len(first.job.records))
+            now = time.perf_counter()
+            # Records per second over the last cycle only: a burst stops counting at once.
+            rate = self._arrived / max(now - mark, 1e-6)
+            wait = wait_budget(
+                self.cost,
+                queued=size,
+                max_rows=self.max_batch_records,
+                rate=rate,
+                max_wait_s=self.max_wait_s,
+                slack_s=min(p.job.deadline for p in batch) - now,
+            )
+            if wait > 0:
+                size = await self._gather(batch, size, now + wait)
+            mark, self._arrived = time.perf_counter(), 0
+            for p in batch:
+                self._queue_seconds.observe(mark - p.job.received)
             try:
                 results = await loop.run_in_executor(
                     self._executor, score, self.model, [p.job for p in batch], self.observers
@@ -118,7 +140,31 @@ class Batcher:
                     hint="This is a Plinth bug; the request was not served. Please report it.",
                 )
                 results = [JobResult(error=error) for _ in batch]
+            else:
+                self.cost.observe(size, time.perf_counter() - mark)
             self._deliver(batch, results)
+
+    def _take(self, batch: list[_Pending], size: int) -> int:
+        """Add whatever is queued, up to the batch limit; a request joins whole."""
+        while size < self.max_batch_records and not self._queue.empty():
+            nxt = self._queue.get_nowait()
+            batch.append(nxt)
+            size += len(nxt.job.records)
+        return size
+
+    async def _gather(self, batch: list[_Pending], size: int, until: float) -> int:
+        """Wait (never past ``until``) for more records, as the cost model advised."""
+        while size < self.max_batch_records:
+            left = until - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                nxt = await asyncio.wait_for(self._queue.get(), left)
+            except TimeoutError:
+                break
+            batch.append(nxt)
+            size = self._take(batch, size + len(nxt.job.records))
+        return size
 
     def _deliver(self, batch: list[_Pending], results: list[JobResult]) -> None:
         # A job whose caller gave up (deadline, then fallback) was never answered: no log row.
@@ -218,6 +264,8 @@ class ModelPool:
         log: LogWriter | None,
         *,
         max_batch_records: int = 64,
+        max_wait_s: float = 0.0,
+        batching: Callable[[str], tuple[int, float]] | None = None,
         observers: Sequence[BatchObserver] = (),
         reviews: ReviewWriter | None = None,
         review_policy: Callable[[str], ReviewPolicy | None] | None = None,
@@ -228,6 +276,8 @@ class ModelPool:
         self.reviews = reviews
         self.review_policy = review_policy
         self.max_batch_records = max_batch_records
+        self.max_wait_s = max_wait_s
+        self.batching = batching  # per-model (max records, max wait s); None: the defaults
         self.observers = list(observers)
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._serving: dict[str, int] = {}
@@ -258,10 +308,14 @@ class ModelPool:
                 await asyncio.to_thread(prepare, model)
                 if self.review_policy is not None:
                     model.review = self.review_policy(name)
+                limit, wait = self.max_batch_records, self.max_wait_s
+                if self.batching is not None:
+                    limit, wait = self.batching(name)
                 batcher = Batcher(
                     model,
                     self.log,
-                    max_batch_records=self.max_batch_records,
+                    max_batch_records=limit,
+                    max_wait_s=wait,
                     observers=self.observers,
                     reviews=self.reviews,
                 )
@@ -298,3 +352,45 @@ class ModelPool:
             await batcher.close()
         self._batchers.clear()
         self._serving.clear()
+
+
+def batching_source(
+    per_model: dict[str, dict[str, Any]], max_batch_size: int, max_wait_ms: float
+) -> Callable[[str], tuple[int, float]]:
+    """Each model's (max records per call, max wait in seconds): ``max_batch_size`` and
+    ``max_wait_ms`` in its ``[models.NAME]`` section of plinth.toml, else the settings.
+    Every bad value in the file is reported at once, at start-up."""
+    problems: list[Problem] = []
+    limits: dict[str, tuple[int, float]] = {}
+    for name, section in per_model.items():
+        size = section.get("max_batch_size", max_batch_size)
+        wait = section.get("max_wait_ms", max_wait_ms)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 10_000:
+            problems.append(
+                Problem(
+                    "config.max_batch_size",
+                    f"[models.{name}] max_batch_size = {size!r}",
+                    "a whole number of records from 1 to 10000",
+                    f"models.{name}.max_batch_size",
+                )
+            )
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
+            problems.append(
+                Problem(
+                    "config.max_wait_ms",
+                    f"[models.{name}] max_wait_ms = {wait!r}",
+                    "milliseconds from 0 (never wait) to 1000",
+                    f"models.{name}.max_wait_ms",
+                )
+            )
+        if not problems:
+            limits[name] = (int(size), float(wait) / 1000.0)
+    if problems:
+        raise ConfigError(
+            f"plinth.toml has {len(problems)} bad batching setting(s).",
+            code="config.batching",
+            hint="Fix each listed value in plinth.toml.",
+            problems=problems,
+        )
+    default = (max_batch_size, max_wait_ms / 1000.0)
+    return lambda name: limits.get(name, default)

@@ -42,6 +42,12 @@ BATCH_RECORDS = Histogram(
     ["model"],
     buckets=BATCH_BUCKETS,
 )
+QUEUE_SECONDS = Histogram(
+    "plinth_batch_queue_seconds",
+    "Time a request waited, from arrival until its batch went to the model.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
 VALIDATION_PROBLEMS = Counter(
     "plinth_validation_problems",
     "Input contract problems, by field and code.",

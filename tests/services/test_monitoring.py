@@ -161,6 +161,7 @@ def test_report_flags_exactly_the_shifted_features(store: Store, churn: ServedMo
     page = render_html(shifted)
     assert page.count("<svg") == 2 and "churn:1" in page and "unseen_rate" in page
     assert "<script" not in page and "href=" not in page  # self-contained
+    assert "intervals of 1 min" in page
 
 
 def test_error_and_validation_rates(store: Store, churn: ServedModel) -> None:
