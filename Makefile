@@ -39,6 +39,7 @@ test: system-deps lint typecheck
 
 bench: install
 	$(PY) bench/run.py $(ARGS)
+	$(PY) bench/monitoring.py $(MONITORING_ARGS)
 
 clean:
 	rm -rf $(VENV) .plinth .pytest_cache .mypy_cache .ruff_cache .coverage

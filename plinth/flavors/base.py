@@ -184,24 +184,29 @@ def load_bytes(data: bytes, fmt: str, trusted_types: list[str]) -> LoadedArtifac
 
 def load_artifact(path: Path, sha256: str, fmt: str, trusted_types: list[str]) -> LoadedArtifact:
     """Load a registered artifact, refusing it if its bytes changed since registration."""
+    return load_bytes(read_verified(path, sha256, "Artifact"), fmt, trusted_types)
+
+
+def read_verified(path: Path, sha256: str, what: str) -> bytes:
+    """A content-addressed file's bytes, refused if they no longer hash to ``sha256``."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise RegistryError(
-            f"Artifact {path} cannot be read: {exc.strerror}.",
+            f"{what} {path} cannot be read: {exc.strerror}.",
             code="registry.artifact_missing",
-            hint="Restore $PLINTH_HOME/artifacts from backup or re-register the model.",
+            hint="Restore $PLINTH_HOME/artifacts from backup or register the model again.",
             status=500,
         ) from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise RegistryError(
-            f"Artifact {path.name} changed since registration (sha256 is now {actual[:12]}…).",
+            f"{what} {path.name} changed since registration (sha256 is now {actual[:12]}…).",
             code="registry.hash_mismatch",
             hint="Someone modified the stored file; restore it or register the model again.",
             status=500,
         )
-    return load_bytes(data, fmt, trusted_types)
+    return data
 
 
 # Library types skops does not trust by default but that are plain data of the

@@ -38,6 +38,11 @@ async def read_json(
         raise too_large(len(body), max_bytes, too_large_hint)
     if optional and not body.strip():
         return None
+    return parse_json(body, hint)
+
+
+def parse_json(body: bytes, hint: str) -> Any:
+    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

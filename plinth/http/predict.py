@@ -22,7 +22,7 @@ from ulid import ULID
 
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import Auth, check_role
-from plinth.http.bodies import too_large
+from plinth.http.bodies import parse_json, too_large
 from plinth.services.routing import Router
 
 log = logging.getLogger("plinth.http")
@@ -126,15 +126,7 @@ class PredictHandler:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        try:
-            return orjson.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(
-                f"The body is not valid JSON: {exc}.",
-                code="request.malformed_json",
-                status=422,
-                hint=BODY_HINT,
-            ) from exc
+        return parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks), BODY_HINT)
 
 
 async def respond(

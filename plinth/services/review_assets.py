@@ -26,7 +26,6 @@ worker, with a warning in the log saying so (re-registering stores it properly).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from plinth.core.neighbours import NeighbourIndex
 from plinth.core.output import OutputContract
 from plinth.core.review import OutOfDistribution
 from plinth.errors import PlinthError, RegistryError
+from plinth.flavors.base import read_verified
 from plinth.store.artifacts import ArtifactStore
 
 log = logging.getLogger("plinth.review")
@@ -203,25 +203,7 @@ def _read_checked(artifacts: ArtifactStore | None, sha256: str) -> bytes:
             hint="Load the version through Registry.load.",
             status=500,
         )
-    path = artifacts.path(sha256)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(
-            f"Review assets {path} cannot be read: {exc.strerror}.",
-            code="registry.artifact_missing",
-            hint="Restore $PLINTH_HOME/artifacts from backup or register the model again.",
-            status=500,
-        ) from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise RegistryError(
-            f"Review assets {path.name} changed since registration (sha256 is now {actual[:12]}…).",
-            code="registry.hash_mismatch",
-            hint="Someone modified the stored file; restore it or register the model again.",
-            status=500,
-        )
-    return data
+    return read_verified(artifacts.path(sha256), sha256, "Review assets")
 
 
 def _plain_list(values: Any) -> list[Any]:
