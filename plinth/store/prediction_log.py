@@ -53,11 +53,14 @@ class RowBuilder:
             raise self._invalid(str(error)) from error
 
     def _rows(self, records: Sequence[PredictionRecord]) -> list[tuple[Any, ...]]:
-        dumps, ts = self._dumps, self._ts
+        dumps = self._dumps
+        # A batch's rows share one timestamp: bind each distinct one once.
+        stamps = {id(r.ts): r.ts for r in records}
+        bound = {key: self._ts(value) for key, value in stamps.items()}
         return [
             (
                 r.id,
-                ts(r.ts),
+                bound[id(r.ts)],
                 r.model,
                 r.version,
                 r.sha256,
