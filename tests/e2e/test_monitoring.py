@@ -191,7 +191,9 @@ small_sample = 600   # judge every feature by a distance (PSI / JS) in these win
         gauges = _wait(
             lambda: (
                 (g := _drift_gauges(httpx.get(f"{server.url}/metrics").text))
-                and g.get("carat") == 1.0
+                # Exactly the shifted features, once the server's own evaluation has seen
+                # enough shifted traffic (an earlier round may still flag a neighbour).
+                and {f for f, v in g.items() if v == 1.0} == {"carat", "color"}
                 and g
             ),
             "drift gauges on /metrics",
