@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from plinth.store.prediction_log import logged_features
 from plinth.store.schema import api_tokens, label_history, labels, predictions, review_items
 from plinth.store.store import Store, _aware
 
@@ -224,10 +225,12 @@ class FeedbackStore:
         found: dict[str, dict[str, Any]] = {}
         with self.store._read() as conn:
             for part in _chunks(list(ids)):
-                query = sa.select(predictions.c.id, predictions.c.features).where(
-                    predictions.c.id.in_(part)
+                query = sa.select(
+                    predictions.c.id, predictions.c.features, predictions.c.input
+                ).where(predictions.c.id.in_(part))
+                found.update(
+                    (r.id, logged_features(r.features, r.input)) for r in conn.execute(query)
                 )
-                found.update((r.id, r.features) for r in conn.execute(query))
         return found
 
     def prediction_row(self, prediction_id: str) -> dict[str, Any] | None:
@@ -418,14 +421,19 @@ class FeedbackStore:
         """(review id, features, label) of the newest resolved items that still have their
         prediction logged: precedent for the next reviewer."""
         query = (
-            sa.select(review_items.c.id, predictions.c.features, review_items.c.label)
+            sa.select(
+                review_items.c.id, predictions.c.features, predictions.c.input, review_items.c.label
+            )
             .join(predictions, predictions.c.id == review_items.c.prediction_id)
             .where(review_items.c.model == model, review_items.c.status == "resolved")
             .order_by(review_items.c.resolved_at.desc())
             .limit(limit)
         )
         with self.store._read() as conn:
-            return [(r.id, r.features, _dec(r.label)) for r in conn.execute(query)]
+            return [
+                (r.id, logged_features(r.features, r.input), _dec(r.label))
+                for r in conn.execute(query)
+            ]
 
     # -- tokens -----------------------------------------------------------------------------
 

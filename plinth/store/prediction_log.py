@@ -6,6 +6,11 @@ insert itself for a one-row group (pool checkout, events, per-row parameter proc
 measured 430 µs against 80 µs), so the log writer keeps one DBAPI connection of its own and
 hands the driver pre-built tuples. ``Store.insert_predictions`` builds rows the same way, so
 the two paths cannot drift apart.
+
+Most records reach the model unrepaired, so their ``features`` document is the ``input``
+document byte for byte. Such a row stores JSON ``null`` as its features ("the input, as
+is") and readers put the input back (``logged_features``): the row is about a third
+smaller, which is a quarter of the insert's cost.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
 _JSON_COLUMNS = {"input", "features", "output", "warnings"}
+SAME_AS_INPUT = "null"  # the stored features of a record the model saw exactly as sent
+
+
+def logged_features(features: Any, input_: Any) -> Any:
+    """The features a stored row stands for: its own, or its input when they were the same."""
+    return input_ if features is None else features
 
 
 class RowBuilder:
@@ -57,25 +68,29 @@ class RowBuilder:
         # A batch's rows share one timestamp: bind each distinct one once.
         stamps = {id(r.ts): r.ts for r in records}
         bound = {key: self._ts(value) for key, value in stamps.items()}
-        return [
-            (
-                r.id,
-                bound[id(r.ts)],
-                r.model,
-                r.version,
-                r.sha256,
-                r.route,
-                r.request_id,
-                r.key,
-                dumps(r.input),
-                dumps(r.features),
-                dumps(r.output),
-                r.confidence,
-                r.latency_ms,
-                dumps(r.warnings),
+        rows = []
+        for r in records:
+            given = dumps(r.input)
+            seen = dumps(r.features)
+            rows.append(
+                (
+                    r.id,
+                    bound[id(r.ts)],
+                    r.model,
+                    r.version,
+                    r.sha256,
+                    r.route,
+                    r.request_id,
+                    r.key,
+                    given,
+                    SAME_AS_INPUT if seen == given else seen,
+                    dumps(r.output),
+                    r.confidence,
+                    r.latency_ms,
+                    dumps(r.warnings),
+                )
             )
-            for r in records
-        ]
+        return rows
 
 
 class PredictionAppender:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 
 from plinth.errors import ConfigError, NotFoundError, PlinthError, StoreError
 from plinth.store import migrations
-from plinth.store.prediction_log import PredictionAppender, RowBuilder
+from plinth.store.prediction_log import PredictionAppender, RowBuilder, logged_features
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
 from plinth.store.schema import model_versions, models, predictions
 
@@ -605,7 +605,7 @@ def _prediction(row: Row[Any]) -> PredictionRecord:
         sha256=m["sha256"],
         route=m["route"],
         input=m["input"],
-        features=m["features"],
+        features=logged_features(m["features"], m["input"]),
         output=m["output"],
         confidence=m["confidence"],
         latency_ms=m["latency_ms"],

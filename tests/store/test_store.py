@@ -12,6 +12,7 @@ import pytest
 import plinth.store.store as store_module
 from plinth.errors import NotFoundError, StoreError
 from plinth.store import PredictionRecord, Store, VersionRecord
+from plinth.store.feedback import FeedbackStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -220,6 +221,34 @@ def test_prediction_round_trip_is_exact(store: Store) -> None:
     for name in ("input", "features", "output", "warnings", "confidence", "latency_ms"):
         assert_exact(getattr(got, name), getattr(record, name), name)
     assert got == record
+
+
+def test_features_identical_to_input_are_stored_once(store: Store) -> None:
+    # The usual record reaches the model unrepaired: its row keeps the input only, and
+    # every reader still gets the features back exactly.
+    same = {"b": 0.1, "a": 3, "c": "x"}
+    as_sent = prediction(1, input=dict(same), features=dict(same))
+    # Equal as Python values but not as JSON (3 vs 3.0; key order): kept in full.
+    widened = prediction(2, input={"a": 3}, features={"a": 3.0})
+    reordered = prediction(3, input={"a": 1, "b": 2}, features={"b": 2, "a": 1})
+    store.insert_predictions([as_sent, widened, reordered])
+
+    with store._engine.connect() as conn:
+        query = "SELECT id, CAST(features AS TEXT), features IS NULL FROM predictions"
+        rows = conn.exec_driver_sql(query).all()
+    stored = {key: text for key, text, _ in rows}
+    assert not any(sql_null for _, _, sql_null in rows)  # JSON null, never SQL NULL
+    assert stored[as_sent.id].strip() == "null"
+    assert "3.0" in stored[widened.id]
+    assert stored[reordered.id].replace(" ", "") == '{"b":2,"a":1}'
+
+    for record in (as_sent, widened, reordered):
+        assert_exact(store.get_prediction(record.id).features, record.features)
+    listed = {r.id: r.features for r in store.list_predictions(model="iris")}
+    assert_exact(listed[as_sent.id], same)
+    found = FeedbackStore(store).prediction_features([as_sent.id, widened.id])
+    assert_exact(found[as_sent.id], same)
+    assert_exact(found[widened.id], {"a": 3.0})
 
 
 def test_none_confidence_and_key_stay_none(store: Store) -> None:
