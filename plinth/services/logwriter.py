@@ -1,9 +1,12 @@
-"""The prediction log writer: group commit on one background thread.
+"""The prediction log writer: group commit, never a reply before its rows are committed.
 
-Callers hand over rows and get a future that completes when those rows are committed.
-Whatever arrived while the previous commit was running goes into the next transaction
-together — one commit (one fsync) per group, not per request — so durability costs
-little throughput, and a reply is never sent for a row that is not yet on disk.
+Two ways in. The serving batcher calls ``write`` on its scoring thread right after the
+model call: the batch already is the group, and committing it there costs no hand-off.
+Handing rows to a writer thread instead cost a third of logging's CPU at 64 clients
+(queue, wake-ups, futures and a loop callback per batch; docs/performance.md), and it let
+the next batch start before this one's callers were answered. Everything else (batch
+scoring, fallback answers) calls ``submit`` and gets a future: one background thread
+commits whatever arrived while its previous commit ran in one transaction.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class LogWriter:
         self._started = False
         self._pending = 0
         self._lock = threading.Lock()
+        # ``write``'s connection: scoring threads take turns on it (SQLite has one writer
+        # anyway), so a worker holds two log connections however many versions it serves.
+        self._direct: PredictionAppender | None = None
+        self._direct_lock = threading.Lock()
 
     def start(self) -> None:
         if not self._started:
@@ -51,12 +58,27 @@ class LogWriter:
         self._queue.put((list(rows), done))
         return done
 
+    def write(self, rows: Sequence[PredictionRecord]) -> None:
+        """Commit ``rows`` now, on the calling thread; raises ``StoreError`` if they were not."""
+        if not rows:
+            return
+        with self._direct_lock:
+            if self._direct is None:
+                self._direct = self.store.prediction_appender()
+            error = self._append(self._direct, rows)
+        if error is not None:
+            raise error
+
     def close(self, timeout: float = 30.0) -> None:
         """Commit everything already submitted, then stop the thread."""
         if self._started:
             self._queue.put(_STOP)
             self._thread.join(timeout)
             self._started = False
+        with self._direct_lock:
+            if self._direct is not None:
+                self._direct.close()
+                self._direct = None
 
     def _run(self) -> None:
         # The log's own connection lives and dies on this thread.
@@ -92,20 +114,7 @@ class LogWriter:
         appender: PredictionAppender,
     ) -> None:
         rows = [row for batch, _ in group for row in batch]
-        started = time.perf_counter()
-        error: PlinthError | None = None
-        try:
-            appender.append(rows)
-        except PlinthError as exc:
-            error = exc
-        except Exception as exc:  # never let the writer thread die
-            error = StoreError(
-                f"Could not write the prediction log: {type(exc).__name__}: {exc}",
-                code="store.write_failed",
-                hint="Check the database is reachable and has space; the request was not logged.",
-            )
-        telemetry.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
-        telemetry.LOG_COMMIT_ROWS.observe(len(rows))
+        error = self._append(appender, rows)
         telemetry.LOG_PENDING_ROWS.dec(len(rows))
         with self._lock:
             self._pending -= len(rows)
@@ -114,3 +123,24 @@ class LogWriter:
                 done.set_result(None)
             else:
                 done.set_exception(error)
+
+    @staticmethod
+    def _append(
+        appender: PredictionAppender, rows: Sequence[PredictionRecord]
+    ) -> PlinthError | None:
+        """One transaction; the error instead of raising (a writer must never die)."""
+        started = time.perf_counter()
+        error: PlinthError | None = None
+        try:
+            appender.append(rows)
+        except PlinthError as exc:
+            error = exc
+        except Exception as exc:
+            error = StoreError(
+                f"Could not write the prediction log: {type(exc).__name__}: {exc}",
+                code="store.write_failed",
+                hint="Check the database is reachable and has space; the request was not logged.",
+            )
+        telemetry.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        telemetry.LOG_COMMIT_ROWS.observe(len(rows))
+        return error

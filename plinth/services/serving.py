@@ -5,7 +5,8 @@ was running (up to ``max_batch_records``). Under load it may also wait a little 
 records, when the cost it has learned for this model says the wait pays
 (``plinth.core.batching``): never at light load, so a lone request goes straight through
 and nothing lingers after a burst; under load the batch grows, so the model's per-call
-cost is shared.
+cost is shared. The scoring thread commits the batch's log rows itself before the callers
+are answered (``LogWriter.write``): the batch is the log's group commit.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ class Batcher:
             for p in batch:
                 self._queue_seconds.observe(mark - p.job.received)
             try:
-                results = await loop.run_in_executor(
-                    self._executor, score, self.model, [p.job for p in batch], self.observers
+                results, log_error = await loop.run_in_executor(
+                    self._executor, self._score_and_log, batch
                 )
             except Exception as exc:  # a bug in our own path: fail this batch, keep serving
                 error = ModelError(
@@ -139,10 +140,34 @@ class Batcher:
                     code="model.internal",
                     hint="This is a Plinth bug; the request was not served. Please report it.",
                 )
-                results = [JobResult(error=error) for _ in batch]
+                results, log_error = [JobResult(error=error) for _ in batch], None
             else:
                 self.cost.observe(size, time.perf_counter() - mark)
-            self._deliver(batch, results)
+            if log_error is not None:
+                self._resolve(batch, results, log_error)
+            else:
+                self._after_log(batch, results, self._drafts(batch, results))
+
+    def _score_and_log(self, batch: list[_Pending]) -> tuple[list[JobResult], PlinthError | None]:
+        """On the scoring thread: answer the batch, then commit its log rows.
+
+        The commit happens here, before any caller is answered, so the batch is the log's
+        group and no request waits on another thread. A job whose caller gave up
+        (deadline, then fallback) was never answered: it gets no log row.
+        """
+        results = score(self.model, [p.job for p in batch], self.observers)
+        if self.log is not None:
+            rows = [
+                row
+                for pending, result in zip(batch, results, strict=True)
+                if not pending.reply.done()
+                for row in result.rows
+            ]
+            try:
+                self.log.write(rows)
+            except PlinthError as error:
+                return results, error
+        return results, None
 
     def _take(self, batch: list[_Pending], size: int) -> int:
         """Add whatever is queued, up to the batch limit; a request joins whole."""
@@ -166,33 +191,14 @@ class Batcher:
             size = self._take(batch, size + len(nxt.job.records))
         return size
 
-    def _deliver(self, batch: list[_Pending], results: list[JobResult]) -> None:
-        # A job whose caller gave up (deadline, then fallback) was never answered: no log row.
-        rows = [
-            row
-            for pending, result in zip(batch, results, strict=True)
-            if not pending.reply.done()
-            for row in result.rows
-        ]
-        drafts = [
+    @staticmethod
+    def _drafts(batch: list[_Pending], results: list[JobResult]) -> list[Any]:
+        return [
             draft
             for pending, result in zip(batch, results, strict=True)
             if not pending.reply.done()
             for draft in result.reviews
         ]
-        if self.log is None or not rows:
-            self._after_log(batch, results, drafts)
-            return
-        commit = asyncio.wrap_future(self.log.submit(rows))
-
-        def committed(done: asyncio.Future[None]) -> None:
-            exc = done.exception()
-            if exc is None:
-                self._after_log(batch, results, drafts)
-            else:
-                self._resolve(batch, results, exc if isinstance(exc, PlinthError) else None)
-
-        commit.add_done_callback(committed)
 
     def _after_log(
         self, batch: list[_Pending], results: list[JobResult], drafts: list[Any]
