@@ -3,7 +3,7 @@
 Two ways in. The serving batcher calls ``write`` on its scoring thread right after the
 model call: the batch already is the group, and committing it there costs no hand-off.
 Handing rows to a writer thread instead cost a third of logging's CPU at 64 clients
-(queue, wake-ups, futures and a loop callback per batch; docs/performance.md), and it let
+(queue, wake-ups, futures and a loop callback per batch; docs/architecture.md), and it let
 the next batch start before this one's callers were answered. Everything else (batch
 scoring, fallback answers) calls ``submit`` and gets a future: one background thread
 commits whatever arrived while its previous commit ran in one transaction.

@@ -27,7 +27,6 @@ from plinth.store.records import PredictionRecord
 from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
-_JSON_COLUMNS = {"input", "features", "output", "warnings"}
 SAME_AS_INPUT = "null"  # the stored features of a record the model saw exactly as sent
 
 
@@ -94,7 +93,7 @@ class RowBuilder:
 
 
 class PredictionAppender:
-    """The log writer's connection. Use from one thread; ``close`` from that thread too.
+    """A log connection. Use from one thread at a time (``LogWriter`` serialises it).
 
     The connection is opened on first use and dropped after any failure, so a database
     that went away is reconnected by the next group instead of failing every one after.
