@@ -47,9 +47,11 @@ from plinth.core.interval import LATENCY_BOUNDS, ProfileLayout, encode_counts, e
 from plinth.core.output import OutputContract
 from plinth.core.profile import Profile
 from plinth.services import telemetry
-from plinth.services.monitoring import Monitor, MonitorCollector, roll_up
-from plinth.services.registry import ServedModel
-from plinth.services.scoring import JobResult
+from plinth.services.monitoring.collector import MonitorCollector
+from plinth.services.monitoring.report import Monitor
+from plinth.services.monitoring.rollup import roll_up
+from plinth.services.registry.versions import ServedModel
+from plinth.services.serving.scoring import JobResult
 from plinth.store import Store, VersionRecord
 from plinth.store.monitoring import IntervalRow, MonitoringStore
 
@@ -141,7 +143,7 @@ def observer_cost(calls: int = 2000) -> dict[str, tuple[float, float]]:
     def fold(data: list[tuple[pd.DataFrame, np.ndarray, np.ndarray]]) -> Callable[[int], None]:
         return lambda i: collector(model, *data[i % 16])
 
-    # What serving does per answered request (plinth/services/serving.py, Batcher._count):
+    # What serving does per answered request (plinth/services/serving/batcher.py, Batcher._count):
     # Prometheus children looked up once per (route, outcome), then three updates, then the
     # collector's reply hook.
     requests = telemetry.REQUESTS.labels("bench", "1", "champion", "ok")

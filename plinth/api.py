@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from plinth.services.datasets import file_sha256, read_table
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.settings import Settings
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore

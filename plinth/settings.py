@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",
     )
     retention_days: int = 30
-    # Versioned rollout (plinth.services.routing).
+    # Versioned rollout (plinth.services.serving.routing).
     deployment_poll_s: float = Field(
         default=0.25, description="How often each worker checks the store for a new revision."
     )
@@ -66,12 +66,12 @@ class Settings(BaseSettings):
     shadow_queue_size: int = Field(
         default=1000, description="Shadow copies waiting per worker; more are dropped, counted."
     )
-    # Automated canary analysis (plinth.services.canary); policies in plinth.toml [canary].
+    # Automated canary analysis (plinth.services.rollout.canary); policies in plinth.toml [canary].
     canary_interval_s: float = Field(
         default=30.0, description="How often live canaries are judged (by one worker)."
     )
     canary_analysis: bool = Field(default=True, description="Judge canaries in `serve`.")
-    # Monitoring (plinth.services.monitoring and plinth.services.alerts).
+    # Monitoring (plinth.services.monitoring and plinth.services.monitoring.alerts).
     profile_interval_s: float = Field(
         default=60.0, description="Length of one interval profile; each is stored at its end."
     )
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     monitoring_file: Path = Field(
         default=Path("plinth.toml"), description="plinth.toml with [monitoring] alert rules."
     )
-    # Labels, review and roles (plinth.services.feedback / performance / review).
+    # Labels, review and roles (plinth.services.feedback.labels / performance / review).
     review_below: float | None = Field(
         default=None,
         description="Send classifier answers below this confidence to review (off when unset); "

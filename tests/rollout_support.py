@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.store import VersionRecord
 from tests.support import BrokenModel, regression_table
 

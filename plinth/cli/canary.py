@@ -1,6 +1,6 @@
 """``plinth canary NAME [--watch]``: judge a live canary now, and the deploy flags for its policy.
 
-The same analysis ``plinth serve`` runs in the background (``plinth.services.canary``), on
+The same analysis ``plinth serve`` runs in the background (``plinth.services.rollout.canary``), on
 demand: it prints every check with both arms' numbers and, unless ``--dry-run``, applies the
 verdict the policy allows (promote, roll back) as a new revision with the evidence.
 """
@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.services.canary import CanaryAnalysis, CanaryAnalyzer, read_canary_policies
-from plinth.services.deployments import Revision
+from plinth.services.rollout.canary import CanaryAnalysis, CanaryAnalyzer, read_canary_policies
+from plinth.services.rollout.deployments import Revision
 from plinth.settings import Settings
 from plinth.store import Store
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from plinth.errors import PlinthError, RequestError
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore

@@ -10,7 +10,7 @@ import typer
 
 from plinth.cli.common import console, handle_errors, open_all, parse_ref
 from plinth.errors import RequestError
-from plinth.services.contracts import update_contract
+from plinth.services.registry.contracts import update_contract
 
 contract_app = typer.Typer(
     name="contract",

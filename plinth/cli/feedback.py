@@ -21,12 +21,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import HomeOption, console, open_settings, progress_bar
+from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
+from plinth.services.auth import Tokens
 from plinth.services.datasets import read_table
-from plinth.services.feedback import Feedback, ItemOutcome
-from plinth.services.monitoring import parse_window
-from plinth.services.performance import Performance
-from plinth.services.review import ReviewQueue, Tokens
+from plinth.services.feedback.labels import Feedback, ItemOutcome
+from plinth.services.feedback.performance import Performance
+from plinth.services.review.queue import ReviewQueue
 from plinth.settings import Settings
 from plinth.store import Store
 
@@ -169,7 +170,7 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         """Realised and estimated performance per window of prediction time."""
         with _store(home) as (_, store):
             report = Performance(store).report(
-                name, window=parse_window(window), windows=windows, version=version
+                name, window=parse_duration(window), windows=windows, version=version
             )
         if as_json:
             print(json.dumps(report, indent=2, default=str))

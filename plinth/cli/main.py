@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,12 +28,14 @@ from plinth.cli.common import (
 )
 from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
+from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
-from plinth.services.batch import score_frame
+from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
-from plinth.services.logwriter import LogWriter
 from plinth.services.replay import replay as replay_prediction
-from plinth.services.review import ReviewWriter, policy_source
+from plinth.services.review.policy import policy_source
+from plinth.services.review.writer import ReviewWriter
+from plinth.services.serving.logwriter import LogWriter
 from plinth.services.views import version_view
 from plinth.store import Store
 
@@ -419,21 +420,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise RequestError(
-            f"{text!r} is not a duration.",
-            code="cli.invalid_duration",
-            hint="Write a number and a unit: 90s, 15m, 12h, 30d.",
-        )
-    amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
-
-
 @app.command()
 @handle_errors
 def prune(
@@ -452,7 +438,7 @@ def prune(
     what an hourly roll-up keeps; roll-ups are kept for --rollups-older-than.
     """
     # Imported here to keep this command's change local to it.
-    from plinth.services.monitoring import prune_intervals
+    from plinth.services.monitoring.rollup import prune_intervals
 
     now = datetime.now(UTC)
     cutoff = now - parse_duration(older_than)

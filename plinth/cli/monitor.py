@@ -19,11 +19,18 @@ from rich.table import Table
 
 from plinth.cli.common import console, err_console, open_settings
 from plinth.config import read_plinth_toml
+from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
-from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
-from plinth.services.monitoring import Baseline, Monitor, parse_window
-from plinth.services.performance import Performance
-from plinth.services.report_html import render_html
+from plinth.services.feedback.performance import Performance
+from plinth.services.monitoring.alerts import (
+    AlertEvaluator,
+    MonitorPolicy,
+    Sink,
+    WebhookSink,
+    log_sink,
+)
+from plinth.services.monitoring.report import Baseline, Monitor
+from plinth.services.monitoring.report_html import render_html
 from plinth.store import Store
 
 
@@ -179,7 +186,7 @@ def monitor(
             code="cli.invalid_format",
             hint="Use --format table or --format json.",
         )
-    span = parse_window(window)
+    span = parse_duration(window)
     settings = open_settings(home)
     policy = _policy(settings.monitoring_file)
     store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)

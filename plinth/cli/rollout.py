@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.canary import register_canary, show_decisions
-from plinth.services.deployments import Deployments, Revision, parse_fallback
+from plinth.services.rollout.deployments import Deployments, Revision, parse_fallback
 from plinth.settings import Settings
 from plinth.store import Store
 

@@ -33,12 +33,12 @@ from plinth.http.monitoring import start_monitoring
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
 from plinth.http.review import start_feedback
-from plinth.services.canary import start_canary_analysis, stop_canary_analysis
-from plinth.services.deployments import Deployments
-from plinth.services.logwriter import LogWriter
-from plinth.services.registry import Registry
-from plinth.services.routing import Router
-from plinth.services.serving import ModelPool, batching_source
+from plinth.services.registry.versions import Registry
+from plinth.services.rollout.canary import start_canary_analysis, stop_canary_analysis
+from plinth.services.rollout.deployments import Deployments
+from plinth.services.serving.logwriter import LogWriter
+from plinth.services.serving.pool import ModelPool, batching_source
+from plinth.services.serving.routing import Router
 from plinth.services.views import prediction_view, version_view
 from plinth.settings import Settings
 from plinth.store import Store

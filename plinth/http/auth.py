@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from plinth.errors import PlinthError
-from plinth.services.review import Tokens, hash_token
+from plinth.services.auth import Tokens, hash_token
 
 
 class AuthError(PlinthError):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from plinth.errors import Problem, RequestError
 from plinth.http.bodies import read_json
-from plinth.services.deployments import (
+from plinth.services.rollout.deployments import (
     CANARY_SETTINGS,
     Deployments,
     canary_policy,

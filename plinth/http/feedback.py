@@ -17,12 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
 from plinth.http.auth import require_role
 from plinth.http.bodies import json_response, read_json
-from plinth.services.feedback import Feedback
-from plinth.services.monitoring import parse_window
-from plinth.services.performance import Performance
+from plinth.services.feedback.labels import Feedback
+from plinth.services.feedback.performance import Performance
 from plinth.settings import Settings
 
 router = APIRouter(tags=["feedback"])
@@ -110,7 +110,7 @@ async def get_performance(
 ) -> Response:
     """Realised (from labels) and estimated (from probabilities) performance per window of
     prediction time, per version, with label coverage, label delay and holdout metrics."""
-    from plinth.services.feedback import parse_time
+    from plinth.services.feedback.labels import parse_time
 
     performance: Performance = request.app.state.performance
     until = None
@@ -124,7 +124,7 @@ async def get_performance(
     report = await asyncio.to_thread(
         performance.report,
         name,
-        window=parse_window(window),
+        window=parse_duration(window),
         windows=windows,
         version=version,
         end=until,

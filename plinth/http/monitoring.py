@@ -19,9 +19,17 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from plinth.config import read_plinth_toml
-from plinth.services.alerts import AlertEvaluator, MonitorPolicy, Sink, WebhookSink, log_sink
-from plinth.services.monitoring import Baseline, Monitor, MonitorCollector, parse_window
-from plinth.services.performance import Performance
+from plinth.core.durations import parse_duration
+from plinth.services.feedback.performance import Performance
+from plinth.services.monitoring.alerts import (
+    AlertEvaluator,
+    MonitorPolicy,
+    Sink,
+    WebhookSink,
+    log_sink,
+)
+from plinth.services.monitoring.collector import MonitorCollector
+from plinth.services.monitoring.report import Baseline, Monitor
 from plinth.settings import Settings
 from plinth.store import Store
 
@@ -95,12 +103,12 @@ async def monitor_report(
     report: dict[str, Any] = await asyncio.to_thread(
         Monitor(store, drift=rules.drift).report,
         name,
-        window=parse_window(window),
+        window=parse_duration(window),
         baseline=cast(Baseline, baseline),  # validated by the report
         version=version,
         label=window,
     )
     report["performance"] = await asyncio.to_thread(
-        Performance(store).report, name, window=parse_window(window), windows=1
+        Performance(store).report, name, window=parse_duration(window), windows=1
     )
     return Response(orjson.dumps(report), media_type="application/json")

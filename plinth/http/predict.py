@@ -23,7 +23,7 @@ from ulid import ULID
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import Auth, check_role
 from plinth.http.bodies import parse_json, too_large
-from plinth.services.routing import Router
+from plinth.services.serving.routing import Router
 
 log = logging.getLogger("plinth.http")
 

@@ -28,16 +28,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
+from plinth.core.durations import parse_duration
 from plinth.core.review import ReviewPolicy
 from plinth.errors import RequestError
 from plinth.http.auth import Auth, require_role
 from plinth.http.bodies import json_response
 from plinth.http.feedback import read_body
-from plinth.services.background import in_thread
-from plinth.services.feedback import Feedback
-from plinth.services.monitoring import parse_window
-from plinth.services.performance import Performance
-from plinth.services.review import ReviewQueue, ReviewWriter, Tokens, policy_source
+from plinth.services.auth import Tokens
+from plinth.services.feedback.labels import Feedback
+from plinth.services.feedback.performance import Performance
+from plinth.services.process import in_thread
+from plinth.services.review.policy import policy_source
+from plinth.services.review.queue import ReviewQueue
+from plinth.services.review.writer import ReviewWriter
 from plinth.settings import Settings
 from plinth.store import Store
 
@@ -84,7 +87,7 @@ def start_feedback(app: FastAPI, store: Store, settings: Settings) -> FeedbackRu
 
 async def _refresh_gauges(app: FastAPI, store: Store, settings: Settings) -> None:
     """Keep the performance and queue gauges on /metrics current (latest window)."""
-    window = parse_window(settings.performance_window)
+    window = parse_duration(settings.performance_window)
     while True:
         try:
             performance: Performance = app.state.performance

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.errors import RegistryError
-from plinth.services.registry import Registry
-from plinth.services.scoring import call_model, output_record
+from plinth.services.registry.versions import Registry
+from plinth.services.serving.scoring import call_model, output_record
 from plinth.store import PredictionRecord, Store
 
 

@@ -20,16 +20,16 @@ from typing import IO, Any
 import numpy as np
 import pytest
 
-from plinth.services.alerts import LEASE
-from plinth.services.monitoring import MonitorCollector
-from plinth.services.registry import Registry
+from plinth.services.monitoring.alerts import LEASE
+from plinth.services.monitoring.collector import MonitorCollector
+from plinth.services.registry.versions import Registry
 from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 from plinth.store.monitoring import ROLLUP_SECONDS, MonitoringStore
 from tests.e2e.conftest import PLINTH, Env
-from tests.services.test_monitoring import _records, _serve
-from tests.services.test_monitoring_rollup import _row
+from tests.services.monitoring.test_monitoring import _records, _serve
+from tests.services.monitoring.test_rollup import _row
 from tests.support import churn_model, churn_table
 
 pytestmark = pytest.mark.e2e

@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from tests.e2e.conftest import Env, Server
-from tests.services.test_alerts import Receiver
+from tests.services.monitoring.test_alerts import Receiver
 from tests.support import write_csv
 
 pytestmark = pytest.mark.e2e

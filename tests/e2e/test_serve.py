@@ -137,7 +137,7 @@ def test_prune_deletes_old_predictions(
     gone = plinth_env.cli("prune", "--older-than", "0s")
     assert "deleted 1" in gone.stdout
     bad = plinth_env.cli("prune", "--older-than", "soon", check=False)
-    assert bad.returncode == 1 and "cli.invalid_duration" in bad.stderr
+    assert bad.returncode == 1 and "request.invalid_duration" in bad.stderr
 
 
 def test_contract_can_be_exported_edited_and_set(plinth_env: Env, tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_monitor_report_errors(client: TestClient) -> None:
     assert missing.json()["error"]["code"] == "registry.model_not_found"
     window = client.get("/v1/models/churn/monitor", params={"window": "forever"})
     assert window.status_code == 422
-    assert window.json()["error"]["code"] == "monitor.invalid_window"
+    assert window.json()["error"]["code"] == "request.invalid_duration"
     baseline = client.get("/v1/models/churn/monitor", params={"baseline": "yesterday"})
     assert baseline.status_code == 422
     assert baseline.json()["error"]["code"] == "monitor.invalid_baseline"

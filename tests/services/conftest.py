@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore

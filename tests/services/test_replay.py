@@ -5,10 +5,10 @@ import time
 import pytest
 
 from plinth.errors import RegistryError
-from plinth.services.logwriter import LogWriter
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.services.replay import diff, replay
-from plinth.services.scoring import Job, score
+from plinth.services.serving.logwriter import LogWriter
+from plinth.services.serving.scoring import Job, score
 from tests.support import churn_model, churn_record, churn_table
 
 

@@ -1,0 +1,99 @@
+"""API tokens and roles: a token -> role table (predict, reviewer, admin).
+
+Tokens live in the store as sha256 hashes only, plus any given by ``PLINTH_TOKENS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from plinth.errors import ConfigError, NotFoundError, RequestError
+from plinth.services.feedback.labels import now_utc
+from plinth.store import Store
+from plinth.store.feedback import FeedbackStore, TokenRow
+
+if TYPE_CHECKING:
+    pass
+
+
+ROLES = ("predict", "reviewer", "admin")
+
+
+# ---------------------------------------------------------------------- tokens and roles
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_env_tokens(text: str | None) -> dict[str, tuple[str, str]]:
+    """``PLINTH_TOKENS="admin:s3cret,reviewer:abc"`` -> {sha256(token): (role, name)}."""
+    table: dict[str, tuple[str, str]] = {}
+    for entry in (text or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        role, sep, token = entry.partition(":")
+        if not sep or role not in ROLES or not token:
+            raise ConfigError(
+                f"PLINTH_TOKENS entry {entry.split(':')[0]!r}:… is not ROLE:TOKEN",
+                code="config.tokens",
+                hint=f"Write role:token pairs separated by commas; roles: {', '.join(ROLES)}.",
+            )
+        table[hash_token(token)] = (role, f"env-{role}")
+    return table
+
+
+@dataclass
+class Tokens:
+    """The token -> role table: tokens created in the store plus ``PLINTH_TOKENS``."""
+
+    store: Store
+    env_tokens: str | None = None
+    clock: Callable[[], datetime] = now_utc
+    _sql: FeedbackStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._sql = FeedbackStore(self.store)
+
+    def create(self, role: str, name: str = "") -> tuple[TokenRow, str]:
+        """A new random token for ``role``; the token itself is shown once, never stored."""
+        if role not in ROLES:
+            raise RequestError(
+                f"role {role!r} is not one of {', '.join(ROLES)}",
+                code="auth.invalid_role",
+                status=422,
+                hint="predict may score, reviewer may review, admin may do everything.",
+            )
+        token = "plt_" + secrets.token_urlsafe(24)
+        row = TokenRow(
+            id="tok_" + secrets.token_hex(4),
+            name=name or role,
+            role=role,
+            token_hash=hash_token(token),
+            created_at=self.clock(),
+        )
+        self._sql.add_token(row)
+        return row, token
+
+    def active(self) -> list[TokenRow]:
+        return self._sql.list_tokens()
+
+    def revoke(self, token_id: str) -> None:
+        if not self._sql.revoke_token(token_id, self.clock()):
+            raise NotFoundError(
+                f"no active token {token_id!r}",
+                code="auth.token_not_found",
+                hint="`plinth tokens list` shows the active tokens and their ids.",
+            )
+
+    def table(self) -> dict[str, tuple[str, str]]:
+        """sha256(token) -> (role, name) for every active token; empty means auth is off."""
+        table = {row.token_hash: (row.role, row.name) for row in self._sql.list_tokens()}
+        table.update(parse_env_tokens(self.env_tokens))
+        return table

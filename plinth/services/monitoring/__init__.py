@@ -1,0 +1,1 @@
+"""Monitoring: collect interval profiles while serving, roll them up, report and alert."""

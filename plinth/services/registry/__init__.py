@@ -1,0 +1,1 @@
+"""Model versions: register (artifact, contract, profile, metrics, lineage), load, edit."""

@@ -1,0 +1,379 @@
+"""The model registry: turn a trained model and its training table into a version.
+
+A version is immutable: the artifact (content-addressed), its flavor, the input and
+output contracts, the reference profile, holdout metrics and lineage. Registering the
+same artifact bytes under the same name again returns the existing version.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plinth.core.contract import Contract, infer_contract
+from plinth.core.metrics import classification_metrics, regression_metrics
+from plinth.core.output import OutputContract, confidence
+from plinth.core.profile import Profile
+from plinth.core.review import ReviewPolicy
+from plinth.errors import Problem, RegistryError
+from plinth.flavors.base import (
+    Flavor,
+    LoadedArtifact,
+    dump_model,
+    load_artifact,
+    read_model_file,
+)
+from plinth.services.datasets import frame_sha256
+from plinth.services.registry.lineage import git_commit, library_versions
+from plinth.services.registry.review_assets import (
+    ReviewAssets,
+    load_assets,
+    registration_metadata,
+    store_assets,
+)
+from plinth.store import Store, VersionRecord
+from plinth.store.artifacts import ArtifactStore
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+UNSEEN_PROBE = "__plinth_unseen_category__"
+
+
+@dataclass
+class ServedModel:
+    """A loaded version with everything the request path needs, built once per worker."""
+
+    record: VersionRecord
+    flavor: Flavor
+    contract: Contract
+    output: OutputContract
+    # The review gate for this version (plinth.services.review); None serves without one.
+    review: ReviewPolicy | None = None
+    # Where the review assets (neighbour index, OOD reference, background) live.
+    artifacts: ArtifactStore | None = None
+    _assets: ReviewAssets | None = field(default=None, init=False, repr=False, compare=False)
+    _assets_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    # Codes of the errors that turned this version's gate off, each logged once.
+    gate_refusals: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def review_assets(self) -> ReviewAssets:
+        """What registration fitted for the gate and the reviewer's context, read from
+        the artifact store (sha256-checked) on first use and kept for this worker."""
+        with self._assets_lock:
+            if self._assets is None:
+                self._assets = load_assets(self.record.metadata, self.artifacts)
+            return self._assets
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def sha256(self) -> str:
+        return self.record.sha256
+
+
+class Registry:
+    """Registers versions into the store and loads them back safely."""
+
+    def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    def register(
+        self,
+        model: Any,
+        *,
+        name: str,
+        train: pd.DataFrame,
+        target: str,
+        holdout: pd.DataFrame | None = None,
+        task: str | None = None,
+        trust_pickle: bool = False,
+        trust_types: list[str] | None = None,
+        tags: dict[str, str] | None = None,
+        train_sha256: str | None = None,
+        workdir: Path | None = None,
+    ) -> VersionRecord:
+        """Record a new version of ``name`` (or return the identical existing one)."""
+        _check_name(name)
+        if isinstance(model, str | Path):
+            artifact = read_model_file(
+                Path(model), trust_pickle=trust_pickle, trust_types=list(trust_types or [])
+            )
+        else:
+            artifact = dump_model(model, trust_pickle=trust_pickle)
+        existing = self.store.find_version(name, artifact.sha256)
+        if existing is not None:
+            return existing
+
+        features, y = _split_target(train, target, artifact.flavor)
+        resolved_task = _resolve_task(task, artifact.flavor, y)
+        contract = _with_unseen_policies(infer_contract(features), artifact.flavor, features)
+        classes = _classes(artifact.flavor, y, resolved_task)
+        output = OutputContract(task=resolved_task, classes=classes)  # type: ignore[arg-type]
+
+        if holdout is not None:
+            h_features, h_y = _split_target(holdout, target, artifact.flavor)
+            h_features = h_features[features.columns]
+            split = "holdout"
+        else:
+            h_features, h_y, split = features, y, "train"
+        evaluation = _evaluate(artifact.flavor, output, contract, h_features, h_y)
+
+        profile = Profile.fit(
+            contract.frame(_records(features)),
+            {f.name: f.kind for f in contract.fields},
+            outputs=evaluation.outputs,
+            output_kind="categorical" if resolved_task == "classification" else "numeric",
+            confidence=evaluation.confidence,
+        )
+        metadata: dict[str, Any] = {
+            "artifact": {
+                "format": artifact.format,
+                "trusted_types": artifact.trusted_types,
+                "bytes": len(artifact.data),
+            },
+            "contract": contract.to_dict(),
+            "output_contract": output.to_dict(),
+            "reference_profile": profile.to_dict(),
+            "metrics": {"split": split, "rows": len(h_features), **evaluation.metrics},
+            "default_output": _default_output(resolved_task, y, classes),
+            "lineage": {
+                "train_sha256": train_sha256 or frame_sha256(train),
+                "train_rows": len(train),
+                "target": target,
+                "features": list(features.columns),
+                "git": git_commit(workdir or Path.cwd()),
+                "libraries": library_versions(),
+                "params": artifact.flavor.params(),
+                "model_class": f"{type(artifact.flavor.model).__module__}."
+                f"{type(artifact.flavor.model).__qualname__}",
+            },
+            "tags": dict(tags or {}),
+        }
+        # Estimated performance and review: the calibrator stays in the metadata; the
+        # background, neighbour index and OOD reference go to one content-addressed
+        # artifact, so the version row stays small for listings and loads.
+        fitted = registration_metadata(
+            contract,
+            output,
+            features,
+            y,
+            evaluation.probabilities,
+            h_y,
+            evaluation.confidence,
+            split,
+        )
+        metadata.update(fitted.metadata)
+        metadata["review_context"] = store_assets(self.artifacts, fitted.assets)
+        self.artifacts.put(artifact.data)
+        record = VersionRecord(
+            name=name,
+            version=0,
+            sha256=artifact.sha256,
+            flavor=artifact.flavor.name,
+            task=resolved_task,
+            created_at=datetime.now(UTC),
+            metadata=metadata,
+        )
+        return self.store.add_version(record)
+
+    def load(self, record: VersionRecord) -> ServedModel:
+        """Load a version for serving; the artifact's hash is checked on every load."""
+        artifact_meta = record.metadata.get("artifact", {})
+        loaded: LoadedArtifact = load_artifact(
+            self.artifacts.path(record.sha256),
+            record.sha256,
+            artifact_meta.get("format", "skops"),
+            list(artifact_meta.get("trusted_types", [])),
+        )
+        return ServedModel(
+            record=record,
+            flavor=loaded.flavor,
+            contract=Contract.from_dict(record.metadata["contract"]),
+            output=OutputContract.from_dict(record.metadata["output_contract"]),
+            artifacts=self.artifacts,
+        )
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise RegistryError(
+            f"Model name {name!r} is not allowed.",
+            code="registry.invalid_name",
+            hint="Use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+        )
+
+
+def _split_target(
+    frame: pd.DataFrame, target: str, flavor: Flavor
+) -> tuple[pd.DataFrame, pd.Series]:
+    if target not in frame.columns:
+        raise RegistryError(
+            f"Target column {target!r} is not in the data.",
+            code="registry.missing_target",
+            hint=f"Pass --target with one of: {', '.join(map(str, frame.columns[:20]))}.",
+        )
+    features = frame.drop(columns=[target])
+    wanted = flavor.feature_names()
+    if wanted is not None:
+        missing = [c for c in wanted if c not in features.columns]
+        if missing:
+            raise RegistryError(
+                "The model was fitted on columns the data does not have.",
+                code="registry.missing_features",
+                hint="Pass the table the model was trained on.",
+                problems=[
+                    Problem("registry.missing_feature", f"column {c!r} is missing", field=c)
+                    for c in missing
+                ],
+            )
+        features = features[wanted]
+    n_expected = getattr(flavor.model, "n_features_in_", None)
+    if n_expected is not None and int(n_expected) != features.shape[1]:
+        raise RegistryError(
+            f"The model expects {n_expected} features but the data has {features.shape[1]} "
+            "besides the target.",
+            code="registry.feature_count",
+            hint="Drop columns the model was not trained on (ids, timestamps) from the table.",
+        )
+    if len(features) == 0:
+        raise RegistryError(
+            "The training table is empty.",
+            code="registry.empty_data",
+            hint="Pass the data the model was trained on; it sets the contract and profile.",
+        )
+    return features, frame[target]
+
+
+def _resolve_task(task: str | None, flavor: Flavor, y: pd.Series) -> str:
+    if task is not None:
+        if task not in ("classification", "regression"):
+            raise RegistryError(
+                f"Unknown task {task!r}.",
+                code="registry.invalid_task",
+                hint="Use --task classification or --task regression.",
+            )
+        return task
+    if flavor.classes is not None:
+        return "classification"
+    if pd.api.types.is_float_dtype(y):
+        return "regression"
+    return "classification"
+
+
+def _classes(flavor: Flavor, y: pd.Series, task: str) -> list[Any] | None:
+    if task != "classification":
+        return None
+    if flavor.classes is not None:
+        return flavor.classes
+    return [v.item() if isinstance(v, np.generic) else v for v in sorted(y.dropna().unique())]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Training rows as JSON-ready dicts (NaN -> None), the form the contract rebuilds."""
+    return [
+        {k: (None if _is_missing(v) else v) for k, v in row.items()}
+        for row in frame.astype(object).to_dict(orient="records")
+    ]
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_unseen_policies(contract: Contract, flavor: Flavor, features: pd.DataFrame) -> Contract:
+    """Set each categorical field's unseen-value policy to what the model can handle.
+
+    A pipeline whose encoder ignores unknown categories gets ``pass``; one that raises
+    gets ``reject`` (a 422 naming the field) rather than a 503 from inside the model.
+    """
+    sample = contract.frame(_records(features.head(1)))
+    document = contract.to_dict()
+    for spec in document["fields"]:
+        if spec["kind"] != "categorical":
+            continue
+        probe = sample.copy()
+        try:
+            probe[spec["name"]] = pd.Series([UNSEEN_PROBE], dtype=sample[spec["name"]].dtype)
+        except (TypeError, ValueError):
+            probe[spec["name"]] = pd.Series([UNSEEN_PROBE], dtype=object)
+        try:
+            flavor.predict(probe)
+            spec["on_unseen"] = "pass"
+        except Exception:
+            spec["on_unseen"] = "reject"
+    return Contract.from_dict(document)
+
+
+@dataclass
+class _Evaluation:
+    metrics: dict[str, float]
+    outputs: np.ndarray
+    confidence: np.ndarray | None
+    probabilities: np.ndarray | None = None
+
+
+def _evaluate(
+    flavor: Flavor,
+    output: OutputContract,
+    contract: Contract,
+    features: pd.DataFrame,
+    y: pd.Series,
+) -> _Evaluation:
+    frame = contract.frame(_records(features))
+    try:
+        predictions = flavor.predict(frame)
+        probabilities = flavor.predict_proba(frame) if output.task == "classification" else None
+    except Exception as exc:
+        raise RegistryError(
+            f"The model failed on its own data ({type(exc).__name__}: {exc}).",
+            code="registry.model_failed",
+            hint="Check --train/--holdout is the table the model was trained on.",
+        ) from exc
+    bad = [p for p in output.check(predictions, probabilities, len(frame)) if p is not None]
+    if bad:
+        raise RegistryError(
+            f"The model broke its output contract on {len(bad)} of {len(frame)} rows.",
+            code="registry.bad_output",
+            hint="A served model must return finite predictions and probabilities summing to 1.",
+            problems=bad[:10],
+        )
+    if output.task == "classification":
+        classes = output.classes or []
+        if probabilities is None:
+            probabilities = np.zeros((len(frame), len(classes)))
+            index = {c: i for i, c in enumerate(classes)}
+            for row, label in enumerate(predictions.tolist()):
+                probabilities[row, index[label]] = 1.0
+        metrics = classification_metrics(y.to_numpy(), probabilities, classes)
+        return _Evaluation(metrics, predictions, confidence(probabilities), probabilities)
+    metrics = regression_metrics(y.to_numpy(dtype=float), predictions.astype(float))
+    return _Evaluation(metrics, predictions.astype(float), None)
+
+
+def _default_output(task: str, y: pd.Series, classes: list[Any] | None) -> dict[str, Any]:
+    """The answer of last resort (majority class / median), marked low-confidence."""
+    if task == "classification":
+        counts = y.value_counts(normalize=True)
+        probs = {str(c): float(counts.get(c, 0.0)) for c in classes or []}
+        top = max(probs, key=lambda k: probs[k]) if probs else None
+        label = next((c for c in classes or [] if str(c) == top), None)
+        return {"prediction": label, "probabilities": probs}
+    return {"prediction": float(np.median(y.to_numpy(dtype=float)))}

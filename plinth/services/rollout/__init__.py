@@ -1,0 +1,1 @@
+"""Rollout: deployment revisions (champion, canary, shadows, fallback) and canary analysis."""

@@ -1,0 +1,269 @@
+"""An adaptive micro-batcher per model version.
+
+One scoring thread per version takes everything that queued up while the previous batch
+was running (up to ``max_batch_records``). Under load it may also wait a little for more
+records, when the cost it has learned for this model says the wait pays
+(``plinth.core.batching``): never at light load, so a lone request goes straight through
+and nothing lingers after a burst; under load the batch grows, so the model's per-call
+cost is shared. The scoring thread commits the batch's log rows itself before the callers
+are answered (``LogWriter.write``): the batch is the log's group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from plinth.core.batching import CallCost, wait_budget
+from plinth.errors import ModelError, PlinthError, StoreError
+from plinth.services import telemetry
+from plinth.services.registry.versions import ServedModel
+from plinth.services.serving.logwriter import LogWriter
+from plinth.services.serving.review_gate import ReviewSink
+from plinth.services.serving.scoring import (
+    BatchObserver,
+    Job,
+    JobResult,
+    ReplyObserver,
+    score,
+)
+
+
+@dataclass
+class _Pending:
+    job: Job
+    reply: asyncio.Future[JobResult]
+
+
+class Batcher:
+    """Gathers concurrent requests for one version into model calls."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        log: LogWriter | None,
+        *,
+        max_batch_records: int = 64,
+        max_wait_s: float = 0.0,
+        observers: Sequence[BatchObserver] = (),
+        reviews: ReviewSink | None = None,
+    ) -> None:
+        self.model = model
+        self.max_wait_s = max_wait_s
+        self.cost = CallCost()  # learned from the batches this version runs
+        self._arrived = 0  # records enqueued since the current batch was formed
+        self._queue_seconds = telemetry.QUEUE_SECONDS.labels(model.name)
+        self.log = log
+        self.reviews = reviews
+        self.max_batch_records = max_batch_records
+        self.observers = list(observers)
+        self._reply_observers: list[ReplyObserver] = []
+        for observer in self.observers:
+            if isinstance(observer, ReplyObserver):
+                self._reply_observers.append(observer)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
+        self._task: asyncio.Task[None] | None = None
+        self._inflight = 0  # enqueued and not yet answered: retiring waits for zero
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        # Off the event loop: an abandoned call to a slow model may still be running.
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+    async def submit(self, job: Job) -> JobResult:
+        """Score ``job`` in the next batch; returns once its log rows are committed."""
+        return await self.enqueue(job)
+
+    def enqueue(self, job: Job) -> asyncio.Future[JobResult]:
+        """Queue ``job`` now (no await in between, so a hot switch cannot slip in).
+
+        Cancelling the returned future abandons the job: it is not scored if it has not
+        started, and its rows are not logged if it has (the caller moved on, e.g. past a
+        deadline to the fallback).
+        """
+        reply: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+        self._inflight += 1
+        self._arrived += len(job.records)
+        reply.add_done_callback(self._answered)
+        self._queue.put_nowait(_Pending(job, reply))
+        return reply
+
+    def _answered(self, _reply: asyncio.Future[JobResult]) -> None:
+        self._inflight -= 1
+
+    async def drain(self, poll_s: float = 0.02) -> None:
+        """Wait until every request already queued here has its answer."""
+        while self._inflight:
+            await asyncio.sleep(poll_s)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        mark = time.perf_counter()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            size = self._take(batch, len(first.job.records))
+            now = time.perf_counter()
+            # Records per second over the last cycle only: a burst stops counting at once.
+            rate = self._arrived / max(now - mark, 1e-6)
+            wait = wait_budget(
+                self.cost,
+                queued=size,
+                max_rows=self.max_batch_records,
+                rate=rate,
+                max_wait_s=self.max_wait_s,
+                slack_s=min(p.job.deadline for p in batch) - now,
+            )
+            if wait > 0:
+                size = await self._gather(batch, size, now + wait)
+            mark, self._arrived = time.perf_counter(), 0
+            for p in batch:
+                self._queue_seconds.observe(mark - p.job.received)
+            try:
+                results, log_error = await loop.run_in_executor(
+                    self._executor, self._score_and_log, batch
+                )
+            except Exception as exc:  # a bug in our own path: fail this batch, keep serving
+                error = ModelError(
+                    f"Scoring failed unexpectedly: {type(exc).__name__}: {exc}",
+                    code="model.internal",
+                    hint="This is a Plinth bug; the request was not served. Please report it.",
+                )
+                results, log_error = [JobResult(error=error) for _ in batch], None
+            else:
+                self.cost.observe(size, time.perf_counter() - mark)
+            if log_error is not None:
+                self._resolve(batch, results, log_error)
+            else:
+                self._after_log(batch, results, self._drafts(batch, results))
+
+    def _score_and_log(self, batch: list[_Pending]) -> tuple[list[JobResult], PlinthError | None]:
+        """On the scoring thread: answer the batch, then commit its log rows.
+
+        The commit happens here, before any caller is answered, so the batch is the log's
+        group and no request waits on another thread. A job whose caller gave up
+        (deadline, then fallback) was never answered: it gets no log row.
+        """
+        results = score(self.model, [p.job for p in batch], self.observers)
+        if self.log is not None:
+            rows = [
+                row
+                for pending, result in zip(batch, results, strict=True)
+                if not pending.reply.done()
+                for row in result.rows
+            ]
+            try:
+                self.log.write(rows)
+            except PlinthError as error:
+                return results, error
+        return results, None
+
+    def _take(self, batch: list[_Pending], size: int) -> int:
+        """Add whatever is queued, up to the batch limit; a request joins whole."""
+        while size < self.max_batch_records and not self._queue.empty():
+            nxt = self._queue.get_nowait()
+            batch.append(nxt)
+            size += len(nxt.job.records)
+        return size
+
+    async def _gather(self, batch: list[_Pending], size: int, until: float) -> int:
+        """Wait (never past ``until``) for more records, as the cost model advised."""
+        while size < self.max_batch_records:
+            left = until - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                nxt = await asyncio.wait_for(self._queue.get(), left)
+            except TimeoutError:
+                break
+            batch.append(nxt)
+            size = self._take(batch, size + len(nxt.job.records))
+        return size
+
+    @staticmethod
+    def _drafts(batch: list[_Pending], results: list[JobResult]) -> list[Any]:
+        return [
+            draft
+            for pending, result in zip(batch, results, strict=True)
+            if not pending.reply.done()
+            for draft in result.reviews
+        ]
+
+    def _after_log(
+        self, batch: list[_Pending], results: list[JobResult], drafts: list[Any]
+    ) -> None:
+        # Review items go in after their predictions; the reply names them, so it waits.
+        if self.reviews is None or not drafts:
+            self._resolve(batch, results, None)
+            return
+        stored = asyncio.wrap_future(self.reviews.submit(drafts))
+
+        def done(future: asyncio.Future[None]) -> None:
+            exc = future.exception()
+            error = exc if isinstance(exc, PlinthError) else None
+            if exc is not None and error is None:
+                error = StoreError(
+                    f"Could not store review items: {type(exc).__name__}: {exc}",
+                    code="store.write_failed",
+                    hint="Check the database is reachable; the prediction was logged.",
+                )
+            self._resolve(batch, results, error)
+
+        stored.add_done_callback(done)
+
+    def _resolve(
+        self, batch: list[_Pending], results: list[JobResult], store_error: PlinthError | None
+    ) -> None:
+        now = time.perf_counter()
+        for pending, result in zip(batch, results, strict=True):
+            if store_error is not None and result.error is None:
+                result = JobResult(error=store_error)
+            self._count(pending.job, result, now - pending.job.received)
+            if not pending.reply.done():
+                pending.reply.set_result(result)
+
+    def _count(self, job: Job, result: JobResult, seconds: float) -> None:
+        name, version = self.model.name, str(self.model.version)
+        error = result.error
+        outcome = "ok" if error is None else error.code
+        # Label lookups cost more than the increments: the children are kept per route.
+        key = (job.route, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                telemetry.REQUESTS.labels(name, version, job.route, outcome),
+                telemetry.RECORDS.labels(name, version, job.route),
+                telemetry.REQUEST_SECONDS.labels(name),
+            )
+            self._children[key] = children
+        requests, records, latency = children
+        requests.inc()
+        if error is None:
+            records.inc(len(result.answers))
+            latency.observe(seconds)
+        elif error.code.startswith("contract."):
+            for p in error.problems:
+                telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
+        elif error.code.startswith("model."):
+            telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
+        for observer in self._reply_observers:
+            observer.observe_reply(self.model, result, seconds)

@@ -1,0 +1,120 @@
+"""Batch scoring (``plinth predict``) logs and gates rows exactly like online traffic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from plinth.core.review import ReviewPolicy
+from plinth.services.batch_scoring import score_frame
+from plinth.services.registry.versions import Registry, ServedModel
+from plinth.services.review.queue import ReviewQueue
+from plinth.services.review.writer import ReviewWriter
+from plinth.services.serving.logwriter import LogWriter
+from plinth.services.serving.scoring import Job, score
+from tests.support import churn_model, churn_table, regression_table, ridge_model
+
+
+@pytest.fixture
+def writers(registry: Registry) -> Iterator[tuple[LogWriter, ReviewWriter]]:
+    log, reviews = LogWriter(registry.store), ReviewWriter(registry.store)
+    log.start()
+    reviews.start()
+    yield log, reviews
+    reviews.close()
+    log.close()
+
+
+def _served(registry: Registry, name: str, policy: ReviewPolicy | None) -> ServedModel:
+    model = registry.load(registry.store.get_version(name))
+    model.review = policy
+    return model
+
+
+def test_batch_rows_under_the_gate_become_review_items_like_online_answers(
+    registry: Registry, writers: tuple[LogWriter, ReviewWriter]
+) -> None:
+    train = churn_table(0)
+    registry.register(churn_model(train), name="churn", train=train, target="churn")
+    model = _served(registry, "churn", ReviewPolicy(0.75))
+    frame = churn_table(3, rows=150).drop(columns=["churn"])
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[7, "age"] = "old"  # a bad row: an error cell, no prediction, no review
+    log, reviews = writers
+
+    scored, summary = score_frame(model, frame, log, reviews=reviews)
+
+    assert (summary.rows, summary.scored, summary.failed) == (150, 149, 1)
+    assert scored.loc[7, "error"].startswith("contract.invalid")
+    assert pd.isna(scored.loc[7, "review_id"])
+    ok = scored.drop(index=7)
+    unsure = ok[ok["review_id"] != ""]
+    # The gate decided exactly as online: every row under 0.75, and only those.
+    assert set(unsure.index) == set(ok.index[ok["confidence"] < 0.75])
+    assert summary.reviewed == len(unsure) > 0
+    assert set(unsure["review_status"]) == {"pending"}
+    assert set(ok.loc[ok["review_id"] == "", "review_status"]) == {""}
+
+    online = model  # the same records through the online scorer give the same decisions
+    now = time.perf_counter()
+    records = [
+        {k: v for k, v in r.items() if not pd.isna(v)}
+        for r in frame.drop(index=7).astype(object).to_dict(orient="records")
+    ]
+    online_results = score(online, [Job([r], "online", now, now + 60) for r in records])
+    online_gated = [bool(res.reviews) for res in online_results]
+    assert online_gated == list(ok["review_id"] != "")
+
+    queue = ReviewQueue(registry.store)
+    items = {i["id"]: i for i in queue.list_items(model="churn", limit=1000)}
+    assert set(items) == set(unsure["review_id"])
+    for _, row in unsure.iterrows():
+        item = items[row["review_id"]]
+        assert item["prediction_id"] == row["prediction_id"]
+        assert item["gate"]["measure"] == "top_probability"
+        assert item["gate"]["score"] == pytest.approx(row["confidence"])
+        logged = registry.store.get_prediction(row["prediction_id"])
+        assert logged.route == "batch"
+    reviews.wait_for_context()
+    assert reviews.pending_contexts() == 0
+    first = queue.show(str(unsure["review_id"].iloc[0]))
+    assert first["context"]["attribution"]["top"] and first["context"]["neighbours"]["training"]
+
+
+def test_no_gate_no_review_columns(
+    registry: Registry, writers: tuple[LogWriter, ReviewWriter]
+) -> None:
+    train = churn_table(0)
+    registry.register(churn_model(train), name="churn", train=train, target="churn")
+    log, reviews = writers
+    scored, summary = score_frame(
+        _served(registry, "churn", None), churn_table(4, rows=20), log, reviews=reviews
+    )
+    assert "review_id" not in scored.columns and summary.reviewed == 0
+    assert ReviewQueue(registry.store).list_items() == []
+
+
+def test_a_regressor_is_gated_on_the_ood_reference_stored_at_registration(
+    registry: Registry, writers: tuple[LogWriter, ReviewWriter]
+) -> None:
+    train = regression_table(0, rows=400)
+    registry.register(ridge_model(train), name="prices", train=train, target="y")
+    model = _served(registry, "prices", ReviewPolicy(0.99, "ood"))
+    assert model.review_assets().ood is not None  # loaded, not fitted, when the gate asks
+    rng = np.random.default_rng(5)
+    usual = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    strange = pd.DataFrame({"a": [8.0, -9.0, 12.0], "b": [7.0, 0.0, -10.0]})
+    frame = pd.concat([usual, strange], ignore_index=True)
+    log, reviews = writers
+
+    scored, summary = score_frame(model, frame, log, reviews=reviews)
+
+    assert set(scored.index[scored["review_id"] != ""]) >= {40, 41, 42}
+    assert summary.reviewed <= 3 + 4  # about 1 % of usual rows, with room to spare
+    items = ReviewQueue(registry.store).list_items(model="prices")
+    assert {i["gate"]["measure"] for i in items} == {"ood"}
+    assert all(i["gate"]["score"] > 0.99 for i in items)
