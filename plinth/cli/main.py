@@ -441,8 +441,8 @@ def prune(
     from plinth.services.monitoring.rollup import prune_intervals
 
     now = datetime.now(UTC)
-    cutoff = now - parse_duration(older_than)
-    rollup_cutoff = now - parse_duration(rollups_older_than)
+    cutoff = now - parse_duration(older_than, allow_zero=True)
+    rollup_cutoff = now - parse_duration(rollups_older_than, allow_zero=True)
     if rollup_cutoff > cutoff:
         raise RequestError(
             f"--rollups-older-than {rollups_older_than} is shorter than --older-than {older_than}.",

@@ -23,8 +23,10 @@ _UNITS = {
 }
 
 
-def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+def parse_duration(text: str, *, what: str = "duration", allow_zero: bool = False) -> timedelta:
     """``90s``, ``15m``, ``1.5h``, ``7d``, ``2w`` as a timedelta; anything else is a 422.
+
+    Zero is refused unless ``allow_zero`` (a zero window is a mistake; "older than 0s" is not).
 
     >>> parse_duration("90s")
     datetime.timedelta(seconds=90)
@@ -34,12 +36,12 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     True
     """
     match = _DURATION.match(str(text).strip())
-    if not match or float(match.group(1)) <= 0:
+    if not match or (float(match.group(1)) == 0 and not allow_zero):
         raise RequestError(
             f"{text!r} is not a {what}.",
             code="request.invalid_duration",
             status=422,
-            hint="Write a positive number and a unit: 500ms, 90s, 15m, 1h, 24h, 7d, 2w.",
+            hint="Write a number and a unit: 500ms, 90s, 15m, 1h, 24h, 7d, 2w.",
         )
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 

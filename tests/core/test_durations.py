@@ -17,6 +17,7 @@ def test_every_unit() -> None:
     assert parse_duration(" 1h ") == timedelta(hours=1)
     assert parse_duration("7d") == timedelta(days=7)
     assert parse_duration("2w") == timedelta(days=14)
+    assert parse_duration("0s", allow_zero=True) == timedelta(0)
 
 
 @pytest.mark.parametrize("text", ["soon", "", "10", "h", "-1h", "0s", "1y", "1 hour"])
