@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from plinth.api import open_registry  # noqa: E402
-from plinth.settings import Settings  # noqa: E402
+from plinth.config.settings import Settings  # noqa: E402
 from tests.canary_support import LinearModel, records  # noqa: E402
 from tests.rollout_support import SlowModel, register  # noqa: E402
 from tests.support import free_port  # noqa: E402

@@ -9,22 +9,18 @@ from typing import Any
 
 import pandas as pd
 
+from plinth.config.settings import Settings
+from plinth.runtime import Runtime
 from plinth.services.datasets import file_sha256, read_table
 from plinth.services.registry.versions import Registry
-from plinth.settings import Settings
-from plinth.store import Store, VersionRecord
-from plinth.store.artifacts import ArtifactStore
+from plinth.store import VersionRecord
 
 
 @contextmanager
 def open_registry(settings: Settings | None = None) -> Iterator[Registry]:
     """A registry over the configured store, closed on exit."""
-    settings = settings or Settings()
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        yield Registry(store, ArtifactStore(settings.artifacts_dir))
-    finally:
-        store.close()
+    with Runtime.open(settings) as runtime:
+        yield runtime.registry
 
 
 def register(

@@ -18,10 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.services.rollout.canary import CanaryAnalysis, CanaryAnalyzer, read_canary_policies
+from plinth.cli.common import open_runtime
+from plinth.services.rollout.canary import CanaryAnalysis, CanaryAnalyzer
 from plinth.services.rollout.deployments import Revision
-from plinth.settings import Settings
-from plinth.store import Store
 
 console = Console()
 
@@ -112,21 +111,16 @@ def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> No
         ] = None,
     ) -> None:
         """Judge NAME's live canary against its champion, and act as its policy says."""
-        settings = Settings()
-        if home is not None:
-            settings = settings.model_copy(update={"home": home})
-        policies = read_canary_policies(settings.monitoring_file)
-        store = Store(
-            settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous
-        )
-        try:
+        with open_runtime(home) as runtime:
             analyzer = CanaryAnalyzer(
-                store, policies=policies, interval_hint_s=settings.profile_interval_s
+                runtime.store,
+                policies=runtime.policies.canary,
+                interval_hint_s=runtime.settings.profile_interval_s,
             )
             while True:
                 analysis = analyzer.analyze(name)
                 if analysis is None:
-                    store.get_version(name)  # a clear error for an unknown model
+                    runtime.store.get_version(name)  # a clear error for an unknown model
                     console.print(f"{name} has no live canary.")
                     return
                 applied = None if dry_run else analyzer.act(analysis)
@@ -139,5 +133,3 @@ def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> No
                 if not watch or applied is not None:
                     return
                 time.sleep(every)
-        finally:
-            store.close()

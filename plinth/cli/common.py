@@ -13,11 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from plinth.errors import PlinthError, RequestError
-from plinth.services.registry.versions import Registry
-from plinth.settings import Settings
-from plinth.store import Store
-from plinth.store.artifacts import ArtifactStore
+from plinth.config.settings import Settings
+from plinth.errors import ConfigError, PlinthError, RequestError
+from plinth.runtime import Runtime
 
 console = Console()
 err_console = Console(stderr=True)
@@ -31,7 +29,8 @@ HomeOption = Annotated[
 
 
 def handle_errors(func: F) -> F:
-    """Show PlinthErrors the way the HTTP API does (code, message, hint) and exit 1."""
+    """Show PlinthErrors the way the HTTP API does (code, message, hint) and exit non-zero:
+    2 for a configuration problem (a setting or plinth.toml), 1 for anything else."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,7 +52,7 @@ def handle_errors(func: F) -> F:
                 err_console.print(f"  … and {len(exc.problems) - 50} more")
             if exc.hint:
                 err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -74,16 +73,21 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
 
 
 def open_settings(home: Path | None) -> Settings:
+    """The settings from ``PLINTH_*``, with ``--home`` on top when given."""
     settings = Settings()
     if home is not None:
         settings = settings.model_copy(update={"home": home})
     return settings
 
 
-def open_all(home: Path | None) -> tuple[Settings, Store, Registry]:
-    settings = open_settings(home)
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
-    return settings, store, Registry(store, ArtifactStore(settings.artifacts_dir))
+@contextmanager
+def open_runtime(home: Path | None, settings: Settings | None = None) -> Iterator[Runtime]:
+    """The one way a command reaches the store and services: a Runtime, closed on exit."""
+    runtime = Runtime.open(settings or open_settings(home))
+    try:
+        yield runtime
+    finally:
+        runtime.close()
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:

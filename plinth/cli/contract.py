@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from plinth.cli.common import console, handle_errors, open_all, parse_ref
+from plinth.cli.common import console, handle_errors, open_runtime, parse_ref
 from plinth.errors import RequestError
 from plinth.services.registry.contracts import update_contract
 
@@ -29,11 +29,8 @@ def show_contract(
     @handle_errors
     def run() -> None:
         name, version = parse_ref(ref)
-        _, store, _ = open_all(home)
-        try:
-            record = store.get_version(name, version)
-        finally:
-            store.close()
+        with open_runtime(home) as runtime:
+            record = runtime.store.get_version(name, version)
         print(json.dumps(record.metadata["contract"], indent=2))
 
     run()
@@ -59,11 +56,8 @@ def set_contract(
                 code="cli.invalid_file",
                 hint="Pass the JSON printed by `plinth contract show`, edited.",
             ) from exc
-        _, store, _ = open_all(home)
-        try:
-            record = update_contract(store, name, version, document, reason=reason)
-        finally:
-            store.close()
+        with open_runtime(home) as runtime:
+            record = update_contract(runtime.store, name, version, document, reason=reason)
         console.print(f"[green]updated[/] the contract of {record.ref}", highlight=False)
 
     run()

@@ -9,9 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,40 +18,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli.common import HomeOption, console, open_settings, progress_bar
+from plinth.cli.common import HomeOption, console, open_runtime, progress_bar
 from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
-from plinth.services.auth import Tokens
 from plinth.services.datasets import read_table
-from plinth.services.feedback.labels import Feedback, ItemOutcome
-from plinth.services.feedback.performance import Performance
-from plinth.services.review.queue import ReviewQueue
-from plinth.settings import Settings
-from plinth.store import Store
+from plinth.services.feedback.labels import ItemOutcome
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CHUNK_ROWS = 1000
 
 review_app = typer.Typer(help="Work the review queue: list, show, claim, resolve.")
 tokens_app = typer.Typer(help="API tokens and their roles (predict, reviewer, admin).")
-
-
-@contextmanager
-def _store(home: Path | None) -> Iterator[tuple[Settings, Store]]:
-    settings = open_settings(home)
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        yield settings, store
-    finally:
-        store.close()
-
-
-def _queue(settings: Settings, store: Store) -> ReviewQueue:
-    return ReviewQueue(
-        store,
-        lease=timedelta(seconds=settings.review_lease_s),
-        sla=timedelta(seconds=settings.review_sla_s),
-    )
 
 
 def _label_items(frame: pd.DataFrame, name: str, label: str = "label") -> list[dict[str, Any]]:
@@ -128,8 +103,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         items = _label_items(read_table(labels), name, label_column)
         failures: list[ItemOutcome] = []
         stored = replaced = 0
-        with _store(home) as (_, store):
-            service = Feedback(store)
+        with open_runtime(home) as runtime:
+            service = runtime.feedback
             with progress_bar(f"labels for {name}", len(items)) as advance:
                 for start in range(0, len(items), CHUNK_ROWS):
                     chunk = items[start : start + CHUNK_ROWS]
@@ -168,8 +143,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         home: HomeOption = None,
     ) -> None:
         """Realised and estimated performance per window of prediction time."""
-        with _store(home) as (_, store):
-            report = Performance(store).report(
+        with open_runtime(home) as runtime:
+            report = runtime.performance.report(
                 name, window=parse_duration(window), windows=windows, version=version
             )
         if as_json:
@@ -218,8 +193,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         home: HomeOption = None,
     ) -> None:
         """Review items, oldest first."""
-        with _store(home) as (settings, store):
-            queue = _queue(settings, store)
+        with open_runtime(home) as runtime:
+            queue = runtime.review_queue
             items = queue.list_items(model=model, status=status, limit=limit)
             numbers = queue.numbers(model)
         if as_json:
@@ -257,8 +232,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         home: HomeOption = None,
     ) -> None:
         """One item: input, prediction, probabilities, attribution and similar cases."""
-        with _store(home) as (settings, store):
-            item = _queue(settings, store).show(review_id)
+        with open_runtime(home) as runtime:
+            item = runtime.review_queue.show(review_id)
         if as_json:
             print(json.dumps(item, indent=2, default=str))
             return
@@ -272,8 +247,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         home: HomeOption = None,
     ) -> None:
         """Take an item for the lease (5 minutes by default) so no one else does."""
-        with _store(home) as (settings, store):
-            item = _queue(settings, store).claim(review_id, reviewer or getpass.getuser())
+        with open_runtime(home) as runtime:
+            item = runtime.review_queue.claim(review_id, reviewer or getpass.getuser())
         console.print(
             f"[green]claimed[/] {item['id']} until {item['claimed_until']}", highlight=False
         )
@@ -299,8 +274,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                 code="cli.invalid_resolution",
                 hint="plinth review resolve ID --approve, or --correct yes --note '...'.",
             )
-        with _store(home) as (settings, store):
-            item = _queue(settings, store).resolve(
+        with open_runtime(home) as runtime:
+            item = runtime.review_queue.resolve(
                 review_id,
                 reviewer or getpass.getuser(),
                 "approve" if approve else "correct",
@@ -321,8 +296,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     ) -> None:
         """Create a token; it is printed once and stored only as a hash. The first token
         switches authentication on for every route."""
-        with _store(home) as (settings, store):
-            row, token = Tokens(store, settings.tokens).create(role, name)
+        with open_runtime(home) as runtime:
+            row, token = runtime.tokens.create(role, name)
         console.print(f"[green]created[/] {row.id} ({row.role}, {row.name})", highlight=False)
         print(token)
 
@@ -330,15 +305,15 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     @handle_errors
     def tokens_list(home: HomeOption = None) -> None:
         """Active tokens (ids, roles, names; never the tokens)."""
-        with _store(home) as (settings, store):
-            rows = Tokens(store, settings.tokens).active()
+        with open_runtime(home) as runtime:
+            rows = runtime.tokens.active()
         table = Table(title="API tokens")
         for column in ("id", "role", "name", "created"):
             table.add_column(column)
         for row in rows:
             table.add_row(row.id, row.role, row.name, row.created_at.isoformat()[:19])
         console.print(table)
-        if not rows and not settings.tokens:
+        if not rows and not runtime.settings.tokens:
             console.print("No tokens: authentication is off.")
 
     @tokens_app.command("revoke")
@@ -348,8 +323,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         home: HomeOption = None,
     ) -> None:
         """Revoke a token (workers stop accepting it within a few seconds)."""
-        with _store(home) as (settings, store):
-            Tokens(store, settings.tokens).revoke(token_id)
+        with open_runtime(home) as runtime:
+            runtime.tokens.revoke(token_id)
         console.print(f"[green]revoked[/] {token_id}", highlight=False)
 
     app.add_typer(review_app, name="review")

@@ -21,23 +21,22 @@ from plinth.cli.common import (
     HomeOption,
     console,
     handle_errors,
-    open_all,
+    open_runtime,
     open_settings,
     parse_ref,
     progress_bar,
 )
 from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
+from plinth.config.settings import SETTINGS_HANDOFF
 from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
+from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
 from plinth.services.replay import replay as replay_prediction
-from plinth.services.review.policy import policy_source
 from plinth.services.review.writer import ReviewWriter
-from plinth.services.serving.logwriter import LogWriter
 from plinth.services.views import version_view
-from plinth.store import Store
 
 app = typer.Typer(
     name="plinth",
@@ -46,8 +45,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_settings = open_settings
-_open = open_all
 _parse_ref = parse_ref
 
 
@@ -99,9 +96,8 @@ def register(
     tags = _parse_tags(tag or [])
     train_frame = read_table(train)
     holdout_frame = read_table(holdout) if holdout is not None else None
-    _, store, registry = _open(home)
-    try:
-        record = registry.register(
+    with open_runtime(home) as runtime:
+        record = runtime.registry.register(
             model,
             name=name,
             train=train_frame,
@@ -113,8 +109,6 @@ def register(
             tags=tags,
             train_sha256=file_sha256(train),
         )
-    finally:
-        store.close()
     metrics = record.metadata.get("metrics", {})
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     console.print(
@@ -132,11 +126,8 @@ def models(
     home: HomeOption = None,
 ) -> None:
     """List registered models."""
-    _, store, _ = _open(home)
-    try:
-        summaries = store.list_models()
-    finally:
-        store.close()
+    with open_runtime(home) as runtime:
+        summaries = runtime.store.list_models()
     if as_json:
         print(
             json.dumps(
@@ -177,11 +168,8 @@ def show(
 ) -> None:
     """Show one version: contract, metrics, lineage."""
     name, version = _parse_ref(ref)
-    _, store, _ = _open(home)
-    try:
-        record = store.get_version(name, version)
-    finally:
-        store.close()
+    with open_runtime(home) as runtime:
+        record = runtime.store.get_version(name, version)
     view = version_view(record, with_profile=as_json)
     if as_json:
         print(json.dumps(view, indent=2, default=str))
@@ -260,12 +248,15 @@ def serve(
     """Serve every registered model over HTTP (FastAPI on uvicorn)."""
     import uvicorn
 
-    settings = _settings(home)
-    os.environ["PLINTH_HOME"] = str(settings.home.resolve())
-    if review_below is not None:  # workers read it as PLINTH_REVIEW_BELOW
-        os.environ["PLINTH_REVIEW_BELOW"] = str(review_below)
+    settings = open_settings(home)
+    settings = settings.model_copy(update={"home": settings.home.resolve()})
+    if review_below is not None:
+        settings = settings.model_copy(update={"review_below": review_below})
+    settings.policies()  # a bad plinth.toml stops here, every problem listed (exit 2)
     # Apply migrations once here, before workers race to do it.
-    Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous).close()
+    Runtime.open(settings).close()
+    # Each worker process builds its app from these exact settings (plinth.http.app).
+    os.environ[SETTINGS_HANDOFF] = settings.model_dump_json()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
     console.print(
@@ -274,7 +265,7 @@ def serve(
         highlight=False,
     )
     uvicorn.run(
-        "plinth.http.app:create_app",
+        "plinth.http.app:create_app_from_handoff",
         factory=True,
         host=host,
         port=port,
@@ -312,16 +303,12 @@ def predict(
     """
     model_name, version = _parse_ref(name)
     frame = read_table(input)
-    settings, store, registry = _open(home)
-    if review_below is not None:
+    settings = open_settings(home)
+    if review_below is not None:  # as PLINTH_REVIEW_BELOW: plinth.toml's per-model gates win
         settings = settings.model_copy(update={"review_below": review_below})
-    writer = LogWriter(store)
-    writer.start()
-    reviews = ReviewWriter(store, with_context=settings.review_context)
-    reviews.start()
-    try:
-        model = registry.load(store.get_version(model_name, version))
-        model.review = policy_source(settings)(model.name)
+    with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
+        model = runtime.registry.load(runtime.store.get_version(model_name, version))
+        model.review = runtime.policies.review(model.name)
         with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
             scored, summary = score_frame(
                 model, frame, writer, reviews=reviews, on_progress=advance
@@ -329,10 +316,6 @@ def predict(
         write_table(scored, output)
         if summary.reviewed and settings.review_context:
             _wait_for_review_context(reviews, summary.reviewed)
-    finally:
-        reviews.close()
-        writer.close()
-        store.close()
     gate = ""
     if model.review is not None:
         gate = f", {summary.reviewed} sent to review"
@@ -370,11 +353,8 @@ def replay(
     home: HomeOption = None,
 ) -> None:
     """Re-run a logged prediction on its exact artifact; exit 1 if the output differs."""
-    _, store, registry = _open(home)
-    try:
-        result = replay_prediction(store, registry, prediction_id)
-    finally:
-        store.close()
+    with open_runtime(home) as runtime:
+        result = replay_prediction(runtime.store, runtime.registry, prediction_id)
     if as_json:
         print(
             json.dumps(
@@ -449,14 +429,11 @@ def prune(
             code="cli.invalid_retention",
             hint="Hourly roll-ups summarise minute rows, so keep them at least as long.",
         )
-    _, store, _ = _open(home)
-    try:
-        deleted = store.prune_predictions(cutoff)
+    with open_runtime(home) as runtime:
+        deleted = runtime.store.prune_predictions(cutoff)
         intervals = prune_intervals(
-            store, minutes_before=cutoff, hours_before=rollup_cutoff, now=now
+            runtime.store, minutes_before=cutoff, hours_before=rollup_cutoff, now=now
         )
-    finally:
-        store.close()
     console.print(
         f"deleted {deleted} predictions older than {cutoff:%Y-%m-%d %H:%M:%S} UTC", highlight=False
     )

@@ -10,32 +10,25 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
-from plinth.cli.common import console, err_console, open_settings
-from plinth.config import read_plinth_toml
+from plinth.cli.common import console, err_console, open_runtime
 from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
-from plinth.services.feedback.performance import Performance
+from plinth.runtime import Runtime
 from plinth.services.monitoring.alerts import (
     AlertEvaluator,
-    MonitorPolicy,
     Sink,
     WebhookSink,
     log_sink,
 )
-from plinth.services.monitoring.report import Baseline, Monitor
+from plinth.services.monitoring.report import Baseline
 from plinth.services.monitoring.report_html import render_html
-from plinth.store import Store
-
-
-def _policy(path: Path) -> MonitorPolicy:
-    return MonitorPolicy.from_mapping(read_plinth_toml(path))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -187,17 +180,35 @@ def monitor(
             hint="Use --format table or --format json.",
         )
     span = parse_duration(window)
-    settings = open_settings(home)
-    policy = _policy(settings.monitoring_file)
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
+    with open_runtime(home) as runtime:
+        _watch_or_show(runtime, name, span, window, baseline, version, output_format, html,
+                       watch, every, count)  # fmt: skip
+
+
+def _watch_or_show(
+    runtime: Runtime,
+    name: str,
+    span: timedelta,
+    window: str,
+    baseline: str,
+    version: int | None,
+    output_format: str,
+    html: Path | None,
+    watch: bool,
+    every: float,
+    count: int | None,
+) -> None:
+    settings, store = runtime.settings, runtime.store
     webhook = WebhookSink(settings.webhook_url) if watch and settings.webhook_url else None
     try:
-        monitor_service = Monitor(store, drift=policy.for_model(name).drift)
+        monitor_service = runtime.monitor(name)
         sinks: list[Sink] = [log_sink]
         if webhook is not None:
             sinks.append(webhook)
         evaluator = (
-            AlertEvaluator(store, policy, sinks, review_sla_s=settings.review_sla_s)
+            AlertEvaluator(
+                store, runtime.policies.monitoring, sinks, review_sla_s=settings.review_sla_s
+            )
             if watch
             else None
         )
@@ -212,7 +223,7 @@ def monitor(
                     label=window,
                 )  # fmt: skip
                 # Ground truth beside the drift: realised, estimated and holdout performance.
-                report["performance"] = Performance(store).report(name, window=span, windows=1)
+                report["performance"] = runtime.performance.report(name, window=span, windows=1)
                 if output_format == "json":
                     print(json.dumps(report, indent=2), flush=True)
                 else:
@@ -235,4 +246,3 @@ def monitor(
     finally:
         if webhook is not None:
             webhook.close()
-        store.close()

@@ -20,9 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.canary import register_canary, show_decisions
+from plinth.cli.common import open_runtime
 from plinth.services.rollout.deployments import Deployments, Revision, parse_fallback
-from plinth.settings import Settings
-from plinth.store import Store
 
 console = Console()
 
@@ -35,14 +34,8 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the histor
 
 @contextmanager
 def _deployments(home: Path | None) -> Iterator[Deployments]:
-    settings = Settings()
-    if home is not None:
-        settings = settings.model_copy(update={"home": home})
-    store = Store(settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous)
-    try:
-        yield Deployments(store)
-    finally:
-        store.close()
+    with open_runtime(home) as runtime:
+        yield runtime.deployments
 
 
 def _done(verb: str, revision: Revision) -> None:

@@ -20,41 +20,37 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
-from ulid import ULID
 
-from plinth.config import read_plinth_toml
+import plinth
+from plinth.config.policies import Policies
+from plinth.config.settings import Settings
 from plinth.errors import PlinthError, Problem, RequestError
-from plinth.http.auth import require_role
-from plinth.http.bodies import json_response
+from plinth.http.auth import Auth, require_role
 from plinth.http.deployments import router as deployments_router
+from plinth.http.edge import (
+    PREDICT_ROLES,
+    error_body,
+    internal_error,
+    json_response,
+    new_request_id,
+    runtime_of,
+)
 from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
-from plinth.http.monitoring import start_monitoring
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
-from plinth.http.review import start_feedback
-from plinth.services.registry.versions import Registry
-from plinth.services.rollout.canary import start_canary_analysis, stop_canary_analysis
-from plinth.services.rollout.deployments import Deployments
-from plinth.services.serving.logwriter import LogWriter
-from plinth.services.serving.pool import ModelPool, batching_source
-from plinth.services.serving.routing import Router
+from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
-from plinth.settings import Settings
-from plinth.store import Store
-from plinth.store.artifacts import ArtifactStore
 
 log = logging.getLogger("plinth.http")
 
 
 def error_response(error: PlinthError, request_id: str) -> Response:
-    body = error.to_dict()
-    body["error"]["request_id"] = request_id
-    return json_response(body, error.status, {"x-request-id": request_id})
+    return json_response(error_body(error, request_id), error.status, {"x-request-id": request_id})
 
 
 def _request_id(request: Request) -> str:
-    return request.headers.get("x-request-id") or str(ULID())
+    return new_request_id(request.headers.get("x-request-id"))
 
 
 class PlinthApp(FastAPI):
@@ -71,79 +67,46 @@ class PlinthApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> PlinthApp:
-    """Build the app; ``plinth serve`` calls this once per worker process."""
+def create_app_from_handoff() -> PlinthApp:
+    """The factory ``plinth serve`` names to uvicorn: each worker builds its app from the
+    settings the command resolved (``Settings.from_handoff``)."""
+    return create_app(Settings.from_handoff())
+
+
+def create_app(settings: Settings | None = None, *, policies: Policies | None = None) -> PlinthApp:
+    """Build the app; ``plinth serve`` calls this once per worker process.
+
+    The lifespan opens one Runtime (store, policies, services), starts its request path and
+    background work, and stops and closes it on shutdown; routes reach it through
+    ``plinth.http.edge.runtime_of``.
+    """
     settings = settings or Settings()
+    if policies is None:
+        policies = settings.policies()  # a bad plinth.toml stops start-up, every problem listed
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await asyncio.to_thread(
-            Store, settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous
-        )
-        registry = Registry(store, ArtifactStore(settings.artifacts_dir))
-        writer = LogWriter(store, max_rows=settings.log_max_batch_rows)
-        if settings.log_predictions:
-            writer.start()
-        monitoring = start_monitoring(app, store, settings)
-        feedback = start_feedback(app, store, settings)  # labels, review queue, roles
-        pool = ModelPool(
-            store,
-            registry,
-            writer if settings.log_predictions else None,
-            max_batch_records=settings.max_batch_size,
-            max_wait_s=settings.max_wait_ms / 1000.0,
-            batching=batching_source(
-                read_plinth_toml(settings.monitoring_file).get("models", {}),
-                settings.max_batch_size,
-                settings.max_wait_ms,
-            ),
-            observers=[monitoring.collector],
-            reviews=feedback.writer,
-            review_policy=feedback.policy,
-        )
-        app.state.store, app.state.pool, app.state.load_errors = store, pool, {}
-        summaries = await asyncio.to_thread(store.list_models)
-        for summary in summaries:
-            try:
-                await pool.get(summary.name)
-            except PlinthError as exc:
-                log.error("could not load %s: %s", summary.name, exc)
-                app.state.load_errors[summary.name] = exc.to_dict()["error"]
-        # Routing: the live deployments are applied (versions loaded and warmed) before
-        # the worker reports ready, then polled for changes in the background.
-        router = Router(
-            pool,
-            Deployments(store),
-            request_timeout_s=settings.request_timeout_s,
-            breaker_failures=settings.breaker_failures,
-            breaker_cooldown_s=settings.breaker_cooldown_s,
-            poll_s=settings.deployment_poll_s,
-            shadow_queue_size=settings.shadow_queue_size,
-        )
-        await router.start()
-        app.state.router = router
-        canary = start_canary_analysis(store, settings)  # one analyzer across workers (lease)
-        # Everything loaded so far (libraries, models) lives as long as the process: move it
-        # out of the collector's sight, so a full collection under load walks only what
-        # requests allocate (shorter GC pauses, a steadier p99).
-        gc.collect()
-        gc.freeze()
+        runtime = await asyncio.to_thread(Runtime.open, settings, policies=policies)
+        app.state.runtime = runtime
+        app.state.auth = Auth(runtime.tokens, settings.auth_refresh_s)
         try:
+            await runtime.start_serving()
+            await runtime.start_background()
+            # Everything loaded so far (libraries, models) lives as long as the process: move
+            # it out of the collector's sight, so a full collection under load walks only what
+            # requests allocate (shorter GC pauses, a steadier p99).
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             gc.unfreeze()  # an app built and stopped in a longer process must not leak
-            await stop_canary_analysis(canary)
-            await router.close()
-            await pool.close()
-            await monitoring.close()  # after the pool: every answered batch is counted
-            await feedback.close()
-            await asyncio.to_thread(writer.close)
-            await asyncio.to_thread(store.close)
+            await runtime.stop()
+            await asyncio.to_thread(runtime.close)
 
     app = PlinthApp(
         title="Plinth",
         summary="Serve a trained model behind an input contract, log and replay every prediction.",
-        version="0.1.0",
+        version=plinth.__version__,
         lifespan=lifespan,
     )
     app.predict_handler = PredictHandler(
@@ -185,17 +148,12 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        error = PlinthError(
-            "Internal error; it has been logged.",
-            code="internal.error",
-            hint=f"Quote request id {request_id} when reporting it.",
-        )
-        return error_response(error, request_id)
+        return error_response(internal_error(request_id), request_id)
 
     @app.post(
         "/v1/models/{name}/predict",
         tags=["predict"],
-        dependencies=[Depends(require_role("predict"))],
+        dependencies=[Depends(require_role(*PREDICT_ROLES))],
     )
     async def predict(name: str, version: int | None = None) -> Response:
         """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version.
@@ -208,11 +166,10 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
     @app.get("/v1/models", tags=["models"])
     async def list_models(request: Request) -> Response:
         """Every registered model, its newest version and the version this worker serves."""
-        store: Store = app.state.store
-        pool: ModelPool = app.state.pool
-        summaries = await asyncio.to_thread(store.list_models)
-        router: Router = app.state.router
-        serving = {m.name: router.serving(m.name) for m in pool.loaded}
+        runtime = runtime_of(request)
+        summaries = await asyncio.to_thread(runtime.store.list_models)
+        serving_now = runtime.require_serving()
+        serving = {m.name: serving_now.router.serving(m.name) for m in serving_now.pool.loaded}
         return json_response(
             {
                 "models": [
@@ -230,9 +187,9 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
         )
 
     @app.get("/v1/models/{name}", tags=["models"])
-    async def show_model(name: str, profile: bool = False) -> Response:
+    async def show_model(request: Request, name: str, profile: bool = False) -> Response:
         """A model's versions with contracts, metrics and lineage."""
-        store: Store = app.state.store
+        store = runtime_of(request).store
         versions = await asyncio.to_thread(store.list_versions, name)
         if not versions:
             await asyncio.to_thread(store.get_version, name)  # raises the not-found error
@@ -241,9 +198,9 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
         )
 
     @app.get("/v1/predictions/{prediction_id}", tags=["predictions"])
-    async def get_prediction(prediction_id: str) -> Response:
+    async def get_prediction(request: Request, prediction_id: str) -> Response:
         """The full logged record of one prediction."""
-        store: Store = app.state.store
+        store = runtime_of(request).store
         record = await asyncio.to_thread(store.get_prediction, prediction_id)
         return json_response(prediction_view(record))
 
@@ -253,15 +210,16 @@ def create_app(settings: Settings | None = None) -> PlinthApp:
         return json_response({"status": "ok", "pid": os.getpid()})
 
     @app.get("/readyz", tags=["ops"])
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         """Ready: the store answers and every registered model loaded."""
-        store: Store = app.state.store
+        runtime = runtime_of(request)
         try:
-            await asyncio.to_thread(store.ping)
+            await asyncio.to_thread(runtime.store.ping)
         except PlinthError as exc:
             return json_response({"status": "unavailable", "store": exc.to_dict()["error"]}, 503)
-        errors = app.state.load_errors
-        loaded = sorted(f"{m.name}:{m.version}" for m in app.state.pool.loaded)
+        serving = runtime.require_serving()
+        errors = serving.load_errors
+        loaded = sorted(f"{m.name}:{m.version}" for m in serving.pool.loaded)
         if errors:
             return json_response({"status": "degraded", "loaded": loaded, "errors": errors}, 503)
         return json_response({"status": "ready", "loaded": loaded})

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from plinth.errors import PlinthError
+from plinth.http.edge import auth_of
 from plinth.services.auth import Tokens, hash_token
 
 
@@ -83,7 +84,7 @@ def require_role(*roles: str) -> Callable[[Request], Awaitable[str | None]]:
     allowed = frozenset(roles) | {"admin"}
 
     async def dependency(request: Request) -> str | None:
-        auth: Auth | None = getattr(request.app.state, "auth", None)
+        auth = auth_of(request)
         if auth is None:
             return None
         role = await auth.role(request)

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from plinth.errors import Problem, RequestError
-from plinth.http.bodies import read_json
+from plinth.http.edge import read_json, runtime_of
 from plinth.services.rollout.deployments import (
     CANARY_SETTINGS,
     Deployments,
@@ -178,7 +178,7 @@ class RollbackBody(BaseModel):
 
 
 def _service(request: Request) -> Deployments:
-    return Deployments(request.app.state.store)
+    return runtime_of(request).deployments
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -187,7 +187,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 async def _applied(request: Request) -> None:
     # Read-your-writes on this worker; the others poll.
-    await request.app.state.router.refresh()
+    await runtime_of(request).require_serving().router.refresh()
 
 
 @router.get("")
@@ -200,7 +200,7 @@ async def get_deployment(name: str, request: Request) -> Response:
             "name": name,
             "revision": None if revision is None else revision.revision,
             "spec": spec.to_dict(),
-            "serving": request.app.state.router.serving(name),
+            "serving": runtime_of(request).require_serving().router.serving(name),
         }
     )
 

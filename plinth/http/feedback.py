@@ -20,10 +20,7 @@ from fastapi.responses import Response
 from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
 from plinth.http.auth import require_role
-from plinth.http.bodies import json_response, read_json
-from plinth.services.feedback.labels import Feedback
-from plinth.services.feedback.performance import Performance
-from plinth.settings import Settings
+from plinth.http.edge import json_response, read_json, runtime_of
 
 router = APIRouter(tags=["feedback"])
 
@@ -80,10 +77,11 @@ def _items(payload: Any, limit: int) -> tuple[list[Any], str | None]:
 @router.post("/v1/feedback", dependencies=[Depends(require_role("predict"))])
 async def post_feedback(request: Request) -> Response:
     """Store labels for logged predictions; one outcome per item (see the module doc)."""
-    settings: Settings = request.app.state.feedback_settings
+    runtime = runtime_of(request)
+    settings = runtime.settings
     payload = await read_body(request, settings.max_body_bytes)
     items, model = _items(payload, settings.max_records_per_request)
-    feedback: Feedback = request.app.state.feedback
+    feedback = runtime.feedback
     result = await asyncio.to_thread(feedback.ingest, items, model=model)
     body = result.to_dict()
     if result.failed == len(result.items):
@@ -112,7 +110,7 @@ async def get_performance(
     prediction time, per version, with label coverage, label delay and holdout metrics."""
     from plinth.services.feedback.labels import parse_time
 
-    performance: Performance = request.app.state.performance
+    performance = runtime_of(request).performance
     until = None
     if end is not None:
         try:

@@ -18,12 +18,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
-from ulid import ULID
 
 from plinth.errors import PlinthError, Problem, RequestError
 from plinth.http.auth import Auth, check_role
-from plinth.http.bodies import parse_json, too_large
-from plinth.services.serving.routing import Router
+from plinth.http.edge import (
+    JSON_OPTIONS,
+    PREDICT_ROLES,
+    internal_error,
+    new_request_id,
+    parse_json,
+    too_large,
+)
+from plinth.runtime import Runtime
 
 log = logging.getLogger("plinth.http")
 
@@ -35,7 +41,6 @@ Send = Callable[[Message], Awaitable[None]]
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict")
 BODY_HINT = 'Send a JSON object like {"records": [{"feature": 1.0}]}.'
 SPLIT_HINT = "Split the records over several requests or use `plinth predict` for files."
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _PID = str(os.getpid()).encode()
 
 
@@ -47,14 +52,14 @@ class PredictHandler:
     """``POST /v1/models/{name}/predict`` for one app; state is read per request."""
 
     def __init__(self, state: Any, *, max_body_bytes: int, max_records: int) -> None:
-        self.state = state  # the app's ``state``: router and auth appear during startup
+        self.state = state  # the app's ``state``: runtime and auth appear during start-up
         self.max_body_bytes = max_body_bytes
         self.max_records = max_records
 
     async def __call__(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = _text(headers.get(b"x-request-id")) or str(ULID())
+        request_id = new_request_id(headers.get(b"x-request-id"))
         try:
             status, body, extra = await self._answer(
                 name, scope, headers, receive, received, request_id
@@ -65,11 +70,7 @@ class PredictHandler:
             status, body, extra = exc.status, exc.to_dict(), {}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
-            error = PlinthError(
-                "Internal error; it has been logged.",
-                code="internal.error",
-                hint=f"Quote request id {request_id} when reporting it.",
-            )
+            error = internal_error(request_id)
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id
@@ -87,11 +88,12 @@ class PredictHandler:
         auth: Auth | None = getattr(self.state, "auth", None)
         if auth is not None:
             role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
-            check_role(role, frozenset({"predict", "admin"}))
+            check_role(role, PREDICT_ROLES)
         version = _version_param(scope.get("query_string", b""))
         payload = await self._read_json(headers, receive)
         records, key = parse_predict_body(payload, self.max_records)
-        router: Router = self.state.router
+        runtime: Runtime = self.state.runtime
+        router = runtime.require_serving().router
         routed = await router.predict(
             name, records, request_id=request_id, received=received, key=key, version=version
         )
@@ -137,7 +139,7 @@ async def respond(
     extra: dict[bytes, bytes] | None = None,
 ) -> None:
     """One JSON response, with the request id and the answering worker in the headers."""
-    data = orjson.dumps(body, option=_JSON_OPTIONS)
+    data = orjson.dumps(body, option=JSON_OPTIONS)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(data)).encode()),

@@ -1,4 +1,4 @@
-"""The review queue over HTTP, and what each worker runs for labels and review.
+"""The review queue over HTTP.
 
 Routes (reviewer or admin token once tokens exist):
 
@@ -17,91 +17,20 @@ The reviewer's name is the ``reviewer`` field of the body, else the token's name
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from plinth.core.durations import parse_duration
-from plinth.core.review import ReviewPolicy
 from plinth.errors import RequestError
-from plinth.http.auth import Auth, require_role
-from plinth.http.bodies import json_response
+from plinth.http.auth import require_role
+from plinth.http.edge import json_response, runtime_of
 from plinth.http.feedback import read_body
-from plinth.services.auth import Tokens
-from plinth.services.feedback.labels import Feedback
-from plinth.services.feedback.performance import Performance
-from plinth.services.process import in_thread
-from plinth.services.review.policy import policy_source
-from plinth.services.review.queue import ReviewQueue
-from plinth.services.review.writer import ReviewWriter
-from plinth.settings import Settings
-from plinth.store import Store
 
 log = logging.getLogger("plinth.review")
 
 router = APIRouter(tags=["review"], dependencies=[Depends(require_role("reviewer"))])
-
-
-@dataclass
-class FeedbackRuntime:
-    """The review writer, the gate's policy source and the gauge refresher of one worker."""
-
-    writer: ReviewWriter
-    policy: Callable[[str], ReviewPolicy | None]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await asyncio.to_thread(self.writer.close)
-
-
-def start_feedback(app: FastAPI, store: Store, settings: Settings) -> FeedbackRuntime:
-    """Build the services the feedback and review routes use (inside the lifespan)."""
-    app.state.feedback_settings = settings
-    app.state.feedback = Feedback(store)
-    app.state.performance = Performance(store)
-    app.state.review = ReviewQueue(
-        store,
-        lease=timedelta(seconds=settings.review_lease_s),
-        sla=timedelta(seconds=settings.review_sla_s),
-    )
-    app.state.auth = Auth(Tokens(store, settings.tokens), settings.auth_refresh_s)
-    writer = ReviewWriter(store, with_context=settings.review_context)
-    writer.start()
-    runtime = FeedbackRuntime(writer, policy_source(settings))
-    runtime.tasks.append(asyncio.create_task(_refresh_gauges(app, store, settings)))
-    app.state.feedback_runtime = runtime
-    return runtime
-
-
-async def _refresh_gauges(app: FastAPI, store: Store, settings: Settings) -> None:
-    """Keep the performance and queue gauges on /metrics current (latest window)."""
-    window = parse_duration(settings.performance_window)
-    while True:
-        try:
-            performance: Performance = app.state.performance
-            queue: ReviewQueue = app.state.review
-            await in_thread(functools.partial(_publish, performance, queue, store, window))
-        except Exception:  # gauges are a convenience; keep serving
-            log.exception("could not refresh the performance and review gauges")
-        await asyncio.sleep(settings.performance_refresh_s)
-
-
-def _publish(performance: Performance, queue: ReviewQueue, store: Store, window: Any) -> None:
-    for summary in store.list_models():
-        performance.publish(summary.name, window)
-    queue.publish(queue.numbers())
 
 
 def _reviewer(request: Request, body: Any) -> str:
@@ -116,7 +45,7 @@ async def list_items(
     request: Request, model: str | None = None, status: str | None = "pending", limit: int = 100
 ) -> Response:
     """Review items, oldest first (``status`` pending, claimed or resolved)."""
-    queue: ReviewQueue = request.app.state.review
+    queue = runtime_of(request).review_queue
     items = await asyncio.to_thread(queue.list_items, model=model, status=status, limit=limit)
     return json_response({"items": items})
 
@@ -124,7 +53,7 @@ async def list_items(
 @router.get("/v1/review/metrics")
 async def queue_metrics(request: Request, model: str | None = None) -> Response:
     """Queue depth, oldest open item's age and median resolution time per model."""
-    queue: ReviewQueue = request.app.state.review
+    queue = runtime_of(request).review_queue
     views = await asyncio.to_thread(queue.numbers, model)
     queue.publish(views)
     return json_response({"models": [v.to_dict() for v in views]})
@@ -133,23 +62,23 @@ async def queue_metrics(request: Request, model: str | None = None) -> Response:
 @router.get("/v1/review/{review_id}")
 async def show_item(review_id: str, request: Request) -> Response:
     """One item with its prediction and context."""
-    queue: ReviewQueue = request.app.state.review
+    queue = runtime_of(request).review_queue
     return json_response(await asyncio.to_thread(queue.show, review_id))
 
 
 @router.post("/v1/review/{review_id}/claim")
 async def claim_item(review_id: str, request: Request) -> Response:
     """Take the item for a lease; 409 if another reviewer holds it."""
-    settings: Settings = request.app.state.feedback_settings
+    settings = runtime_of(request).settings
     body = await read_body(request, settings.max_body_bytes, optional=True)
-    queue: ReviewQueue = request.app.state.review
+    queue = runtime_of(request).review_queue
     return json_response(await asyncio.to_thread(queue.claim, review_id, _reviewer(request, body)))
 
 
 @router.post("/v1/review/{review_id}/resolve")
 async def resolve_item(review_id: str, request: Request) -> Response:
     """Approve or correct; the outcome is stored as a label with source=reviewer."""
-    settings: Settings = request.app.state.feedback_settings
+    settings = runtime_of(request).settings
     body = await read_body(request, settings.max_body_bytes)
     if not isinstance(body, dict) or set(body) - {"action", "label", "note", "reviewer"}:
         raise RequestError(
@@ -163,7 +92,7 @@ async def resolve_item(review_id: str, request: Request) -> Response:
         raise RequestError(
             "'note' must be text.", code="request.invalid_body", status=422, hint="Send a string."
         )
-    queue: ReviewQueue = request.app.state.review
+    queue = runtime_of(request).review_queue
     resolved = await asyncio.to_thread(
         queue.resolve,
         review_id,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from plinth.api import open_registry
-from plinth.settings import Settings
+from plinth.config.settings import Settings
 from tests.canary_support import FlakyModel, LinearModel, records
 from tests.e2e.conftest import Env, Server
 from tests.rollout_support import register

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from plinth.api import open_registry
-from plinth.settings import Settings
+from plinth.config.settings import Settings
 from plinth.store import Store
 from tests.e2e.conftest import Env, Server
 from tests.support import churn_model, churn_record, churn_table

@@ -20,10 +20,10 @@ from typing import IO, Any
 import numpy as np
 import pytest
 
+from plinth.config.settings import Settings
 from plinth.services.monitoring.alerts import LEASE
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.registry.versions import Registry
-from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 from plinth.store.monitoring import ROLLUP_SECONDS, MonitoringStore

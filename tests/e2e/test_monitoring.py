@@ -157,7 +157,7 @@ small_sample = 600   # judge every feature by a distance (PSI / JS) in these win
         PLINTH_PROFILE_INTERVAL_S="0.5",
         PLINTH_ALERT_INTERVAL_S="0.5",
         PLINTH_WEBHOOK_URL=receiver.url,
-        PLINTH_MONITORING_FILE=str(policy),
+        PLINTH_POLICY_FILE=str(policy),
     )
     server = serve("--workers", "2")
 

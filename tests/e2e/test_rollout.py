@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from plinth.api import open_registry
-from plinth.settings import Settings
+from plinth.config.settings import Settings
 from tests.e2e.conftest import Env, Server
 from tests.rollout_support import ConstantModel, register
 

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from plinth.api import open_registry
+from plinth.config.settings import Settings
 from plinth.http.app import create_app
-from plinth.settings import Settings
 from tests.support import (
     BrokenModel,
     churn_model,

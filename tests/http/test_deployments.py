@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from plinth.api import open_registry
-from plinth.settings import Settings
+from plinth.config.settings import Settings
 from tests.rollout_support import ConstantModel, register
 
 

@@ -9,7 +9,7 @@ from tests.support import churn_record
 
 def _flush(client: TestClient) -> None:
     # What the background task does at each interval boundary, done now.
-    client.app.state.monitoring.collector.flush(final=True)  # type: ignore[attr-defined]
+    client.app.state.runtime.serving.collector.flush(final=True)  # type: ignore[attr-defined]
 
 
 def test_monitor_report_counts_traffic_and_drift(client: TestClient) -> None:

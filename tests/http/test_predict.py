@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from plinth.settings import Settings
+from plinth.config.settings import Settings
 from tests.support import churn_record
 
 

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from plinth.api import open_registry
+from plinth.config.settings import Settings
 from plinth.http.app import create_app
 from plinth.services.auth import Tokens
-from plinth.settings import Settings
 from plinth.store import Store
 from tests.support import churn_model, churn_record, churn_table
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from plinth.config.settings import Settings
 from plinth.services.registry.versions import Registry
-from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 

@@ -8,7 +8,7 @@ hold-down period, so a flapping signal is one incident, not ten. A rule with too
 traffic to judge leaves its alert as it is.
 
 Rules come from ``plinth.toml`` (``[monitoring]`` for every model, ``[models.NAME.monitoring]``
-for one), read at the edge and passed here as a mapping.
+for one), read once by ``plinth.config`` and handed here as a ``MonitorPolicy``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from plinth.core.drift import Detector, DriftConfig
-from plinth.core.durations import parse_duration
-from plinth.errors import ConfigError, PlinthError
+from plinth.config.policies import AlertRules, MonitorPolicy
+from plinth.errors import PlinthError
 from plinth.services import telemetry
 from plinth.services.feedback.performance import Performance
 from plinth.services.monitoring.report import Monitor
@@ -50,114 +49,6 @@ RULES = (
     "performance_drop",
     "review_sla",
 )
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    """Thresholds for one model; ``None`` switches a threshold rule off."""
-
-    window: timedelta = timedelta(minutes=15)
-    hold_down: timedelta = timedelta(minutes=10)
-    min_records: int = 200  # drift and control rules need this many profiled rows
-    min_requests: int = 20  # rate and latency rules need this many requests
-    dataset_drift: bool = True
-    feature_drift: bool = True
-    control_chart: bool = True
-    control_sections: tuple[str, ...] = ("prediction", "confidence", "latency")
-    error_rate: float | None = 0.05
-    latency_p99_s: float | None = 1.0
-    validation_rate: float | None = 0.10
-    # Ground truth: the realised primary metric (accuracy, or R² for regressors) of the
-    # served version over the last ``performance_window`` falls this far below its holdout
-    # figure, judged once ``min_labels`` labels exist.
-    performance_drop: float | None = 0.05
-    performance_window: timedelta = timedelta(days=1)
-    min_labels: int = 50
-    # The oldest open review item is older than the review SLA (PLINTH_REVIEW_SLA_S).
-    review_sla: bool = True
-    drift: DriftConfig = field(default_factory=DriftConfig)
-
-
-_DURATIONS = {"window", "hold_down", "performance_window"}
-_THRESHOLDS = {"error_rate", "latency_p99_s", "validation_rate", "performance_drop"}
-
-
-def _rules(base: AlertRules, doc: Mapping[str, Any], where: str) -> AlertRules:
-    known = {f.name for f in fields(AlertRules)}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise ConfigError(
-            f"Unknown monitoring settings in {where}: {', '.join(unknown)}.",
-            code="config.monitoring",
-            hint=f"Known settings: {', '.join(sorted(known))}.",
-        )
-    changes: dict[str, Any] = {}
-    for key, value in doc.items():
-        if key in _DURATIONS:
-            changes[key] = parse_duration(str(value))
-        elif key in _THRESHOLDS:
-            changes[key] = None if value is False else float(value)
-        elif key == "control_sections":
-            changes[key] = tuple(str(v) for v in value)
-        elif key == "drift":
-            changes[key] = _drift(base.drift, value, where)
-        elif key in ("min_records", "min_requests", "min_labels"):
-            changes[key] = int(value)
-        else:
-            changes[key] = bool(value)
-    return replace(base, **changes)
-
-
-def _drift(base: DriftConfig, doc: Mapping[str, Any], where: str) -> DriftConfig:
-    changes: dict[str, Any] = {}
-    for key, value in doc.items():
-        if key == "features":
-            overrides = dict(base.overrides)
-            for feature, spec in value.items():
-                overrides[feature] = Detector(str(spec["method"]), float(spec["threshold"]))
-            changes["overrides"] = overrides
-        elif key in ("numeric_small", "numeric_large", "categorical_small", "categorical_large"):
-            changes[key] = Detector(str(value["method"]), float(value["threshold"]))
-        elif key in ("small_sample",):
-            changes[key] = int(value)
-        elif key in ("rate_alpha", "rate_min_change", "dataset_share", "psi_epsilon"):
-            changes[key] = float(value)
-        else:
-            raise ConfigError(
-                f"Unknown drift setting {key!r} in {where}.",
-                code="config.monitoring",
-                hint="See docs/monitoring.md for the [monitoring.drift] settings.",
-            )
-    return replace(base, **changes)
-
-
-@dataclass(frozen=True)
-class MonitorPolicy:
-    """Default rules and per-model overrides."""
-
-    defaults: AlertRules = field(default_factory=AlertRules)
-    models: Mapping[str, AlertRules] = field(default_factory=dict)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any]) -> MonitorPolicy:
-        """From a parsed plinth.toml: ``[monitoring]`` and ``[models.NAME.monitoring]``."""
-        try:
-            defaults = _rules(AlertRules(), doc.get("monitoring", {}), "[monitoring]")
-            models = {
-                name: _rules(defaults, section["monitoring"], f"[models.{name}.monitoring]")
-                for name, section in doc.get("models", {}).items()
-                if isinstance(section, Mapping) and "monitoring" in section
-            }
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ConfigError(
-                f"Invalid monitoring settings: {exc}.",
-                code="config.monitoring",
-                hint="See docs/monitoring.md for the plinth.toml [monitoring] section.",
-            ) from exc
-        return cls(defaults, models)
-
-    def for_model(self, name: str) -> AlertRules:
-        return self.models.get(name, self.defaults)
 
 
 # ---------------------------------------------------------------------- sinks

@@ -18,15 +18,14 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from plinth.config import read_plinth_toml
+from plinth.config.policies import CanaryPolicies
 from plinth.core.canary import (
     ArmEvidence,
     CanaryPolicy,
@@ -37,11 +36,10 @@ from plinth.core.canary import (
 )
 from plinth.core.interval import LatencyHistogram, ProfileLayout, decode_counts_many
 from plinth.core.profile import FeatureBins, Profile
-from plinth.errors import ConfigError, PlinthError
+from plinth.errors import PlinthError
 from plinth.services.monitoring.report import merge_rows
 from plinth.services.process import in_thread, worker_id
 from plinth.services.rollout.deployments import Deployments, Revision
-from plinth.settings import Settings
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore
 from plinth.store.monitoring import IntervalRow, MonitoringStore
@@ -55,41 +53,6 @@ WHO = "canary-analysis"
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------- policies
-
-
-@dataclass(frozen=True)
-class CanaryPolicies:
-    """Policies from plinth.toml: ``[canary]`` for every model, ``[models.NAME.canary]``."""
-
-    defaults: CanaryPolicy = field(default_factory=CanaryPolicy)
-    models: Mapping[str, CanaryPolicy] = field(default_factory=dict)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any]) -> CanaryPolicies:
-        defaults = CanaryPolicy.from_mapping(doc.get("canary", {}), where="[canary]")
-        models = {
-            name: CanaryPolicy.from_mapping(
-                section["canary"], defaults, where=f"[models.{name}.canary]"
-            )
-            for name, section in doc.get("models", {}).items()
-            if isinstance(section, Mapping) and "canary" in section
-        }
-        return cls(defaults, models)
-
-    def for_model(self, name: str, overrides: Mapping[str, Any] | None = None) -> CanaryPolicy:
-        """The file's policy for ``name`` with the deploy flags stored in the spec on top."""
-        base = self.models.get(name, self.defaults)
-        if not overrides:
-            return base
-        return CanaryPolicy.from_mapping(overrides, base, where=f"{name}'s deployment")
-
-
-def read_canary_policies(path: Path) -> CanaryPolicies:
-    """Canary policies from plinth.toml; the defaults when the file does not exist."""
-    return CanaryPolicies.from_mapping(read_plinth_toml(path))
 
 
 # ---------------------------------------------------------------------- one analysis
@@ -346,37 +309,6 @@ class CanaryAnalyzer:
                     log.error("canary analysis failed: %s", exc)
         finally:
             await in_thread(self.release)
-
-
-def start_canary_analysis(store: Store, settings: Settings) -> asyncio.Task[None] | None:
-    """The background analyzer of one ``serve`` worker (inside the app's lifespan).
-
-    Every worker starts one; the lease makes exactly one of them judge at a time, and the
-    lease outlives a few missed passes so a busy holder is not displaced.
-    """
-    if not settings.canary_analysis:
-        return None
-    try:
-        policies = read_canary_policies(settings.monitoring_file)
-    except ConfigError as exc:  # a bad file must not stop serving; the CLI shows the error
-        log.error("canary analysis is off: %s", exc)
-        return None
-    analyzer = CanaryAnalyzer(
-        store,
-        policies=policies,
-        interval_hint_s=settings.profile_interval_s,
-        lease_s=max(3 * settings.canary_interval_s, 5.0),
-    )
-    return asyncio.create_task(analyzer.run(settings.canary_interval_s))
-
-
-async def stop_canary_analysis(task: asyncio.Task[None] | None) -> None:
-    """Cancel the analyzer (it releases its lease on the way out)."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
 
 
 def _arm(

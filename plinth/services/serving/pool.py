@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from plinth.core.review import ReviewPolicy
-from plinth.errors import ConfigError, NotFoundError, Problem
+from plinth.config.policies import Policies
+from plinth.errors import NotFoundError
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.logwriter import LogWriter
@@ -25,21 +24,15 @@ class ModelPool:
         registry: Registry,
         log: LogWriter | None,
         *,
-        max_batch_records: int = 64,
-        max_wait_s: float = 0.0,
-        batching: Callable[[str], tuple[int, float]] | None = None,
+        policies: Policies | None = None,
         observers: Sequence[BatchObserver] = (),
         reviews: ReviewSink | None = None,
-        review_policy: Callable[[str], ReviewPolicy | None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.log = log
         self.reviews = reviews
-        self.review_policy = review_policy
-        self.max_batch_records = max_batch_records
-        self.max_wait_s = max_wait_s
-        self.batching = batching  # per-model (max records, max wait s); None: the defaults
+        self.policies = policies or Policies()  # batching and the review gate, per model
         self.observers = list(observers)
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._serving: dict[str, int] = {}
@@ -48,12 +41,6 @@ class ModelPool:
     @property
     def loaded(self) -> list[ServedModel]:
         return [b.model for b in self._batchers.values()]
-
-    async def load_all(self) -> None:
-        """Load the newest version of every registered model (at start-up)."""
-        summaries = await asyncio.to_thread(self.store.list_models)
-        for summary in summaries:
-            await self.get(summary.name)
 
     async def get(self, name: str, version: int | None = None) -> Batcher:
         """The batcher for ``name`` (its served version, or the pinned ``version``)."""
@@ -68,16 +55,13 @@ class ModelPool:
             if key not in self._batchers:
                 model = await asyncio.to_thread(self.registry.load, record)
                 await asyncio.to_thread(prepare, model)
-                if self.review_policy is not None:
-                    model.review = self.review_policy(name)
-                limit, wait = self.max_batch_records, self.max_wait_s
-                if self.batching is not None:
-                    limit, wait = self.batching(name)
+                model.review = self.policies.review(name)
+                batching = self.policies.batching(name)
                 batcher = Batcher(
                     model,
                     self.log,
-                    max_batch_records=limit,
-                    max_wait_s=wait,
+                    max_batch_records=batching.max_batch_size,
+                    max_wait_s=batching.max_wait_s,
                     observers=self.observers,
                     reviews=self.reviews,
                 )
@@ -114,45 +98,3 @@ class ModelPool:
             await batcher.close()
         self._batchers.clear()
         self._serving.clear()
-
-
-def batching_source(
-    per_model: dict[str, dict[str, Any]], max_batch_size: int, max_wait_ms: float
-) -> Callable[[str], tuple[int, float]]:
-    """Each model's (max records per call, max wait in seconds): ``max_batch_size`` and
-    ``max_wait_ms`` in its ``[models.NAME]`` section of plinth.toml, else the settings.
-    Every bad value in the file is reported at once, at start-up."""
-    problems: list[Problem] = []
-    limits: dict[str, tuple[int, float]] = {}
-    for name, section in per_model.items():
-        size = section.get("max_batch_size", max_batch_size)
-        wait = section.get("max_wait_ms", max_wait_ms)
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 10_000:
-            problems.append(
-                Problem(
-                    "config.max_batch_size",
-                    f"[models.{name}] max_batch_size = {size!r}",
-                    "a whole number of records from 1 to 10000",
-                    f"models.{name}.max_batch_size",
-                )
-            )
-        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
-            problems.append(
-                Problem(
-                    "config.max_wait_ms",
-                    f"[models.{name}] max_wait_ms = {wait!r}",
-                    "milliseconds from 0 (never wait) to 1000",
-                    f"models.{name}.max_wait_ms",
-                )
-            )
-        if not problems:
-            limits[name] = (int(size), float(wait) / 1000.0)
-    if problems:
-        raise ConfigError(
-            f"plinth.toml has {len(problems)} bad batching setting(s).",
-            code="config.batching",
-            hint="Fix each listed value in plinth.toml.",
-            problems=problems,
-        )
-    default = (max_batch_size, max_wait_ms / 1000.0)
-    return lambda name: limits.get(name, default)

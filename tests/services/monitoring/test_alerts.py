@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from plinth.errors import ConfigError
+from plinth.config import MonitorPolicy
 from plinth.services import telemetry
 from plinth.services.monitoring.alerts import (
     AlertEvaluator,
     AlertEvent,
     AlertRules,
-    MonitorPolicy,
     WebhookSink,
     conditions,
 )
@@ -78,41 +77,6 @@ def churn(registry: Registry) -> ServedModel:
 
 def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def test_policy_from_toml_mapping() -> None:
-    policy = MonitorPolicy.from_mapping(
-        {
-            "monitoring": {"window": "5m", "error_rate": 0.01, "latency_p99_s": False},
-            "models": {
-                "churn": {
-                    "monitoring": {
-                        "hold_down": "30s",
-                        "control_sections": ["prediction"],
-                        "drift": {"features": {"age": {"method": "psi", "threshold": 0.1}}},
-                    }
-                },
-                "other": {"deploy": {}},
-            },
-        }
-    )
-    churn = policy.for_model("churn")
-    assert churn.window == timedelta(minutes=5)  # inherited from [monitoring]
-    assert churn.hold_down == timedelta(seconds=30)
-    assert churn.error_rate == 0.01 and churn.latency_p99_s is None
-    assert churn.control_sections == ("prediction",)
-    assert churn.drift.overrides["age"].method == "psi"
-    assert policy.for_model("other") == policy.defaults
-    with pytest.raises(ConfigError) as unknown:
-        MonitorPolicy.from_mapping({"monitoring": {"windw": "5m"}})
-    assert unknown.value.code == "config.monitoring"
-    with pytest.raises(ConfigError) as bad_method:
-        MonitorPolicy.from_mapping(
-            {"monitoring": {"drift": {"features": {"x": {"method": "magic", "threshold": 1}}}}}
-        )
-    assert bad_method.value.code == "config.drift_method"
-    with pytest.raises(ConfigError, match="Invalid monitoring settings"):
-        MonitorPolicy.from_mapping({"monitoring": {"error_rate": "high"}})
 
 
 def _report(**traffic: Any) -> dict[str, Any]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from plinth.errors import ConfigError, RequestError
+from plinth.errors import RequestError
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.registry.versions import Registry, ServedModel
-from plinth.services.rollout.canary import CanaryAnalyzer, CanaryPolicies, read_canary_policies
+from plinth.services.rollout.canary import CanaryAnalyzer
 from plinth.services.rollout.deployments import Deployments
 from plinth.services.serving.scoring import Job, score
 from tests.canary_support import FlakyModel, LinearModel, records
@@ -147,26 +146,3 @@ def test_only_the_lease_holder_analyses(registry: Registry) -> None:
     assert second.try_run() is None
     first.release()
     assert second.try_run() == []
-
-
-def test_policies_come_from_plinth_toml_with_deploy_flags_on_top(tmp_path: Path) -> None:
-    path = tmp_path / "plinth.toml"
-    path.write_text(
-        '[canary]\nmin_requests = 500\n\n[models.m.canary]\naction = "rollback"\n'
-        'checks = ["error_rate", "p95_latency"]\n',
-        encoding="utf-8",
-    )
-    policies = read_canary_policies(path)
-    assert policies.for_model("other").min_requests == 500
-    policy = policies.for_model("m")
-    assert (policy.min_requests, policy.action, policy.checks) == (
-        500,
-        "rollback",
-        ("error_rate", "p95_latency"),
-    )
-    assert policies.for_model("m", {"action": "auto"}).action == "auto"
-    assert read_canary_policies(tmp_path / "missing.toml") == CanaryPolicies()
-    path.write_text("[canary]\nmin_requests = -1\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"\[canary\]") as caught:
-        read_canary_policies(path)
-    assert caught.value.code == "config.canary"

@@ -6,16 +6,23 @@ it receives values from here.
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plinth.config.policies import Policies, read_policies
+
+#: ``plinth serve --workers N`` hands each worker process its exact settings in this variable.
+SETTINGS_HANDOFF = "PLINTH_SERVE_SETTINGS"
 
 
 class Settings(BaseSettings):
     """Process-wide settings; build once with ``Settings()`` and pass down."""
 
-    model_config = SettingsConfigDict(env_prefix="PLINTH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PLINTH_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(
         default=Path(".plinth"), description="Where the database and artifacts live."
@@ -24,10 +31,21 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; defaults to SQLite at $PLINTH_HOME/plinth.db.",
     )
-    max_records_per_request: int = 10_000
-    max_body_bytes: int = 64 * 1024 * 1024
-    log_max_batch_rows: int = 5_000
-    max_batch_size: int = 64
+    max_records_per_request: int = Field(
+        default=10_000, ge=1, description="Most records in one predict request (413 beyond)."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Largest request body in bytes (413 beyond)."
+    )
+    log_max_batch_rows: int = Field(
+        default=5_000, ge=1, description="Most log rows the writer thread commits at once."
+    )
+    max_batch_size: int = Field(
+        default=64,
+        ge=1,
+        description="Most records per model call (adaptive micro-batching); per model: "
+        "max_batch_size in [models.NAME] of plinth.toml.",
+    )
     max_wait_ms: float = Field(
         default=0.0,
         ge=0,
@@ -52,7 +70,6 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",
     )
-    retention_days: int = 30
     # Versioned rollout (plinth.services.serving.routing).
     deployment_poll_s: float = Field(
         default=0.25, description="How often each worker checks the store for a new revision."
@@ -80,8 +97,11 @@ class Settings(BaseSettings):
     )
     alerts_enabled: bool = Field(default=True, description="Evaluate alert rules in `serve`.")
     webhook_url: str | None = Field(default=None, description="POST alert events here as JSON.")
-    monitoring_file: Path = Field(
-        default=Path("plinth.toml"), description="plinth.toml with [monitoring] alert rules."
+    policy_file: Path = Field(
+        default=Path("plinth.toml"),
+        validation_alias=AliasChoices("PLINTH_POLICY_FILE", "PLINTH_MONITORING_FILE"),
+        description="plinth.toml: per-model policies (alerts, canary, review, batching). "
+        "PLINTH_MONITORING_FILE is its old, deprecated name.",
     )
     # Labels, review and roles (plinth.services.feedback.labels / performance / review).
     review_below: float | None = Field(
@@ -109,6 +129,33 @@ class Settings(BaseSettings):
     performance_refresh_s: float = Field(
         default=60.0, description="How often review and performance gauges are recomputed."
     )
+
+    @model_validator(mode="after")
+    def _warn_old_names(self) -> Settings:
+        if "PLINTH_MONITORING_FILE" in os.environ and "PLINTH_POLICY_FILE" not in os.environ:
+            warnings.warn(
+                "PLINTH_MONITORING_FILE is deprecated; name plinth.toml with PLINTH_POLICY_FILE.",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return self
+
+    @classmethod
+    def from_handoff(cls) -> Settings:
+        """The settings ``plinth serve`` resolved (CLI options included) for its workers;
+        plain ``Settings()`` when started some other way (``uvicorn --factory``)."""
+        handed = os.environ.get(SETTINGS_HANDOFF)
+        return cls() if not handed else cls.model_validate_json(handed)
+
+    def policies(self) -> Policies:
+        """plinth.toml read and validated, over these settings' defaults (one reader)."""
+        return read_policies(
+            self.policy_file,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            review_below=self.review_below,
+            review_measure=self.review_measure,
+        )
 
     @property
     def artifacts_dir(self) -> Path:

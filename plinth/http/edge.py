@@ -1,0 +1,109 @@
+"""What every route shares, the fast predict route included: JSON in and out (orjson, one
+size limit, one error for a bad body), request ids, error bodies, the runtime and the roles.
+
+Both the FastAPI routes and the plain-ASGI predict route (``plinth.http.predict``) use these,
+so a 500, a 413 or a request id looks the same whichever path answered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from ulid import ULID
+
+from plinth.errors import PlinthError, RequestError
+
+if TYPE_CHECKING:
+    from plinth.http.auth import Auth
+    from plinth.runtime import Runtime
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+#: Who may score: the predict role, and admin (which may do everything).
+PREDICT_ROLES = frozenset({"predict", "admin"})
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The worker's Runtime (set by the app's lifespan)."""
+    return cast("Runtime", request.app.state.runtime)
+
+
+def auth_of(request: Request) -> Auth | None:
+    """The worker's token cache, or None for an app built without one."""
+    return cast("Auth | None", getattr(request.app.state, "auth", None))
+
+
+def new_request_id(header: str | bytes | None) -> str:
+    """The caller's ``x-request-id`` when it sent one, else a fresh ULID."""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    return header or str(ULID())
+
+
+def internal_error(request_id: str) -> PlinthError:
+    """What a caller sees of a bug of ours: a 500 with the request id, never a trace."""
+    return PlinthError(
+        "Internal error; it has been logged.",
+        code="internal.error",
+        hint=f"Quote request id {request_id} when reporting it.",
+    )
+
+
+def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:
+    body = error.to_dict()
+    body["error"]["request_id"] = request_id
+    return body
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=JSON_OPTIONS),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def read_json(
+    request: Request,
+    max_bytes: int,
+    *,
+    hint: str,
+    too_large_hint: str,
+    optional: bool = False,
+) -> Any:
+    """The parsed body (None for an empty ``optional`` one); 413 past ``max_bytes``, 422 if
+    it is not JSON. A declared Content-Length over the limit is refused before reading."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise too_large(int(length), max_bytes, too_large_hint)
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise too_large(len(body), max_bytes, too_large_hint)
+    if optional and not body.strip():
+        return None
+    return parse_json(body, hint)
+
+
+def parse_json(body: bytes, hint: str) -> Any:
+    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(
+            f"The body is not valid JSON: {exc}.",
+            code="request.malformed_json",
+            status=422,
+            hint=hint,
+        ) from exc
+
+
+def too_large(size: int, limit: int, hint: str) -> RequestError:
+    return RequestError(
+        f"The body is {size} bytes; the limit is {limit}.",
+        code="request.too_large",
+        status=413,
+        hint=hint,
+    )
