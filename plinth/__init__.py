@@ -9,8 +9,9 @@ starts without loading pandas or scikit-learn.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from plinth.version import __version__
 
 if TYPE_CHECKING:
     from plinth.api import open_registry, register
@@ -19,10 +20,6 @@ if TYPE_CHECKING:
     from plinth.errors import PlinthError, Problem
     from plinth.runtime import Runtime
 
-try:
-    __version__ = version("plinth-ml")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _EXPORTS = {
     "Client": "plinth.client",

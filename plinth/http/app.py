@@ -21,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-import plinth
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
 from plinth.errors import PlinthError, Problem, RequestError
@@ -41,6 +40,7 @@ from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
+from plinth.version import __version__
 
 log = logging.getLogger("plinth.http")
 
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app = PlinthApp(
         title="Plinth",
         summary="Serve a trained model behind an input contract, log and replay every prediction.",
-        version=plinth.__version__,
+        version=__version__,
         lifespan=lifespan,
     )
     app.predict_handler = PredictHandler(
