@@ -95,14 +95,19 @@ def read_mlflow_model(
 
 @contextmanager
 def _file_store_readable() -> Iterator[None]:
-    name = "MLFLOW_ALLOW_FILE_STORE"
-    before = os.environ.get(name)
-    if before is None:
+    """Allow MLflow's file store and keep MLflow's usage telemetry off while Plinth reads
+    (a read of local files should not phone home), unless the user set either."""
+    added = [
+        name
+        for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY")
+        if name not in os.environ
+    ]
+    for name in added:
         os.environ[name] = "true"
     try:
         yield
     finally:
-        if before is None:
+        for name in added:
             os.environ.pop(name, None)
 
 
