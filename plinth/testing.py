@@ -193,7 +193,9 @@ def _round_trip(case: _Case, report: FlavorReport) -> None:
         store = ArtifactStore(Path(tmp) / "artifacts")
         digest = store.put(artifact.data)
         if digest != artifact.sha256:
-            raise AssertionError(f"stored as {digest[:12]}…, not its sha256 {artifact.sha256[:12]}…")
+            raise AssertionError(
+                f"stored as {digest[:12]}…, not its sha256 {artifact.sha256[:12]}…"
+            )
         if case.stored is not None and case.stored.name != digest:
             raise AssertionError(f"registered file {case.stored.name[:12]}… is not its sha256")
         again = load_artifact(store.path(digest), digest, artifact.format, artifact.trusted_types)
@@ -202,8 +204,14 @@ def _round_trip(case: _Case, report: FlavorReport) -> None:
                 f"reloads as {type(again.flavor).__name__}, not {type(artifact.flavor).__name__}"
             )
         if again.flavor.classes != artifact.flavor.classes:
-            raise AssertionError(f"classes {artifact.flavor.classes} reload as {again.flavor.classes}")
-        _assert_same("after reloading", _outputs(artifact.flavor, case.frame), _outputs(again.flavor, case.frame))
+            raise AssertionError(
+                f"classes {artifact.flavor.classes} reload as {again.flavor.classes}"
+            )
+        _assert_same(
+            "after reloading",
+            _outputs(artifact.flavor, case.frame),
+            _outputs(again.flavor, case.frame),
+        )
         altered = bytearray(artifact.data)
         altered[len(altered) // 2] ^= 0xFF
         store.path(digest).chmod(0o600)
@@ -212,7 +220,9 @@ def _round_trip(case: _Case, report: FlavorReport) -> None:
             load_artifact(store.path(digest), digest, artifact.format, artifact.trusted_types)
         except RegistryError as exc:
             if exc.code != "registry.hash_mismatch":
-                raise AssertionError(f"altered bytes raised {exc.code}, not a hash mismatch") from exc
+                raise AssertionError(
+                    f"altered bytes raised {exc.code}, not a hash mismatch"
+                ) from exc
         else:
             raise AssertionError("altered bytes loaded without a hash mismatch")
 
@@ -253,8 +263,10 @@ def _predict_proba(case: _Case, report: FlavorReport) -> None:
     if proba is None or not isinstance(proba, np.ndarray):
         raise AssertionError("has_proba is True but predict_proba returned no ndarray")
     if proba.shape != (len(case.frame), len(classes)) or proba.dtype.kind != "f":
-        raise AssertionError(f"probabilities of shape {proba.shape} ({proba.dtype}), not "
-                             f"({len(case.frame)}, {len(classes)}) floats")
+        raise AssertionError(
+            f"probabilities of shape {proba.shape} ({proba.dtype}), not "
+            f"({len(case.frame)}, {len(classes)}) floats"
+        )
     if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1).any():
         raise AssertionError("probabilities outside [0, 1] or not finite")
     off = proba.sum(axis=1) - 1.0
@@ -263,7 +275,9 @@ def _predict_proba(case: _Case, report: FlavorReport) -> None:
         raise AssertionError(f"a row of probabilities sums to 1 {worst:+.3g}")
     # Class order: the top column must be the predicted label (rows with a tie skipped).
     ordered = np.sort(proba, axis=1)
-    clear = ordered[:, -1] - ordered[:, -2] > 1e-9 if proba.shape[1] > 1 else np.ones(len(proba), bool)
+    clear = (
+        ordered[:, -1] - ordered[:, -2] > 1e-9 if proba.shape[1] > 1 else np.ones(len(proba), bool)
+    )
     labels = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
     predicted = np.asarray(flavor.predict(case.frame), dtype=object)
     wrong = np.flatnonzero(clear & (labels != predicted))
@@ -276,7 +290,9 @@ def _predict_proba(case: _Case, report: FlavorReport) -> None:
 
 
 def _deterministic(case: _Case, report: FlavorReport) -> None:
-    _assert_same("a second call", _outputs(case.flavor, case.frame), _outputs(case.flavor, case.frame))
+    _assert_same(
+        "a second call", _outputs(case.flavor, case.frame), _outputs(case.flavor, case.frame)
+    )
 
 
 def _batch_vs_single(case: _Case, report: FlavorReport) -> None:

@@ -26,9 +26,9 @@ PICKLE = "pickle"
 class Flavor(ABC):
     """Wraps one loaded model object; the server only ever calls these methods.
 
-    A flavor whose library has its own safe file format declares it in ``formats`` (and the
-    format each model-file suffix is read as in ``suffixes``) and implements ``dump`` and ``load``; the others
-    are stored with skops (scikit-learn) or, when trusted, pickle.
+    A flavor whose library has its own safe file format declares it in ``formats`` (and
+    the format each model-file suffix is read as in ``suffixes``) and implements ``dump``
+    and ``load``; the others are stored with skops (scikit-learn) or, when trusted, pickle.
     """
 
     name: ClassVar[str]

@@ -71,12 +71,14 @@ class OnnxModel:
             self.n_features_in_ = int(self._inputs[0][2][1])
 
     def _feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        if len(frame) == 1:  # see the module docstring: one row runs as two
-            frame = pd.concat([frame, frame], ignore_index=True)
         if not self._columns:
             name, kind, _ = self._inputs[0]
-            return {name: _array(frame, kind)}
-        return {name: _array(frame[[name]], kind) for name, kind, _ in self._inputs}
+            feed = {name: _array(frame, kind)}
+        else:
+            feed = {name: _array(frame[[name]], kind) for name, kind, _ in self._inputs}
+        if len(frame) == 1:  # see the module docstring: one row runs as two
+            feed = {name: np.concatenate([a, a]) for name, a in feed.items()}
+        return feed
 
     def _run(self, frame: pd.DataFrame) -> list[Any]:
         names = [self._label] + ([self._proba] if self._proba is not None else [])
@@ -115,7 +117,7 @@ def _array(frame: pd.DataFrame, kind: str) -> np.ndarray:
     dtype = _DTYPES[kind]
     if dtype is np.object_:  # ONNX strings: no missing value, so a null is the empty string
         return np.asarray(frame.astype(object).where(frame.notna(), "").astype(str), dtype=object)
-    return frame.to_numpy(dtype=dtype)
+    return np.asarray(frame.to_numpy(dtype=dtype))
 
 
 def _class_labels(data: bytes) -> list[Any] | None:

@@ -24,7 +24,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     return {
         "onnx": models.save(models.onnx_forest()[0], tmp_path / "forest.onnx"),
         "xgb": models.save(xgb.XGBClassifier(n_estimators=10).fit(x, y), tmp_path / "m.ubj"),
-        "lgb": models.save(lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(x, y), tmp_path / "m.txt"),
+        "lgb": models.save(
+            lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(x, y), tmp_path / "m.txt"
+        ),
     }
 
 
@@ -49,7 +51,9 @@ def test_native_flavors_serve_log_and_replay_identically(
         assert [a["prediction"] in (0, 1) for a in answers] == [True] * 5
         assert all(abs(sum(a["probabilities"].values()) - 1) < 1e-6 for a in answers)
         for answer in answers[:2]:  # logged from a batch of 5, replayed as one row
-            replayed = json.loads(plinth_env.cli("replay", answer["prediction_id"], "--json").stdout)
+            replayed = json.loads(
+                plinth_env.cli("replay", answer["prediction_id"], "--json").stdout
+            )
             assert replayed["identical"] is True, replayed
             assert replayed["logged"]["probabilities"] == answer["probabilities"]
         bad = httpx.post(
@@ -57,11 +61,13 @@ def test_native_flavors_serve_log_and_replay_identically(
         )
         assert bad.status_code == 422 and bad.json()["error"]["problems"]
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert 'plinth_requests_total{model="onnx",outcome="ok",route="champion",version="1"}' in metrics
+    assert (
+        'plinth_requests_total{model="onnx",outcome="ok",route="champion",version="1"}' in metrics
+    )
 
 
 def test_the_cli_registers_from_mlflow(plinth_env: Env, tmp_path: Path) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
     import mlflow.sklearn
     import mlflow.xgboost
     from sklearn.ensemble import RandomForestClassifier
@@ -86,7 +92,9 @@ def test_the_cli_registers_from_mlflow(plinth_env: Env, tmp_path: Path) -> None:
     args = ["--name", "bc", "--train", str(tmp_path / "train.csv"), "--target", "target"]
     run_id = run.info.run_id
 
-    refused = plinth_env.cli("register", "--from-mlflow", f"runs:/{run_id}/pickled", *args, check=False)
+    refused = plinth_env.cli(
+        "register", "--from-mlflow", f"runs:/{run_id}/pickled", *args, check=False
+    )
     assert refused.returncode == 1
     assert "registry.pickle_not_trusted" in refused.stderr and "--trust-pickle" in refused.stderr
     both = plinth_env.cli("register", "m.skops", "--from-mlflow", "runs:/x/y", *args, check=False)

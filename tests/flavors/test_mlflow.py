@@ -3,7 +3,6 @@ metrics in lineage, and pickle only with consent."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ REQUIREMENTS = ["scikit-learn"]  # given, so MLflow does not infer them (slow)
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One real MLflow file store with a run that logged every served flavor (made once)."""
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
     import mlflow.lightgbm
     import mlflow.onnx
     import mlflow.sklearn
@@ -54,7 +53,9 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
                 **kw,
             )
-            mlflow.sklearn.log_model(forest, name="pickled", serialization_format="cloudpickle", **kw)
+            mlflow.sklearn.log_model(
+                forest, name="pickled", serialization_format="cloudpickle", **kw
+            )
             mlflow.xgboost.log_model(xgb.XGBClassifier(n_estimators=5).fit(x, y), name="xgb", **kw)
             wrapper = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(x, y)
             mlflow.lightgbm.log_model(wrapper, name="lgbm", **kw)
@@ -70,7 +71,6 @@ def mlruns(logged: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     return logged
-
 
 
 @pytest.mark.parametrize(
