@@ -15,7 +15,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from plinth.errors import RegistryError
 from plinth.flavors.mlflow import read_mlflow_model
-from plinth.services.registry import Registry
+from plinth.services.registry.versions import Registry
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 from plinth.testing import check_flavor
