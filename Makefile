@@ -40,6 +40,7 @@ test: system-deps lint typecheck
 bench: install
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/monitoring.py $(MONITORING_ARGS)
+	$(PY) bench/flavors.py
 
 clean:
 	rm -rf $(VENV) .plinth .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         servers["plinth-nolog"]["note"] += {
             True: " (Settings has log_predictions)",
             False: " (NOT in Plinth's Settings yet: this run is the same as logging on)",
-            None: " (could not import plinth.settings to check)",
+            None: " (could not import plinth.config.settings to check)",
         }[honoured]
 
     runs: list[dict[str, Any]] = []

@@ -146,7 +146,8 @@ def prepare_bentoml(ctx: Context, port: int) -> Launch:
 def plinth_log_setting_known() -> bool | None:
     """Whether Plinth's Settings has a log_predictions field (None if Plinth will not import)."""
     probe = (
-        "from plinth.config.settings import Settings; print('log_predictions' in Settings.model_fields)"
+        "from plinth.config.settings import Settings; "
+        "print('log_predictions' in Settings.model_fields)"
     )
     done = subprocess.run(
         [str(MAIN_BIN / "python"), "-c", probe], capture_output=True, text=True, check=False

@@ -31,6 +31,7 @@ from plinth.cli.monitor import monitor
 from plinth.config.settings import SETTINGS_HANDOFF
 from plinth.core.durations import parse_duration
 from plinth.errors import RequestError
+from plinth.flavors.mlflow import read_mlflow_model
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
@@ -66,8 +67,13 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
 @handle_errors
 def register(
     model: Annotated[
-        Path, typer.Argument(help="Model file: .skops, or .joblib/.pkl with --trust-pickle.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Model file: .skops, .onnx, XGBoost .ubj/.json, LightGBM .txt, "
+            "or .joblib/.pkl with --trust-pickle."
+        ),
+    ] = None,
+    *,
     name: Annotated[str, typer.Option(help="Model name; versions are numbered per name.")],
     train: Annotated[
         Path, typer.Option(help="Training table (.csv or .parquet), target included.")
@@ -90,15 +96,34 @@ def register(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="key=value label (repeatable).")
     ] = None,
+    from_mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--from-mlflow",
+            help="Import the model at an MLflow URI (runs:/ID/PATH, models:/NAME/VERSION or "
+            "a model directory; MLFLOW_TRACKING_URI names the store) instead of MODEL.",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Register a trained model with its training data as a new version."""
     tags = _parse_tags(tag or [])
+    if (model is None) == (from_mlflow is None):
+        raise RequestError(
+            "Give either a model file or --from-mlflow URI.",
+            code="cli.model_source",
+            hint="plinth register model.skops ... or plinth register --from-mlflow runs:/ID/model",
+        )
+    source: Any = model
+    lineage = None
+    if from_mlflow is not None:
+        imported = read_mlflow_model(from_mlflow, trust_pickle=trust_pickle, trust_types=trust)
+        source, lineage = imported.artifact, imported.lineage
     train_frame = read_table(train)
     holdout_frame = read_table(holdout) if holdout is not None else None
     with open_runtime(home) as runtime:
         record = runtime.registry.register(
-            model,
+            source,
             name=name,
             train=train_frame,
             target=target,
@@ -108,6 +133,7 @@ def register(
             trust_types=trust or [],
             tags=tags,
             train_sha256=file_sha256(train),
+            lineage=lineage,
         )
     metrics = record.metadata.get("metrics", {})
     shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))

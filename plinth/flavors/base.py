@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import pickle
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from plinth.errors import RegistryError
+from plinth.errors import MissingExtraError, PlinthError, RegistryError
 
-# Artifact formats: how the bytes on disk were written.
+# Artifact formats: how the bytes on disk were written. Native formats (ONNX, XGBoost's
+# UBJSON/JSON, LightGBM's text) are named by the flavor that writes them.
 SKOPS = "skops"
 PICKLE = "pickle"
 
 
 class Flavor(ABC):
-    """Wraps one loaded model object; the server only ever calls these methods."""
+    """Wraps one loaded model object; the server only ever calls these methods.
+
+    A flavor whose library has its own safe file format declares it in ``formats`` (and
+    the format each model-file suffix is read as in ``suffixes``) and implements ``dump``
+    and ``load``; the others are stored with skops (scikit-learn) or, when trusted, pickle.
+    """
 
     name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]] = ()
+    suffixes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -32,6 +42,16 @@ class Flavor(ABC):
     @abstractmethod
     def accepts(cls, model: Any) -> bool:
         """True when this flavor knows how to serve ``model``."""
+
+    @classmethod
+    def dump(cls, model: Any) -> tuple[bytes, str]:
+        """The model's bytes in this flavor's native safe format, and that format's name."""
+        raise NotImplementedError(f"the {cls.name} flavor has no native format")
+
+    @classmethod
+    def load(cls, data: bytes, fmt: str) -> Flavor:
+        """Rebuild a served model from bytes ``dump`` wrote (or a user's model file)."""
+        raise NotImplementedError(f"the {cls.name} flavor has no native format")
 
     @property
     def classes(self) -> list[Any] | None:
@@ -99,12 +119,42 @@ class LoadedArtifact:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def flavor_for_object(model: Any) -> type[Flavor]:
-    """The first flavor that accepts ``model``; sklearn estimators before plain objects."""
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or say which extra brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"This model needs {module}, which is not installed ({exc}).",
+            hint=f"pip install 'plinth-ml[{extra}]'",
+        ) from exc
+
+
+def defined_in(model: Any, package: str) -> bool:
+    """True when ``model``'s class (or a base class) comes from ``package``, checked
+    without importing it, so an optional library is imported only for its own models."""
+    return any(
+        c.__module__ == package or c.__module__.startswith(package + ".")
+        for c in type(model).__mro__
+    )
+
+
+def flavors() -> tuple[type[Flavor], ...]:
+    """Every flavor, most specific first: the first that accepts a model serves it."""
+    from plinth.flavors.lightgbm import LightGBMFlavor
+    from plinth.flavors.onnx import OnnxFlavor
     from plinth.flavors.python import PythonFlavor
     from plinth.flavors.sklearn import SklearnFlavor
+    from plinth.flavors.xgboost import XGBoostFlavor
 
-    for flavor in (SklearnFlavor, PythonFlavor):
+    # XGBoost's and LightGBM's estimators are scikit-learn estimators too: they come
+    # first so they are stored in their libraries' own formats, not with skops.
+    return (OnnxFlavor, XGBoostFlavor, LightGBMFlavor, SklearnFlavor, PythonFlavor)
+
+
+def flavor_for_object(model: Any) -> type[Flavor]:
+    """The first flavor that accepts ``model``; sklearn estimators before plain objects."""
+    for flavor in flavors():
         if flavor.accepts(model):
             return flavor
     raise RegistryError(
@@ -114,9 +164,21 @@ def flavor_for_object(model: Any) -> type[Flavor]:
     )
 
 
+def _native(fmt: str) -> type[Flavor] | None:
+    return next((f for f in flavors() if fmt in f.formats), None)
+
+
 def dump_model(model: Any, *, trust_pickle: bool) -> LoadedArtifact:
-    """Serialise a model object: skops for scikit-learn, pickle only when trusted."""
+    """Serialise a model object: its library's own format when it has a safe one, skops
+    for scikit-learn, pickle only when trusted.
+
+    A natively stored model is served from the bytes just written, not from the object
+    passed in, so registration evaluates exactly what will be served.
+    """
     flavor_cls = flavor_for_object(model)
+    if flavor_cls.formats:
+        data, fmt = flavor_cls.dump(model)
+        return load_bytes(data, fmt, [])
     if flavor_cls.name == "sklearn":
         import skops.io as sio
 
@@ -138,10 +200,14 @@ def read_model_file(path: Path, *, trust_pickle: bool, trust_types: list[str]) -
         raise RegistryError(
             f"Model file {path} does not exist.",
             code="registry.file_not_found",
-            hint="Check the path; Plinth reads .skops files, or .joblib/.pkl with --trust-pickle.",
+            hint="Check the path; Plinth reads .skops, .onnx, XGBoost .ubj/.json and LightGBM "
+            ".txt files, or .joblib/.pkl with --trust-pickle.",
             status=404,
         )
     data = path.read_bytes()
+    native = next((f for f in flavors() if path.suffix.lower() in f.suffixes), None)
+    if native is not None:
+        return load_bytes(data, native.suffixes[path.suffix.lower()], [])
     fmt = SKOPS if path.suffix == ".skops" else PICKLE
     if fmt == PICKLE and not trust_pickle:
         raise RegistryError(
@@ -155,7 +221,10 @@ def read_model_file(path: Path, *, trust_pickle: bool, trust_types: list[str]) -
 
 def load_bytes(data: bytes, fmt: str, trusted_types: list[str]) -> LoadedArtifact:
     """Rebuild the model object from stored bytes with the recorded trust decisions."""
+    native = _native(fmt)
     try:
+        if native is not None:
+            return LoadedArtifact(native.load(data, fmt), data, fmt, trusted_types)
         if fmt == SKOPS:
             import skops.io as sio
 
@@ -170,13 +239,18 @@ def load_bytes(data: bytes, fmt: str, trusted_types: list[str]) -> LoadedArtifac
                 code="registry.unknown_format",
                 hint="The version's metadata was edited by hand; re-register the model.",
             )
-    except RegistryError:
+    except PlinthError:
         raise
     except Exception as exc:
+        written_by = (
+            f"{native.name}'s own save_model/export"
+            if native is not None
+            else "skops.io.dump or joblib.dump"
+        )
         raise RegistryError(
             f"Could not load the model ({type(exc).__name__}: {exc}).",
             code="registry.load_failed",
-            hint="Check the file was written by skops.io.dump or joblib.dump with these libraries.",
+            hint=f"Check the file was written by {written_by} with these libraries.",
         ) from exc
     flavor_cls = flavor_for_object(model)
     return LoadedArtifact(flavor_cls(model), data, fmt, trusted_types)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 _LIBRARIES = ("plinth-ml", "scikit-learn", "numpy", "pandas", "scipy", "skops")
+# The optional flavors' libraries, recorded when installed.
+_OPTIONAL = ("onnxruntime", "onnx", "skl2onnx", "xgboost", "lightgbm", "mlflow-skinny", "mlflow")
 
 
 def git_commit(cwd: Path) -> dict[str, Any] | None:
@@ -29,7 +31,7 @@ def git_commit(cwd: Path) -> dict[str, Any] | None:
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
+    for name in _LIBRARIES + _OPTIONAL:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -106,10 +106,17 @@ class Registry:
         tags: dict[str, str] | None = None,
         train_sha256: str | None = None,
         workdir: Path | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> VersionRecord:
-        """Record a new version of ``name`` (or return the identical existing one)."""
+        """Record a new version of ``name`` (or return the identical existing one).
+
+        ``model`` is an object, a model file, or an artifact already read (an MLflow
+        import); ``lineage`` adds facts about its origin (e.g. ``{"mlflow": {...}}``).
+        """
         _check_name(name)
-        if isinstance(model, str | Path):
+        if isinstance(model, LoadedArtifact):
+            artifact = model
+        elif isinstance(model, str | Path):
             artifact = read_model_file(
                 Path(model), trust_pickle=trust_pickle, trust_types=list(trust_types or [])
             )
@@ -123,6 +130,7 @@ class Registry:
         resolved_task = _resolve_task(task, artifact.flavor, y)
         contract = _with_unseen_policies(infer_contract(features), artifact.flavor, features)
         classes = _classes(artifact.flavor, y, resolved_task)
+        _check_labels(y, classes)
         output = OutputContract(task=resolved_task, classes=classes)  # type: ignore[arg-type]
 
         if holdout is not None:
@@ -161,6 +169,7 @@ class Registry:
                 "params": artifact.flavor.params(),
                 "model_class": f"{type(artifact.flavor.model).__module__}."
                 f"{type(artifact.flavor.model).__qualname__}",
+                **(lineage or {}),
             },
             "tags": dict(tags or {}),
         }
@@ -281,6 +290,22 @@ def _classes(flavor: Flavor, y: pd.Series, task: str) -> list[Any] | None:
     if flavor.classes is not None:
         return flavor.classes
     return [v.item() if isinstance(v, np.generic) else v for v in sorted(y.dropna().unique())]
+
+
+def _check_labels(y: pd.Series, classes: list[Any] | None) -> None:
+    """A target label the model cannot predict means the table or the model is wrong."""
+    if classes is None:
+        return
+    known = set(classes)
+    unknown = [v for v in y.dropna().unique().tolist() if v not in known]
+    if unknown:
+        raise RegistryError(
+            f"The target has labels the model does not know: {unknown[:10]!r} "
+            f"(the model's classes are {classes[:10]!r}).",
+            code="registry.unknown_labels",
+            hint="Pass the table the model was trained on; XGBoost and LightGBM classes are "
+            "0..k-1, so encode the target as the model was fitted.",
+        )
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
