@@ -328,9 +328,9 @@ def decode_counts_many(blobs: list[bytes], size: int) -> np.ndarray:
     return np.zeros((0, size), dtype=np.int64) if out is None else out
 
 
+#: Sums are stored as little-endian float64; readers add many rows' blobs in one frombuffer.
+FLOAT_DTYPE = "<f8"
+
+
 def encode_floats(values: np.ndarray) -> bytes:
-    return np.asarray(values, dtype="<f8").tobytes()
-
-
-def decode_floats(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<f8").astype(np.float64)
+    return np.asarray(values, dtype=FLOAT_DTYPE).tobytes()

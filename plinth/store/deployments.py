@@ -65,10 +65,10 @@ class DeploymentStore:
         writers (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped advisory lock on the
         name does the same, and a unique violation from any remaining race is retried.
         """
-        with self.store._errors("record a deployment revision"):
+        with self.store.translated_errors("record a deployment revision"):
             for attempt in range(1, APPEND_ATTEMPTS + 1):
                 try:
-                    with self.store._writer.begin() as conn:
+                    with self.store.write_engine.begin() as conn:
                         if self.store.dialect == "postgresql":
                             # Serialise appends per model name (SQLite's BEGIN IMMEDIATE
                             # already does); the unique constraint stays as the backstop.
@@ -113,12 +113,12 @@ class DeploymentStore:
 
     def latest(self, name: str) -> RevisionRecord | None:
         """The live revision of ``name``, or None when it was never deployed."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             row = conn.execute(_latest_query(name)).first()
         return None if row is None else _record(row)
 
     def get(self, name: str, revision: int) -> RevisionRecord | None:
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             row = conn.execute(
                 sa.select(revisions).where(
                     revisions.c.name == name, revisions.c.revision == revision
@@ -128,7 +128,7 @@ class DeploymentStore:
 
     def history(self, name: str, limit: int = 1000) -> list[RevisionRecord]:
         """Revisions of ``name``, newest first."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(
                 sa.select(revisions)
                 .where(revisions.c.name == name)
@@ -148,13 +148,13 @@ class DeploymentStore:
             newest,
             sa.and_(revisions.c.name == newest.c.name, revisions.c.revision == newest.c.top),
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(query).all()
         return [_record(row) for row in rows]
 
     def change_counter(self) -> int:
         """Grows on every change to any deployment; 0 when nothing was ever deployed."""
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             value = conn.execute(sa.select(sa.func.max(revisions.c.id))).scalar_one()
         return 0 if value is None else int(value)
 

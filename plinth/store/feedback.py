@@ -165,7 +165,7 @@ class FeedbackStore:
     def predictions_by_id(self, ids: Sequence[str]) -> dict[str, PredictionRef]:
         found: dict[str, PredictionRef] = {}
         unique = list(dict.fromkeys(ids))
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             for part in _chunks(unique):
                 query = sa.select(*_REF_COLUMNS).where(predictions.c.id.in_(part))
                 found.update((r.id, _ref(r)) for r in conn.execute(query))
@@ -174,7 +174,7 @@ class FeedbackStore:
     def predictions_by_key(self, model: str, keys: Sequence[str]) -> dict[str, list[PredictionRef]]:
         found: dict[str, list[PredictionRef]] = {}
         unique = list(dict.fromkeys(keys))
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             for part in _chunks(unique):
                 query = (
                     sa.select(*_REF_COLUMNS)
@@ -200,7 +200,7 @@ class FeedbackStore:
         )
         if version is not None:
             query = query.where(predictions.c.version == version)
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return {int(v): int(n) for v, n in conn.execute(query)}
 
     def prediction_outputs(
@@ -217,13 +217,13 @@ class FeedbackStore:
             )
             .limit(limit)
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [row.output for row in conn.execute(query)]
 
     def prediction_features(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The repaired features the model saw, per prediction id."""
         found: dict[str, dict[str, Any]] = {}
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             for part in _chunks(list(ids)):
                 query = sa.select(
                     predictions.c.id, predictions.c.features, predictions.c.input
@@ -234,7 +234,7 @@ class FeedbackStore:
         return found
 
     def prediction_row(self, prediction_id: str) -> dict[str, Any] | None:
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             row = conn.execute(
                 sa.select(predictions).where(predictions.c.id == prediction_id)
             ).first()
@@ -249,11 +249,11 @@ class FeedbackStore:
         """
         if not rows:
             return []
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             return _upsert_labels(conn, rows, _aware(now, "now"))
 
     def get_label(self, prediction_id: str) -> LabelRow | None:
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             row = conn.execute(
                 sa.select(labels).where(labels.c.prediction_id == prediction_id)
             ).first()
@@ -266,7 +266,7 @@ class FeedbackStore:
             .where(label_history.c.prediction_id == prediction_id)
             .order_by(label_history.c.revision)
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [
                 LabelHistoryRow(**{**r._mapping, "label": _dec(r.label)})
                 for r in conn.execute(query)
@@ -287,7 +287,7 @@ class FeedbackStore:
         )
         if version is not None:
             query = query.where(labels.c.version == version)
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [_label_row(r) for r in conn.execute(query)]
 
     # -- review items -----------------------------------------------------------------------
@@ -310,17 +310,17 @@ class FeedbackStore:
             }
             for r in rows
         ]
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(review_items.insert(), values)
 
     def set_context(self, review_id: str, context: dict[str, Any]) -> None:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(
                 review_items.update().where(review_items.c.id == review_id).values(context=context)
             )
 
     def get_review(self, review_id: str) -> ReviewRow | None:
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             row = conn.execute(
                 sa.select(review_items).where(review_items.c.id == review_id)
             ).first()
@@ -340,13 +340,13 @@ class FeedbackStore:
             query = query.where(review_items.c.model == model)
         if status is not None:
             query = query.where(_status_is(status, _aware(now, "now")))
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [_review_row(r) for r in conn.execute(query.limit(limit))]
 
     def claim(self, review_id: str, reviewer: str, now: datetime, until: datetime) -> ClaimOutcome:
         """Take the item for ``reviewer`` until ``until``, unless someone else holds it."""
         now = _aware(now, "now")
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             done = conn.execute(
                 review_items.update()
                 .where(review_items.c.id == review_id, _takeable(reviewer, now))
@@ -370,7 +370,7 @@ class FeedbackStore:
     ) -> ClaimOutcome:
         """Close the item and store its outcome as a label, in one transaction."""
         now = _aware(now, "now")
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             done = conn.execute(
                 review_items.update()
                 .where(review_items.c.id == review_id, _takeable(reviewer, now))
@@ -408,7 +408,7 @@ class FeedbackStore:
             depth = depth.where(review_items.c.model == model)
             resolved = resolved.where(review_items.c.model == model)
         result: dict[str, dict[str, Any]] = {}
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             for name, count, oldest in conn.execute(depth.group_by(review_items.c.model)):
                 result.setdefault(name, {"open": 0, "oldest": None, "resolution_s": []})
                 result[name].update(open=int(count), oldest=oldest)
@@ -429,7 +429,7 @@ class FeedbackStore:
             .order_by(review_items.c.resolved_at.desc())
             .limit(limit)
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [
                 (r.id, logged_features(r.features, r.input), _dec(r.label))
                 for r in conn.execute(query)
@@ -438,7 +438,7 @@ class FeedbackStore:
     # -- tokens -----------------------------------------------------------------------------
 
     def add_token(self, row: TokenRow) -> None:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(
                 api_tokens.insert().values(
                     id=row.id,
@@ -453,11 +453,11 @@ class FeedbackStore:
         query = sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
         if not include_revoked:
             query = query.where(api_tokens.c.revoked_at.is_(None))
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [TokenRow(**r._mapping) for r in conn.execute(query)]
 
     def revoke_token(self, token_id: str, now: datetime) -> bool:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             done = conn.execute(
                 api_tokens.update()
                 .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))

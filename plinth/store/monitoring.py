@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 
-from plinth.core.interval import decode_counts, encode_counts
+from plinth.core.interval import FLOAT_DTYPE, decode_counts, encode_counts
 from plinth.store.schema import alerts, interval_profiles, leases
 from plinth.store.store import PRUNE_CHUNK_ROWS, Store, _aware
 
@@ -112,7 +112,7 @@ class MonitoringStore:
             | {"start": _aware(r.start, "start")}
             for r in rows
         ]
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(interval_profiles.insert(), values)
 
     def read_intervals(
@@ -130,7 +130,7 @@ class MonitoringStore:
         )
         if version is not None:
             query = query.where(interval_profiles.c.version == version)
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             # Positional: the columns are selected in the dataclass's field order.
             return [IntervalRow(*row) for row in conn.execute(query)]
 
@@ -145,7 +145,7 @@ class MonitoringStore:
             .distinct()
             .order_by(interval_profiles.c.version)
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [int(v) for v in conn.execute(query).scalars()]
 
     # -- roll-ups ---------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class MonitoringStore:
         )
         if since is not None:
             query = query.where(interval_profiles.c.start >= _aware(since, "since"))
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             oldest = conn.execute(query).scalar_one_or_none()
         # min() of a UTCDateTime column comes back untyped on SQLite: normalise it here.
         return None if oldest is None else _as_datetime(oldest)
@@ -173,7 +173,7 @@ class MonitoringStore:
         start, end = _aware(start, "start"), _aware(end, "end")
         c = interval_profiles.c
         in_range = sa.and_(c.start >= start, c.start < end)
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             if self.store.dialect == "postgresql":
                 # One roll-up at a time, so a second one sees the first's hour rows and
                 # merges into them instead of writing a second row for the same hour.
@@ -230,7 +230,7 @@ class MonitoringStore:
         oldest = sa.select(interval_profiles.c.id).where(condition).limit(PRUNE_CHUNK_ROWS)
         total = 0
         while True:
-            with self.store._write() as conn:
+            with self.store.writing() as conn:
                 done = conn.execute(
                     interval_profiles.delete().where(interval_profiles.c.id.in_(oldest))
                 )
@@ -244,7 +244,7 @@ class MonitoringStore:
         query = sa.select(alerts).where(alerts.c.state == "firing").order_by(alerts.c.id)
         if model is not None:
             query = query.where(alerts.c.model == model)
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [_alert(r) for r in conn.execute(query)]
 
     def list_alerts(self, model: str, since: datetime, limit: int = 100) -> list[AlertRow]:
@@ -259,7 +259,7 @@ class MonitoringStore:
             .order_by(alerts.c.id.desc())
             .limit(limit)
         )
-        with self.store._read() as conn:
+        with self.store.reading() as conn:
             return [_alert(r) for r in conn.execute(query)]
 
     def fire(
@@ -274,7 +274,7 @@ class MonitoringStore:
         at: datetime,
     ) -> AlertRow:
         at = _aware(at, "at")
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             new_id = conn.execute(
                 alerts.insert()
                 .values(
@@ -295,7 +295,7 @@ class MonitoringStore:
     def still_firing(
         self, alert_id: int, *, summary: str, evidence: dict[str, Any], at: datetime
     ) -> None:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(
                 alerts.update()
                 .where(alerts.c.id == alert_id)
@@ -303,7 +303,7 @@ class MonitoringStore:
             )
 
     def resolve(self, alert_id: int, at: datetime) -> AlertRow:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(
                 alerts.update()
                 .where(alerts.c.id == alert_id)
@@ -322,7 +322,7 @@ class MonitoringStore:
         """
         now, expires_at = _aware(now, "now"), _aware(expires_at, "expires_at")
         dialect = pg.insert if self.store.dialect == "postgresql" else sqlite.insert
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(
                 dialect(leases)
                 .values(name=name, holder=holder, expires_at=expires_at)
@@ -339,7 +339,7 @@ class MonitoringStore:
         return bool(taken.rowcount)
 
     def release_lease(self, name: str, holder: str) -> None:
-        with self.store._write() as conn:
+        with self.store.writing() as conn:
             conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
 
 
@@ -387,7 +387,7 @@ def merge_hourly(rows: Sequence[IntervalRow]) -> list[IntervalRow]:
         counts = sums = None
         if blobs:
             counts = encode_counts(np.vstack([decode_counts(c) for c, _ in blobs]).sum(axis=0))
-            floats = np.vstack([np.frombuffer(f, dtype="<f8") for _, f in blobs]).sum(axis=0)
+            floats = np.vstack([np.frombuffer(f, dtype=FLOAT_DTYPE) for _, f in blobs]).sum(axis=0)
             sums = floats.astype("<f8").tobytes()
         merged.append(
             IntervalRow(

@@ -68,7 +68,7 @@ class Store:
             self._engine = _postgresql_engine(parsed)
         # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
         # ignores the option.
-        self._writer = self._engine.execution_options(**{_WRITE: True})
+        self.write_engine = self._engine.execution_options(**{_WRITE: True})
         self._log_rows = RowBuilder(self._engine.dialect, _dumps, _invalid_value)
         _dispose_after_fork(self._engine)
         if migrate:
@@ -105,7 +105,7 @@ class Store:
 
     def ping(self) -> None:
         """Round-trip to the database; raises ``StoreError(store.unavailable)`` if it fails."""
-        with self._read() as conn:
+        with self.reading() as conn:
             conn.execute(sa.select(1))
 
     # -- registry ---------------------------------------------------------------------------
@@ -118,10 +118,10 @@ class Store:
         violation from any remaining race is retried.
         """
         created_at = _aware(record.created_at, "created_at")
-        with self._errors("register a model version"):
+        with self.translated_errors("register a model version"):
             for attempt in range(1, REGISTER_ATTEMPTS + 1):
                 try:
-                    with self._writer.begin() as conn:
+                    with self.write_engine.begin() as conn:
                         return self._add_version(conn, record, created_at)
                 except exc.IntegrityError:
                     if attempt == REGISTER_ATTEMPTS:
@@ -166,7 +166,7 @@ class Store:
 
     def find_version(self, name: str, sha256: str) -> VersionRecord | None:
         """The version of ``name`` whose artifact has this hash, if registered."""
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 sa.select(model_versions).where(
                     model_versions.c.name == name, model_versions.c.sha256 == sha256
@@ -181,7 +181,7 @@ class Store:
             query = query.order_by(model_versions.c.version.desc()).limit(1)
         else:
             query = query.where(model_versions.c.version == version)
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(query).first()
             if row is not None:
                 return _version(row)
@@ -218,7 +218,7 @@ class Store:
 
     def list_versions(self, name: str) -> list[VersionRecord]:
         """Every version of ``name``, oldest first; empty if the name is unknown."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 sa.select(model_versions)
                 .where(model_versions.c.name == name)
@@ -243,7 +243,7 @@ class Store:
             .join(agg, sa.and_(mv.c.name == agg.c.name, mv.c.version == agg.c.latest))
             .order_by(mv.c.name)
         )
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         return [
             ModelSummary(
@@ -261,7 +261,7 @@ class Store:
     ) -> VersionRecord:
         """Replace a version's whole metadata document (e.g. after a contract edit)."""
         key = (model_versions.c.name == name, model_versions.c.version == version)
-        with self._write() as conn:
+        with self.writing() as conn:
             updated = conn.execute(model_versions.update().where(*key).values(metadata=metadata))
             if updated.rowcount == 0:
                 self._raise_version_not_found(conn, name, version)
@@ -275,7 +275,7 @@ class Store:
         if not rows:
             return
         params = self._log_rows.rows(rows)
-        with self._write() as conn:
+        with self.writing() as conn:
             conn.exec_driver_sql(self._log_rows.sql, params)
 
     def prediction_appender(self) -> PredictionAppender:
@@ -285,7 +285,7 @@ class Store:
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord:
         """One logged prediction by id, for replay and audit."""
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 sa.select(predictions).where(predictions.c.id == prediction_id)
             ).first()
@@ -310,7 +310,7 @@ class Store:
         if since is not None:
             query = query.where(predictions.c.ts >= _aware(since, "since"))
         query = query.order_by(predictions.c.ts.desc(), predictions.c.id.desc()).limit(limit)
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         return [_prediction(row) for row in rows]
 
@@ -318,7 +318,7 @@ class Store:
         query = sa.select(sa.func.count()).select_from(predictions)
         if model is not None:
             query = query.where(predictions.c.model == model)
-        with self._read() as conn:
+        with self.reading() as conn:
             count: int = conn.execute(query).scalar_one()
         return count
 
@@ -334,7 +334,7 @@ class Store:
         )
         total = 0
         while True:
-            with self._write() as conn:
+            with self.writing() as conn:
                 deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
             total += deleted.rowcount
             if deleted.rowcount < PRUNE_CHUNK_ROWS:
@@ -343,15 +343,19 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; database failures become ``StoreError`` (the store
+        modules share this, so every table reports trouble the same way)."""
         self._check_open()
-        with self._errors("read from the database"), self._engine.connect() as conn:
+        with self.translated_errors("read from the database"), self._engine.connect() as conn:
             yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A transaction on the writer engine (on SQLite: one writer at a time, taken up
+        front, so two writers never deadlock upgrading a read lock)."""
         self._check_open()
-        with self._errors("write to the database"), self._writer.begin() as conn:
+        with self.translated_errors("write to the database"), self.write_engine.begin() as conn:
             yield conn
 
     def _check_open(self) -> None:
@@ -365,7 +369,7 @@ class Store:
             )
 
     @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def translated_errors(self, action: str) -> Iterator[None]:
         """Turn SQLAlchemy and driver exceptions into ``StoreError`` with a useful hint."""
         try:
             yield
@@ -443,7 +447,7 @@ class Store:
         SQLite BEGIN IMMEDIATE); a process that waited finds the work done and does nothing.
         """
         head, known = migrations.known_revisions()
-        with self._read() as conn:
+        with self.reading() as conn:
             current = migrations.current_revision(conn)
         if current is not None and current not in known:
             raise StoreError(
@@ -455,7 +459,7 @@ class Store:
             )
         if current == head:
             return
-        with self._write() as conn:
+        with self.writing() as conn:
             if self.dialect == "postgresql":
                 # Released by the commit at the end of the upgrade transaction.
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))

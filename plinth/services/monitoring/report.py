@@ -20,6 +20,7 @@ import numpy as np
 from plinth.core.charting import ewma_series
 from plinth.core.drift import DriftConfig, dataset_drift
 from plinth.core.interval import (
+    FLOAT_DTYPE,
     LatencyHistogram,
     ProfileLayout,
     Section,
@@ -104,7 +105,7 @@ def merge_rows(
     profiled = [r for r in rows if r.counts is not None and r.sums is not None]
     if profiled:
         stacked = decode_counts_many([r.counts for r in profiled], layout.int_size)  # type: ignore[misc]
-        summed = np.frombuffer(b"".join(r.sums for r in profiled), dtype="<f8")  # type: ignore[misc]
+        summed = np.frombuffer(b"".join(r.sums for r in profiled), dtype=FLOAT_DTYPE)  # type: ignore[misc]
         summed = summed.reshape(len(profiled), -1).astype(np.float64)
         layout._check(stacked, summed)
         if len(profiled) == len(rows):

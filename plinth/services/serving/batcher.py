@@ -72,10 +72,6 @@ class Batcher:
         self._inflight = 0  # enqueued and not yet answered: retiring waits for zero
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
-    @property
-    def inflight(self) -> int:
-        return self._inflight
-
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())

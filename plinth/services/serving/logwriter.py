@@ -34,8 +34,6 @@ class LogWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="plinth-log-writer", daemon=True)
         self._started = False
-        self._pending = 0
-        self._lock = threading.Lock()
         # ``write``'s connection: scoring threads take turns on it (SQLite has one writer
         # anyway), so a worker holds two log connections however many versions it serves.
         self._direct: PredictionAppender | None = None
@@ -52,8 +50,6 @@ class LogWriter:
         if not rows:
             done.set_result(None)
             return done
-        with self._lock:
-            self._pending += len(rows)
         telemetry.LOG_PENDING_ROWS.inc(len(rows))
         self._queue.put((list(rows), done))
         return done
@@ -116,8 +112,6 @@ class LogWriter:
         rows = [row for batch, _ in group for row in batch]
         error = self._append(appender, rows)
         telemetry.LOG_PENDING_ROWS.dec(len(rows))
-        with self._lock:
-            self._pending -= len(rows)
         for _, done in group:
             if error is None:
                 done.set_result(None)

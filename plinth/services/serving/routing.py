@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import random
@@ -34,14 +35,13 @@ from prometheus_client import Counter
 from ulid import ULID
 
 from plinth.core.output import confidence as top_probability
-from plinth.errors import ContractError, ModelError, PlinthError, Problem
+from plinth.errors import ModelError, PlinthError, Problem
 from plinth.services.process import in_thread
 from plinth.services.registry.versions import ServedModel
 from plinth.services.rollout.deployments import DEFAULT, Deployments, DeploymentSpec
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.pool import ModelPool
-from plinth.services.serving.scoring import Job, JobResult, score
-from plinth.store import PredictionRecord
+from plinth.services.serving.scoring import Job, JobResult, answer_and_row, contract_error, score
 
 log = logging.getLogger("plinth.routing")
 
@@ -222,10 +222,6 @@ class Router:
                 await task
         self._background.clear()
         self._tasks.clear()
-
-    def poke(self) -> None:
-        """Check the store now rather than at the next tick (after a change made here)."""
-        self._wake.set()
 
     def plan(self, name: str) -> Plan | None:
         return self._plans.get(name)
@@ -521,14 +517,7 @@ def default_answers(
     checked = model.contract.apply(records)
     problems = checked.all_problems()
     if problems:
-        return JobResult(
-            error=ContractError(
-                f"The request breaks the input contract ({len(problems)} problems).",
-                code="contract.invalid",
-                hint="Fix every listed field; GET /v1/models/{name} shows the contract.",
-                problems=problems,
-            )
-        )
+        return JobResult(error=contract_error(problems))
     probabilities = default.get("probabilities")
     conf: float | None = None
     if isinstance(probabilities, dict) and probabilities:
@@ -546,36 +535,22 @@ def default_answers(
     latency_ms = (time.perf_counter() - received) * 1000.0
     result = JobResult()
     for position in range(len(records)):
-        warnings = [w.to_dict() for w in checked.warnings[position]] + [note, low]
-        prediction_id = str(ULID())
-        result.answers.append(
-            {
-                "prediction_id": prediction_id,
-                **output,
-                "confidence": conf,
-                "version": model.version,
-                "route": FALLBACK,
-                "warnings": warnings,
-            }
+        answer, row = answer_and_row(
+            model,
+            prediction_id=str(ULID()),
+            ts=ts,
+            output=output,
+            confidence=conf,
+            route=FALLBACK,
+            warnings=[w.to_dict() for w in checked.warnings[position]] + [note, low],
+            record=dict(records[position]),
+            features=features[position],
+            latency_ms=latency_ms,
+            request_id=request_id,
+            key=key,
         )
-        result.rows.append(
-            PredictionRecord(
-                id=prediction_id,
-                ts=ts,
-                model=model.name,
-                version=model.version,
-                sha256=model.sha256,
-                route=FALLBACK,
-                input=dict(records[position]),
-                features=features[position],
-                output={**output, "default": True},
-                confidence=conf,
-                latency_ms=latency_ms,
-                warnings=warnings,
-                request_id=request_id,
-                key=key,
-            )
-        )
+        result.answers.append(answer)
+        result.rows.append(dataclasses.replace(row, output={**output, "default": True}))
     return result
 
 

@@ -92,7 +92,7 @@ def score(
     for n, i in enumerate(live):
         problems = [p for k in range(starts[n], starts[n + 1]) for p in checked.problems[k]]
         if problems:
-            results[i].error = _contract_error(problems, int(starts[n]))
+            results[i].error = contract_error(problems, int(starts[n]))
         else:
             valid_jobs.append(n)
     if not valid_jobs:
@@ -101,7 +101,52 @@ def score(
     return results
 
 
-def _contract_error(problems: list[Problem], offset: int) -> ContractError:
+def answer_and_row(
+    model: ServedModel,
+    *,
+    prediction_id: str,
+    ts: datetime,
+    output: dict[str, Any],
+    confidence: float | None,
+    route: str,
+    warnings: list[dict[str, Any]],
+    record: dict[str, Any],
+    features: dict[str, Any],
+    latency_ms: float,
+    request_id: str,
+    key: str | None,
+) -> tuple[dict[str, Any], PredictionRecord]:
+    """One answer as the caller sees it and as the log keeps it (every path answers so:
+    the model, the fallback chain's default responder)."""
+    answer = {
+        "prediction_id": prediction_id,
+        "prediction": output["prediction"],
+        **({"probabilities": output["probabilities"]} if "probabilities" in output else {}),
+        "confidence": confidence,
+        "version": model.version,
+        "route": route,
+        "warnings": warnings,
+    }
+    row = PredictionRecord(
+        id=prediction_id,
+        ts=ts,
+        model=model.name,
+        version=model.version,
+        sha256=model.sha256,
+        route=route,
+        input=record,
+        features=features,
+        output=output,
+        confidence=confidence,
+        latency_ms=latency_ms,
+        warnings=warnings,
+        request_id=request_id,
+        key=key,
+    )
+    return answer, row
+
+
+def contract_error(problems: list[Problem], offset: int = 0) -> ContractError:
     """Renumber record positions so they index into the caller's own list."""
     renumbered = [
         Problem(p.code, p.message, p.hint, p.field, None if p.record is None else p.record - offset)
@@ -187,43 +232,30 @@ def _predict_jobs(
         result = results[i]
         for k, pos in zip(span, range(int(starts[n]), int(starts[n]) + count), strict=True):
             output = output_record(predictions, probabilities, classes, k)
-            prediction = output["prediction"]
             record_conf = None if conf is None else float(conf[k])
             warnings = [w.to_dict() for w in checked.warnings[pos]]
             prediction_id = str(ULID())
-            answer = {
-                "prediction_id": prediction_id,
-                "prediction": prediction,
-                **({"probabilities": output["probabilities"]} if "probabilities" in output else {}),
-                "confidence": record_conf,
-                "version": model.version,
-                "route": job.route,
-                "warnings": warnings,
-            }
+            answer, row = answer_and_row(
+                model,
+                prediction_id=prediction_id,
+                ts=ts,
+                output=output,
+                confidence=record_conf,
+                route=job.route,
+                warnings=warnings,
+                record=_as_object(job.records[pos - int(starts[n])]),
+                features=features[int(frame_pos[pos])],
+                latency_ms=latency_ms,
+                request_id=job.request_id,
+                key=job.key,
+            )
             if gated is not None and gated[0][k]:
                 draft = review_gate.draft(model, prediction_id, ts, float(gated[1][k]), output)
                 answer["review"] = {"id": draft.row.id, "status": "pending"}
                 draft.features = features[int(frame_pos[pos])]
                 result.reviews.append(draft)
             result.answers.append(answer)
-            result.rows.append(
-                PredictionRecord(
-                    id=prediction_id,
-                    ts=ts,
-                    model=model.name,
-                    version=model.version,
-                    sha256=model.sha256,
-                    route=job.route,
-                    input=_as_object(job.records[pos - int(starts[n])]),
-                    features=features[int(frame_pos[pos])],
-                    output=output,
-                    confidence=record_conf,
-                    latency_ms=latency_ms,
-                    warnings=warnings,
-                    request_id=job.request_id,
-                    key=job.key,
-                )
-            )
+            result.rows.append(row)
     if observers and answered:
         _notify(observers, model, frame, predictions, probabilities, answered)
 
