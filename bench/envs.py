@@ -107,3 +107,41 @@ if __name__ == "__main__":
     # `python bench/envs.py mlserver 1.9.1` installs one environment ahead of a run.
     env = ensure_env(sys.argv[1], sys.argv[2])
     print(env)
+
+
+def ensure_plinth_at(
+    ref: str, sklearn_version: str, *, say: Callable[[str], None] = print
+) -> PeerEnv:
+    """A worktree of this repository at ``ref`` with its own venv (its own pins), reused."""
+    root = VENVS_DIR / f"plinth@{ref}"
+    source = root / "src"
+    python = root / "bin" / "python"
+    log = VENVS_DIR / f"plinth@{ref}-install.log"
+    repo = Path(__file__).resolve().parent.parent
+    if not (root / ".installed").exists():
+        VENVS_DIR.mkdir(parents=True, exist_ok=True)
+        say(f"[env] building Plinth at {ref} in {root} (pip log: {log})")
+        if not source.exists():
+            added = subprocess.run(
+                ["git", "-C", str(repo), "worktree", "add", "--detach", str(source), ref],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if added.returncode != 0:
+                raise EnvError(f"git worktree add {ref} failed: {added.stderr.strip()[-400:]}")
+        if not python.exists():
+            made = subprocess.run(
+                [_base_python(), "-m", "venv", str(root)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if made.returncode != 0:
+                raise EnvError(f"python -m venv failed: {made.stderr.strip()[-500:]}")
+        _pip(python, ["install", "--quiet", "--upgrade", "pip"], log)
+        pin = f"scikit-learn=={sklearn_version}"  # the trainer's: one joblib file loads in both
+        if not _pip(python, ["install", "--quiet", "-e", str(source), pin], log):
+            raise EnvError(f"pip install of Plinth at {ref} failed; see {log}")
+        (root / ".installed").touch()
+    return PeerEnv(name=f"plinth@{ref}", python=python, bin_dir=root / "bin", sklearn_pinned=True)

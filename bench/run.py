@@ -33,7 +33,7 @@ import targets
 import workload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_SERVERS = "plinth,plinth-nolog,bare,mlserver,bentoml"
+DEFAULT_SERVERS = "plinth,plinth-nolog,floor,bare,mlserver,bentoml"
 
 
 def say(message: str) -> None:
@@ -60,10 +60,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, help="keep models, logs and server homes here")
     p.add_argument("--keep", action="store_true", help="keep the temporary work dir")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="also measure Plinth at this git commit (own worktree and venv), beside the\n"
+        "current tree in the same rounds: an A/B of a change. Repeatable.",
+    )
     args = p.parse_args(argv)
+    for ref in args.baseline:
+        target = targets.baseline_target(ref)
+        targets.TARGETS[target.key] = target
     if args.quick:
         args.warmup, args.duration = 1.0, 3.0
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.servers += [
+        f"plinth@{ref}" for ref in args.baseline if f"plinth@{ref}" not in args.servers
+    ]
     unknown = [s for s in args.servers if s not in targets.TARGETS]
     if unknown:
         p.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(targets.TARGETS)}")
@@ -239,6 +253,14 @@ def setup_target(
         info["versions"] = pip_versions(
             bin_dir / "python", ["plinth-ml", "fastapi", "uvicorn", "scikit-learn"]
         )
+    elif target.env_name.startswith("plinth@"):
+        ref = target.env_name.removeprefix("plinth@")
+        try:
+            env = envs.ensure_plinth_at(ref, sklearn_version, say=say)
+        except envs.EnvError as exc:
+            raise SkipServerError(f"could not build Plinth at {ref}: {exc}") from exc
+        bin_dir = env.bin_dir
+        info["versions"] = pip_versions(env.python, ["plinth-ml", "fastapi", "scikit-learn"])
     else:
         try:
             env = envs.ensure_env(target.env_name, sklearn_version, say=say)

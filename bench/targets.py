@@ -88,6 +88,18 @@ def prepare_bare(ctx: Context, port: int) -> Launch:
     )
 
 
+def prepare_floor(ctx: Context, port: int) -> Launch:
+    script = BENCH_DIR / "servers" / "floor_asgi.py"
+    return Launch(
+        argv=[str(ctx.bin_dir / "python"), str(script), "--host", "127.0.0.1", "--port", str(port)],
+        env=_base_env(),
+        cwd=ctx.work_dir,
+        ready_urls=[_url(port, "/readyz")],
+        predict_url=_url(port, "/predict"),
+        body=_records_body(ctx),
+    )
+
+
 def prepare_mlserver(ctx: Context, port: int) -> Launch:
     repo = ctx.work_dir / f"mlserver-{port}"
     (repo / "bc").mkdir(parents=True, exist_ok=True)
@@ -215,6 +227,13 @@ TARGETS: dict[str, Target] = {
         ),
         Target("bare", "bare FastAPI + uvicorn", None, prepare_bare, note="no batching"),
         Target(
+            "floor",
+            "floor: plain ASGI, parse and answer",
+            None,
+            prepare_floor,
+            note="orjson parse of the same body, fixed reply, no model: the per-request floor",
+        ),
+        Target(
             "mlserver",
             "MLServer 1.7.1, adaptive batching",
             "mlserver",
@@ -230,3 +249,20 @@ TARGETS: dict[str, Target] = {
         ),
     ]
 }
+
+
+def baseline_target(ref: str) -> Target:
+    """Plinth at another git commit (``--baseline REF``), built in its own worktree and venv
+    under bench/.venvs, measured beside the current tree in the same run (A/B of a change)."""
+
+    def prepare(ctx: Context, port: int) -> Launch:
+        return _prepare_plinth(ctx, port, home_name=f"plinth-home-{ref}", extra_env={})
+
+    return Target(
+        f"plinth@{ref}",
+        f"Plinth at {ref} (everything on)",
+        f"plinth@{ref}",
+        prepare,
+        note="baseline commit, same workload and settings",
+        is_plinth=True,
+    )
