@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from ulid import ULID
 
+from plinth.core.ids import new_id
 from plinth.errors import PlinthError, RequestError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def new_request_id(header: str | bytes | None) -> str:
     """The caller's ``x-request-id`` when it sent one, else a fresh ULID."""
     if isinstance(header, bytes):
         header = header.decode("latin-1")
-    return header or str(ULID())
+    return header or new_id()
 
 
 def internal_error(request_id: str) -> PlinthError:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from ulid import ULID
 
+from plinth.core.ids import new_id
 from plinth.services.registry.versions import ServedModel
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.serving.logwriter import LogWriter
@@ -50,7 +50,7 @@ def score_frame(
         {k: v for k, v in row.items() if not _missing(v)}
         for row in frame.astype(object).to_dict(orient="records")
     ]
-    request_id = f"batch-{ULID()}"
+    request_id = f"batch-{new_id()}"
     out: list[dict[str, Any]] = []
     scored = failed = warned = reviewed = 0
     for start in range(0, len(records), CHUNK_ROWS):

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-from ulid import ULID
 
+from plinth.core.ids import new_id
 from plinth.core.review import ReviewPolicy, tree_spread
 from plinth.errors import PlinthError
 from plinth.store.feedback import ReviewRow
@@ -53,7 +53,7 @@ def draft(
     policy = model.review
     assert policy is not None
     row = ReviewRow(
-        id=str(ULID()),
+        id=new_id(),
         prediction_id=prediction_id,
         model=model.name,
         version=model.version,

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
-from ulid import ULID
 
+from plinth.core.ids import new_ids
 from plinth.core.output import confidence as top_probability
 from plinth.errors import ModelError, PlinthError, Problem
 from plinth.services.process import in_thread
@@ -534,10 +534,11 @@ def default_answers(
     ts = datetime.now(UTC)
     latency_ms = (time.perf_counter() - received) * 1000.0
     result = JobResult()
+    ids = new_ids(len(records))
     for position in range(len(records)):
         answer, row = answer_and_row(
             model,
-            prediction_id=str(ULID()),
+            prediction_id=ids[position],
             ts=ts,
             output=output,
             confidence=conf,

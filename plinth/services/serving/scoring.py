@@ -17,9 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-from ulid import ULID
 
 from plinth.core.contract import ContractResult
+from plinth.core.ids import new_ids
 from plinth.core.output import confidence as top_probability
 from plinth.errors import ContractError, ModelError, PlinthError, Problem
 from plinth.services import telemetry
@@ -206,6 +206,7 @@ def _predict_jobs(
     classes = [str(c) for c in model.output.classes or []]
     ts = datetime.now(UTC)
     done = time.perf_counter()
+    ids = iter(new_ids(len(frame)))  # one draw for the batch's ids, in answer order
     offset = 0
     answered: list[range] = []
     for n in valid_jobs:
@@ -234,7 +235,7 @@ def _predict_jobs(
             output = output_record(predictions, probabilities, classes, k)
             record_conf = None if conf is None else float(conf[k])
             warnings = [w.to_dict() for w in checked.warnings[pos]]
-            prediction_id = str(ULID())
+            prediction_id = next(ids)
             answer, row = answer_and_row(
                 model,
                 prediction_id=prediction_id,
