@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install system-deps demo test lint typecheck bench clean
+.PHONY: install system-deps demo test lint typecheck bench clean image image-smoke manifests
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,29 @@ bench: install
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/monitoring.py $(MONITORING_ARGS)
 	$(PY) bench/flavors.py
+
+# The container image (not part of `make test`: it needs podman or docker and the network).
+# Where Docker Hub is out of reach, build a Debian-only base first and pass it:
+#   deploy/image/debian-base.sh && make image BASE_IMAGE=localhost/plinth-base:3.11-bookworm
+# Behind a TLS-inspecting proxy, give the build its CA and pip.conf, e.g.
+#   IMAGE_BUILD_FLAGS='-v /etc/pip.conf:/etc/pip.conf:ro -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro'
+# docs/deploy.md says what was run on this project's machines.
+PODMAN            ?= podman
+PODMAN_RUN_FLAGS  ?=
+IMAGE             ?= plinth:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BASE_IMAGE        ?= python:3.11-slim-bookworm
+IMAGE_BUILD_FLAGS ?=
+
+image:
+	$(PODMAN) build --format docker --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_BUILD_FLAGS) -t $(IMAGE) .
+
+# Run the image read-only and non-root, register a model inside it, predict, scrape.
+image-smoke:
+	PODMAN='$(PODMAN)' PODMAN_RUN_FLAGS='$(PODMAN_RUN_FLAGS)' deploy/image/smoke.sh $(IMAGE)
+
+# Plain Kubernetes manifests rendered from the Helm chart (tests check they are current).
+manifests: install
+	$(PY) deploy/k8s/render.py
 
 clean:
 	rm -rf $(VENV) .plinth .pytest_cache .mypy_cache .ruff_cache .coverage

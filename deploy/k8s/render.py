@@ -32,6 +32,7 @@ KIND_ORDER = (
     "Deployment",
     "PodDisruptionBudget",
     "HorizontalPodAutoscaler",
+    "CronJob",
 )
 HEADER = """\
 # Plinth on Kubernetes, as plain manifests: the Helm chart deploy/helm/plinth rendered with

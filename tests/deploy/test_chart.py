@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -64,7 +65,14 @@ VALUE_SETS = {
 
 
 def _pod_specs(manifests: list[Manifest]) -> list[dict[str, Any]]:
-    return [m["spec"]["template"]["spec"] for m in manifests if m["kind"] in ("Deployment", "Job")]
+    """The pod spec of every Deployment, Job and CronJob."""
+    specs = []
+    for m in manifests:
+        if m["kind"] in ("Deployment", "Job"):
+            specs.append(m["spec"]["template"]["spec"])
+        elif m["kind"] == "CronJob":
+            specs.append(m["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return specs
 
 
 def _container(manifests: list[Manifest]) -> dict[str, Any]:
@@ -115,6 +123,7 @@ def test_the_schema_check_is_strict_enough_to_catch_a_misspelt_field() -> None:
         ({"env": {"PLINTH_DATABASE_URL": "x"}}, r"invalid propertyName 'PLINTH_DATABASE_URL'"),
         ({"replicas": 3}, r"additional properties 'replicas' not allowed"),
         ({"service": {"type": "ExternalName"}}, r"/service/type"),
+        ({"retention": {"olderThan": "30 days"}}, r"/retention/olderThan"),
     ],
 )
 def test_the_values_schema_rejects_values_that_are_not_plinths(
@@ -224,17 +233,25 @@ def test_probes_ask_healthz_for_liveness_and_readyz_for_readiness_on_the_served_
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_the_container_runs_real_plinth_commands() -> None:
-    manifests = render(merged(MINIMAL, {"workers": 3}))
+def test_the_containers_run_real_plinth_commands(tmp_path: Path) -> None:
+    manifests = render(merged(MINIMAL, {"workers": 3, "retention": {"olderThan": "7d"}}))
     args = _container(manifests)["args"]
     assert args[0] == "serve" and args[args.index("--workers") + 1] == "3"
     serve_help = CliRunner().invoke(cli, ["serve", "--help"], terminal_width=200)
     assert serve_help.exit_code == 0
     for option in (a for a in args if a.startswith("--")):
         assert option in serve_help.output
-    job = one(manifests, "Job")
-    (command,) = [c["args"] for c in job["spec"]["template"]["spec"]["containers"]]
-    assert CliRunner().invoke(cli, [*command, "--help"]).exit_code == 0
+    # The migration and retention commands run for real, here on SQLite.
+    migrate = one(manifests, "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
+    prune = one(manifests, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    prune_args = prune["containers"][0]["args"]
+    assert migrate == ["models"] and prune_args[:3] == ["prune", "--older-than", "7d"]
+    migrated = CliRunner().invoke(cli, [*migrate, "--home", str(tmp_path)])
+    assert migrated.exit_code == 0, migrated.output
+    assert (tmp_path / "plinth.db").is_file()
+    pruned = CliRunner().invoke(cli, [*prune_args, "--home", str(tmp_path)])
+    assert pruned.exit_code == 0, pruned.output
+    assert "deleted 0 predictions" in pruned.output
 
 
 def test_the_migration_job_runs_before_an_upgrade_only_with_the_servers_environment() -> None:
@@ -343,7 +360,7 @@ def test_the_service_pdb_and_servicemonitor_select_exactly_the_plinth_pods() -> 
     assert pdb["spec"]["maxUnavailable"] == 1
     # The Job's pods must not be taken for servers.
     job_labels = one(manifests, "Job")["spec"]["template"]["metadata"]["labels"]
-    assert job_labels["app.kubernetes.io/component"] == "migration"
+    assert job_labels["app.kubernetes.io/component"] == "migrate"
 
 
 def test_the_plain_manifests_are_the_chart_rendered_today() -> None:

@@ -98,3 +98,64 @@ crash-looping pod.
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+The pod of a one-off Plinth command (migration, retention): the server's image, settings,
+security context and config, no artifacts volume (neither command reads artifacts).
+Call with (dict "root" $ "name" "migrate" "args" (list "models")).
+*/}}
+{{- define "plinth.commandPod" -}}
+{{- $root := .root -}}
+metadata:
+  labels:
+    {{- include "plinth.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .name }}
+spec:
+  restartPolicy: Never
+  serviceAccountName: {{ include "plinth.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ .name }}
+      image: {{ include "plinth.image" $root | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      args:
+        {{- toYaml .args | nindent 8 }}
+      env:
+        {{- include "plinth.env" $root | nindent 8 }}
+      resources:
+        {{- toYaml $root.Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: home
+          mountPath: /var/lib/plinth
+        - name: tmp
+          mountPath: /tmp
+        - name: config
+          mountPath: /etc/plinth
+          readOnly: true
+  volumes:
+    # Everything these commands touch lives in PostgreSQL.
+    - name: home
+      emptyDir: {}
+    - name: tmp
+      emptyDir:
+        sizeLimit: {{ $root.Values.tmpSizeLimit }}
+    - name: config
+      configMap:
+        name: {{ include "plinth.fullname" $root }}
+  {{- with $root.Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
