@@ -19,13 +19,14 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/plinth
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so editing Plinth's code does not
-# download them again: a placeholder package stands in for the code.
-COPY pyproject.toml README.md ./
-RUN mkdir plinth && touch plinth/__init__.py \
+# Dependencies first, from pyproject.toml alone, so editing Plinth's code or README does
+# not download them again: placeholders stand in for both.
+COPY pyproject.toml ./
+RUN mkdir plinth && touch plinth/__init__.py README.md \
     && /opt/plinth/bin/pip install . \
     && /opt/plinth/bin/pip uninstall --yes plinth-ml \
-    && rm -rf plinth build ./*.egg-info
+    && rm -rf plinth README.md build ./*.egg-info
+COPY README.md ./
 COPY plinth ./plinth
 # Compiled bytecode is baked in: the root filesystem is read-only at run time. The libraries'
 # own test suites (about 120 MB of numpy, scipy, pandas, pyarrow...) are never imported.
