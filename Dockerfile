@@ -52,7 +52,7 @@ ENV PATH=/opt/plinth/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PLINTH_HOME=/var/lib/plinth \
-    PLINTH_MONITORING_FILE=/etc/plinth/plinth.toml
+    PLINTH_POLICY_FILE=/etc/plinth/plinth.toml
 VOLUME ["/var/lib/plinth"]
 WORKDIR /var/lib/plinth
 USER ${PLINTH_UID}

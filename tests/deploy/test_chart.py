@@ -4,7 +4,6 @@ held to what Plinth needs (probes, a read-only root, PostgreSQL, a shared PLINTH
 from __future__ import annotations
 
 import importlib.util
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from plinth.cli.main import app as cli
-from plinth.settings import Settings
+from plinth.config import Settings
 from tests.deploy.rendering import (
     CHART,
     MINIMAL,
@@ -121,6 +120,7 @@ def test_the_schema_check_is_strict_enough_to_catch_a_misspelt_field() -> None:
         ({"workers": 0}, r"/workers.*minimum"),
         ({"env": {"DATABASE_URL": "x"}}, r"DATABASE_URL.*does not match"),
         ({"env": {"PLINTH_DATABASE_URL": "x"}}, r"invalid propertyName 'PLINTH_DATABASE_URL'"),
+        ({"env": {"PLINTH_MONITORING_FILE": "x"}}, r"invalid propertyName"),
         ({"replicas": 3}, r"additional properties 'replicas' not allowed"),
         ({"service": {"type": "ExternalName"}}, r"/service/type"),
         ({"retention": {"olderThan": "30 days"}}, r"/retention/olderThan"),
@@ -212,7 +212,7 @@ def test_every_path_plinth_writes_is_a_volume_and_home_is_where_plinth_looks(nam
         env = _env(container)
         assert env["PLINTH_HOME"] in mounts and not mounts[env["PLINTH_HOME"]].get("readOnly")
         assert "/tmp" in mounts and not mounts["/tmp"].get("readOnly")
-        config_dir = env["PLINTH_MONITORING_FILE"].rsplit("/", 1)[0]
+        config_dir = env["PLINTH_POLICY_FILE"].rsplit("/", 1)[0]
         assert mounts[config_dir]["readOnly"] is True
 
 
@@ -303,12 +303,15 @@ def test_user_managed_secrets_are_referenced_and_the_chart_makes_none() -> None:
     assert env["PLINTH_TOKENS"] == {"secretKeyRef": {"name": "plinth-tokens", "key": "tokens"}}
 
 
-def test_plinth_toml_reaches_the_pods_verbatim_and_a_change_rolls_them() -> None:
+def test_plinth_toml_reaches_the_pods_verbatim_and_a_change_rolls_them(tmp_path: Path) -> None:
     values = merged(MINIMAL, EVERYTHING_ON)
     manifests = render(values)
     text = one(manifests, "ConfigMap")["data"]["plinth.toml"]
     assert text == values["plinthToml"]
-    assert tomllib.loads(text)["models"]["iris"]["review_below"] == 0.7
+    # What the pods will read, read by Plinth's own policy reader.
+    (tmp_path / "plinth.toml").write_text(text)
+    policies = Settings(policy_file=tmp_path / "plinth.toml").policies()
+    assert policies.review_models["iris"].threshold == 0.7
     before = one(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     changed = merged(values, {"plinthToml": "[models.iris]\nreview_below = 0.6\n"})
     after = one(render(changed), "Deployment")["spec"]["template"]["metadata"]["annotations"]

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from plinth.settings import Settings
+from plinth.config import Settings
 from tests.deploy.rendering import CHART, REPO
 
 DOC = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")

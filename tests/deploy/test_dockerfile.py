@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plinth.settings import Settings
+from plinth.config import Settings
 from tests.deploy.rendering import CHART, MINIMAL, REPO, one, render
 
 Instruction = tuple[str, str]
@@ -102,7 +102,7 @@ def test_plinth_home_is_the_volume_the_chart_mounts_and_settings_are_real() -> N
     container = _deployment_container()
     chart_env = {e["name"]: e.get("value") for e in container["env"]}
     assert chart_env["PLINTH_HOME"] == env["PLINTH_HOME"]
-    assert chart_env["PLINTH_MONITORING_FILE"] == env["PLINTH_MONITORING_FILE"]
+    assert chart_env["PLINTH_POLICY_FILE"] == env["PLINTH_POLICY_FILE"]
     for name in (n for n in env if n.startswith("PLINTH_")):
         assert name.removeprefix("PLINTH_").lower() in Settings.model_fields, name
     # The root filesystem is read-only: Python must not try to write bytecode there.

@@ -79,7 +79,7 @@ crash-looping pod.
 {{- define "plinth.env" -}}
 - name: PLINTH_HOME
   value: /var/lib/plinth
-- name: PLINTH_MONITORING_FILE
+- name: PLINTH_POLICY_FILE
   value: /etc/plinth/plinth.toml
 - name: PLINTH_DATABASE_URL
   valueFrom:
