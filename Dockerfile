@@ -16,6 +16,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # -- build: a virtual environment in /opt/plinth, copied whole into the runtime stage ---------
 FROM ${BASE_IMAGE} AS build
+# Optional model formats, as pip extras: --build-arg EXTRAS=onnx,lightgbm (docs/flavors.md).
+ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/plinth
 WORKDIR /src
@@ -23,7 +25,7 @@ WORKDIR /src
 # not download them again: placeholders stand in for both.
 COPY pyproject.toml ./
 RUN mkdir plinth && touch plinth/__init__.py README.md \
-    && /opt/plinth/bin/pip install . \
+    && /opt/plinth/bin/pip install ".${EXTRAS:+[$EXTRAS]}" \
     && /opt/plinth/bin/pip uninstall --yes plinth-ml \
     && rm -rf plinth README.md build ./*.egg-info
 COPY README.md ./
@@ -43,6 +45,13 @@ LABEL org.opencontainers.image.title="plinth" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A fixed numeric uid (Kubernetes' runAsNonRoot can check it), group 0 owning PLINTH_HOME as
 # OpenShift-style arbitrary uids expect.
+# Shared libraries some extras need from the system, e.g. SYSTEM_PACKAGES=libgomp1 for
+# LightGBM (Debian package names; the default image needs none).
+ARG SYSTEM_PACKAGES=""
+RUN if [ -n "$SYSTEM_PACKAGES" ]; then \
+        apt-get update && apt-get install -y --no-install-recommends $SYSTEM_PACKAGES \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN useradd --system --uid ${PLINTH_UID} --gid 0 --home-dir /var/lib/plinth \
         --no-create-home --shell /usr/sbin/nologin plinth \
     && mkdir -p /var/lib/plinth /etc/plinth \

@@ -53,9 +53,15 @@ PODMAN_RUN_FLAGS  ?=
 IMAGE             ?= plinth:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 BASE_IMAGE        ?= python:3.11-slim-bookworm
 IMAGE_BUILD_FLAGS ?=
+# Model formats beyond scikit-learn, as pip extras, and the Debian packages they need:
+# IMAGE_EXTRAS=onnx,lightgbm IMAGE_SYSTEM_PACKAGES=libgomp1
+IMAGE_EXTRAS      ?=
+IMAGE_SYSTEM_PACKAGES ?=
 
 image:
-	$(PODMAN) build --format docker --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_BUILD_FLAGS) -t $(IMAGE) .
+	$(PODMAN) build --format docker --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg EXTRAS=$(IMAGE_EXTRAS) --build-arg SYSTEM_PACKAGES='$(IMAGE_SYSTEM_PACKAGES)' \
+	  $(IMAGE_BUILD_FLAGS) -t $(IMAGE) .
 
 # Run the image read-only and non-root, register a model inside it, predict, scrape.
 image-smoke:
