@@ -27,6 +27,9 @@ from plinth.errors import ConfigError, PlinthError
 #: s = 0.05): a new mode is loud but one stray value in a big sample is not.
 PSI_EPSILON = 1e-4
 
+#: Smallest expected count a chi-square bin may have; sparser bins are pooled (Cochran's rule).
+MIN_EXPECTED = 5.0
+
 
 def _shares(reference: Any, current: Any) -> tuple[np.ndarray, np.ndarray]:
     ref = np.asarray(reference, dtype=np.float64)
@@ -135,23 +138,114 @@ def ks_binned(reference: Any, current: Any) -> tuple[float, float]:
     return d, float(stats.kstwobign.sf(d * effective))
 
 
-def chi_square(reference: Any, current: Any) -> tuple[float, float]:
+def pool_sparse(table: Any, min_expected: float = MIN_EXPECTED) -> np.ndarray:
+    """A 2 x K table with its sparse columns merged, so that no expected count is tiny.
+
+    Columns whose smaller expected count (row total x column total / grand total) is below
+    ``min_expected`` are merged into one, together with the next smallest columns until the
+    merged column reaches ``min_expected`` too; the merged column goes last, and at least two
+    columns are always kept. Empty columns are dropped first. This is Cochran's rule for the
+    chi-square approximation, and it is what keeps a bin that is empty on one side (a value
+    the reference never had) from dominating the statistic with a term of about N / n.
+
+    >>> pool_sparse([[400, 300, 200, 10, 0], [40, 30, 20, 1, 1]]).tolist()
+    [[400, 300, 210], [40, 30, 22]]
+    """
+    counts = np.asarray(table, dtype=np.int64)
+    filled: np.ndarray = counts[:, counts.sum(axis=0) > 0]
+    k = filled.shape[1]
+    if k <= 2:
+        return filled
+    totals = filled.sum(axis=0)
+    order = np.argsort(totals, kind="stable")
+    expected = totals[order] * filled.sum(axis=1).min() / totals.sum()
+    merge = int(np.count_nonzero(expected < min_expected))
+    if merge == 0:
+        return filled
+    # Take the next smallest column until the merged one is not sparse either.
+    reached = np.flatnonzero(np.cumsum(expected) >= min_expected)
+    merge = min(max(merge, int(reached[0]) + 1 if reached.size else k), k - 1)
+    pooled = np.zeros(k, dtype=bool)
+    pooled[order[:merge]] = True
+    merged: np.ndarray = np.hstack(
+        [filled[:, ~pooled], filled[:, pooled].sum(axis=1, keepdims=True)]
+    )
+    return merged
+
+
+def chi_square(
+    reference: Any, current: Any, *, min_expected: float = MIN_EXPECTED
+) -> tuple[float, float]:
     """Chi-square test of homogeneity on the 2 x K table of counts: (statistic, p-value).
 
-    Bins empty on both sides are dropped (they carry no information and would divide by
-    zero); with two bins left scipy applies Yates' continuity correction.
+    Sparse bins are pooled first (``pool_sparse``), so a bin empty in the reference cannot
+    dominate the test. The statistic is Pearson's, without continuity correction; with two
+    bins left the p-value is Fisher's exact test's, which holds at any sample size.
 
     >>> stat, p = chi_square([500, 300, 200, 0], [45, 30, 15, 10])
-    >>> round(stat, 2), round(p, 8)
-    (101.62, 0.0)
+    >>> round(stat, 2), round(p, 4)
+    (1.57, 0.4562)
+    >>> stat, p = chi_square([500, 300, 200], [25, 30, 45])
+    >>> round(stat, 2), f"{p:.1e}"
+    (37.41, '7.5e-09')
     """
     _shares(reference, current)
-    table = np.vstack([np.asarray(reference), np.asarray(current)]).astype(np.float64)
-    table = table[:, table.sum(axis=0) > 0]
+    table = pool_sparse(np.vstack([np.asarray(reference), np.asarray(current)]), min_expected)
     if table.shape[1] < 2:
         return 0.0, 1.0
-    result = stats.chi2_contingency(table)
+    result = stats.chi2_contingency(table, correction=False)
+    if table.shape[1] == 2:
+        return float(result.statistic), float(stats.fisher_exact(table).pvalue)
     return float(result.statistic), float(result.pvalue)
+
+
+def rate_test(
+    hits_reference: int,
+    n_reference: int,
+    hits_current: int,
+    n_current: int,
+    *,
+    min_change: float = 0.0,
+) -> tuple[float, float]:
+    """Change in a rate (current minus reference), and the p-value that it is real and
+    larger than ``min_change``.
+
+    Two exact tests must both reject (an intersection-union test, so the p-value is the
+    larger of the two): Fisher's exact test that the rates differ at all, which allows for
+    chance in both samples; and a binomial test of the current count against the reference
+    rate moved by ``min_change`` towards it (two-sided), which tolerates changes up to
+    ``min_change``. Exact at any size: one stray value in a small window is not a change of
+    one in twenty, and a rate that is zero in the reference by construction (a category
+    training never had) does not make every later value significant.
+
+    >>> change, p = rate_test(0, 43000, 1, 246, min_change=0.01)  # one stray value
+    >>> round(change, 4), round(p, 4)
+    (0.0041, 1.0)
+    >>> change, p = rate_test(0, 43000, 49, 246, min_change=0.01)  # a new 20 % category
+    >>> round(change, 4), f"{p:.1e}"
+    (0.1992, '4.0e-47')
+    """
+    if n_reference <= 0 or n_current <= 0:
+        raise PlinthError(
+            "A proportion needs at least one row on each side.",
+            code="drift.empty_counts",
+            hint="Skip features with no rows in the interval.",
+            status=500,
+        )
+    rate = hits_reference / n_reference
+    change = hits_current / n_current - rate
+    if change == 0 or hits_reference + hits_current in (0, n_reference + n_current):
+        return change, 1.0  # nothing moved: the common case of a clean column, decided cheaply
+    table = [[hits_reference, n_reference - hits_reference],
+             [hits_current, n_current - hits_current]]  # fmt: skip
+    differ = float(stats.fisher_exact(table).pvalue)
+    if change > 0:
+        bound = rate + min_change
+        beyond = float(stats.binom.sf(hits_current - 1, n_current, bound)) if bound < 1 else 1.0
+    else:
+        bound = rate - min_change
+        beyond = float(stats.binom.cdf(hits_current, n_current, bound)) if bound > 0 else 1.0
+    return change, max(differ, min(2 * beyond, 1.0))
 
 
 def two_proportion_z(
@@ -213,11 +307,17 @@ class Detector:
 class DriftConfig:
     """Which detector judges which feature, and when a whole dataset counts as drifted.
 
-    Below ``small_sample`` current values a feature is judged by a test, at or above it by
-    a distance. ``overrides`` pins one feature to a detector whatever the sample size.
-    Null and unseen rates are judged by a two-proportion z test: drift needs both
-    p < ``rate_alpha`` and a change of at least ``rate_min_change`` (one percentage point),
-    so one stray value in a clean column, or a tiny change in a huge sample, is not an alarm.
+    Below ``min_values`` values on either side a feature's distribution is not judged (its
+    result says ``insufficient``): no test or distance means much there. Below
+    ``small_sample`` current values it is judged by a test, at or above it by a distance,
+    and a distance also needs its difference to be more than chance (chi-square on the
+    same bins, p < ``distance_alpha``), because a distance's chance level grows with the
+    number of bins and can pass its threshold on its own. ``overrides`` pins one feature to
+    a detector whatever the sample size. A categorical feature's unseen slot is left out of
+    its distribution and judged on its own, like the null rate, by Fisher's exact test:
+    drift needs p < ``rate_alpha`` and a change of at least ``rate_min_change`` (nulls) or
+    ``unseen_min_change`` (unseen), so one stray value, or a tiny change in a huge sample,
+    is not an alarm.
     """
 
     small_sample: int = 1000
@@ -225,8 +325,12 @@ class DriftConfig:
     numeric_large: Detector = Detector("psi", 0.2)
     categorical_small: Detector = Detector("chi_square", 0.05)
     categorical_large: Detector = Detector("jensen_shannon", 0.1)
+    min_values: int = 30
+    min_expected: float = MIN_EXPECTED
+    distance_alpha: float = 0.01
     rate_alpha: float = 0.01
     rate_min_change: float = 0.01
+    unseen_min_change: float = 0.01
     dataset_share: float = 0.5
     psi_epsilon: float = PSI_EPSILON
     overrides: Mapping[str, Detector] = field(default_factory=dict)
@@ -254,7 +358,12 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class DriftResult:
-    """One verdict on one feature by one method; ``p_value`` is None for distances."""
+    """One verdict on one feature by one method.
+
+    ``p_value`` is the test's; for a distance it is the chance test's (chi-square) that the
+    distance also needs. ``insufficient``: too few values to judge, so neither drifted nor
+    stable (``verdict`` says which of the three).
+    """
 
     feature: str
     method: str
@@ -264,9 +373,18 @@ class DriftResult:
     drifted: bool
     n_reference: int
     n_current: int
+    insufficient: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``drifted``, ``stable`` or ``insufficient`` (too few values to judge)."""
+        return "insufficient" if self.insufficient else "drifted" if self.drifted else "stable"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["insufficient"]
+        data["verdict"] = self.verdict
+        return data
 
 
 @dataclass(frozen=True)
@@ -297,36 +415,63 @@ class DatasetDrift:
         }
 
 
+def _split(ref: FeatureBins, cur: FeatureBins) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The counts a distribution is judged on, and the unseen counts judged apart.
+
+    A categorical feature's distribution is its categories that the reference holds;
+    values in the unseen slot or in a category the reference has none of (a class the
+    holdout never predicted, a category missing from a ``previous`` window) are "unseen"
+    and go to the rate test. A bin empty in the reference would otherwise turn one stray
+    value in the window into a term of about N / n in the chi-square.
+    """
+    if ref.kind != "categorical":
+        return ref.counts, cur.counts, 0, 0
+    held = ref.counts[:-1] > 0
+    unseen = int(cur.counts[-1]) + int(cur.counts[:-1][~held].sum())
+    return ref.counts[:-1][held], cur.counts[:-1][held], int(ref.counts[-1]), unseen
+
+
 def _distribution(
     ref: FeatureBins, cur: FeatureBins, detector: Detector, config: DriftConfig
 ) -> DriftResult:
     method, score, p_value = detector.method, 0.0, None
+    r, c, _, _ = _split(ref, cur)
+    n_ref, n_cur = int(r.sum()), int(c.sum())
+    if min(n_ref, n_cur) < config.min_values:
+        return DriftResult(
+            ref.name, method, 0.0, None, detector.threshold, False, n_ref, n_cur, True
+        )
     if method == "ks":
-        score, p_value = ks_binned(ref.counts, cur.counts)
+        score, p_value = ks_binned(r, c)
     elif method == "chi_square":
-        score, p_value = chi_square(ref.counts, cur.counts)
+        score, p_value = chi_square(r, c, min_expected=config.min_expected)
     elif method == "psi":
-        score = psi(ref.counts, cur.counts, epsilon=config.psi_epsilon)
+        score = psi(r, c, epsilon=config.psi_epsilon)
     elif method == "jensen_shannon":
-        score = js_distance(ref.counts, cur.counts)
+        score = js_distance(r, c)
     else:  # wasserstein, in reference standard deviations so one threshold fits every unit
         assert ref.edges is not None and ref.minimum is not None and ref.maximum is not None
-        raw = wasserstein_binned(ref.counts, cur.counts, ref.edges, ref.minimum, ref.maximum)
+        raw = wasserstein_binned(r, c, ref.edges, ref.minimum, ref.maximum)
         spread = ref.std() or 0.0
         score = raw / spread if spread > 0 else raw
-    # A test drifts on a small p-value, a distance on a large score.
-    drifted = p_value < detector.threshold if p_value is not None else score > detector.threshold
-    return DriftResult(
-        ref.name, method, score, p_value, detector.threshold, drifted, ref.total, cur.total
-    )
+    if p_value is not None:  # a test drifts on a small p-value
+        drifted = p_value < detector.threshold
+    else:  # a distance on a large score that is also more than chance
+        _, p_value = chi_square(r, c, min_expected=config.min_expected)
+        drifted = score > detector.threshold and p_value < config.distance_alpha
+    return DriftResult(ref.name, method, score, p_value, detector.threshold, drifted, n_ref, n_cur)
 
 
 def _rate(
-    name: str, method: str, hits: tuple[int, int], sizes: tuple[int, int], config: DriftConfig
+    name: str,
+    method: str,
+    hits: tuple[int, int],
+    sizes: tuple[int, int],
+    config: DriftConfig,
+    min_change: float,
 ) -> DriftResult:
-    _, p_value = two_proportion_z(hits[0], sizes[0], hits[1], sizes[1])
-    change = hits[1] / sizes[1] - hits[0] / sizes[0]
-    drifted = p_value < config.rate_alpha and abs(change) >= config.rate_min_change
+    change, p_value = rate_test(hits[0], sizes[0], hits[1], sizes[1], min_change=min_change)
+    drifted = p_value < config.rate_alpha
     return DriftResult(name, method, change, p_value, config.rate_alpha, drifted, *sizes)
 
 
@@ -336,7 +481,10 @@ def feature_drift(
     """Distribution drift (by the configured detector), null-rate and unseen-rate change.
 
     The distribution result is left out when either side has no values; the null-rate
-    result then still says why. ``score`` of a rate result is the change in rate.
+    result then still says why. It is ``insufficient`` below ``config.min_values`` values.
+    For a categorical feature the distribution covers the categories the reference holds,
+    and the unseen rate every other value (see ``_split``). ``score`` of a rate result is
+    the change in rate.
 
     >>> rng = np.random.default_rng(0)
     >>> import pandas as pd
@@ -345,25 +493,42 @@ def feature_drift(
     >>> live = reference.empty_like()
     >>> live.update(pd.DataFrame({"x": rng.normal(0.5, 1, 300)}))
     >>> for r in feature_drift(reference.features_["x"], live.features_["x"]):
-    ...     print(r.method, round(r.score, 4), f"{r.p_value:.1e}", r.drifted)
-    ks 0.1667 1.0e-06 True
-    null_rate 0.0 1.0e+00 False
+    ...     print(r.method, round(r.score, 4), f"{r.p_value:.1e}", r.verdict)
+    ks 0.1667 1.0e-06 drifted
+    null_rate 0.0 1.0e+00 stable
+
+    One value of a category the reference never had, among 246 (issue 11): the unseen slot
+    is judged on its own, and 0.4 % is below the tolerated change of one point.
+
+    >>> cuts = ["Ideal", "Premium", "Very Good", "Good", "Fair"]
+    >>> shares = [0.40, 0.255, 0.224, 0.091, 0.03]
+    >>> train = pd.DataFrame({"cut": rng.choice(cuts, 43000, p=shares)})
+    >>> reference = Profile.fit(train, {"cut": "categorical"})
+    >>> live = reference.empty_like()
+    >>> live.update(pd.DataFrame({"cut": [*rng.choice(cuts, 245, p=shares), "Perfect"]}))
+    >>> for r in feature_drift(reference.features_["cut"], live.features_["cut"]):
+    ...     print(r.method, round(r.score, 4), f"{r.p_value:.1e}", r.verdict)
+    chi_square 4.5918 3.3e-01 stable
+    null_rate 0.0 1.0e+00 stable
+    unseen_rate 0.0041 1.0e+00 stable
     """
     config = config or DriftConfig()
     reference.check_compatible(current)
     results: list[DriftResult] = []
     if reference.total > 0 and current.total > 0:
-        detector = config.detector_for(reference, current.total)
+        _, compared, _, _ = _split(reference, current)
+        detector = config.detector_for(reference, int(compared.sum()))
         results.append(_distribution(reference, current, detector, config))
     if reference.rows > 0 and current.rows > 0:
         sizes = (reference.rows, current.rows)
         results.append(_rate(reference.name, "null_rate", (reference.nulls, current.nulls),
-                             sizes, config))  # fmt: skip
+                             sizes, config, config.rate_min_change))  # fmt: skip
     if reference.kind == "categorical" and reference.total > 0 and current.total > 0:
-        unseen = (int(reference.counts[-1]), int(current.counts[-1]))
-        results.append(
-            _rate(reference.name, "unseen_rate", unseen, (reference.total, current.total), config)
-        )
+        *_, unseen_reference, unseen_current = _split(reference, current)
+        unseen = (unseen_reference, unseen_current)
+        sizes = (reference.total, current.total)
+        results.append(_rate(reference.name, "unseen_rate", unseen, sizes, config,
+                             config.unseen_min_change))  # fmt: skip
     return results
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from plinth.core import drift as drift_module
 from plinth.core.drift import (
     DatasetDrift,
     Detector,
@@ -21,7 +24,9 @@ from plinth.core.drift import (
     feature_drift,
     js_distance,
     ks_binned,
+    pool_sparse,
     psi,
+    rate_test,
     two_proportion_z,
     wasserstein_binned,
 )
@@ -101,6 +106,55 @@ def test_chi_square_matches_scipy_and_drops_empty_bins() -> None:
     expected = stats.chi2_contingency([[30, 20, 10], [10, 15, 5]])
     assert (stat, p) == pytest.approx((expected.statistic, expected.pvalue))
     assert chi_square([5, 0], [7, 0]) == (0.0, 1.0)
+    # two bins: Pearson's statistic, Fisher's exact p-value
+    stat, p = chi_square([30, 10], [5, 9])
+    pearson = stats.chi2_contingency([[30, 10], [5, 9]], correction=False).statistic
+    assert (stat, p) == pytest.approx((pearson, stats.fisher_exact([[30, 10], [5, 9]]).pvalue))
+
+
+def test_sparse_bins_are_pooled_so_an_empty_reference_bin_cannot_dominate() -> None:
+    # expected counts of the current row: 50, 25, 4.9, 0.09 -> the last two pooled (5.0)
+    assert pool_sparse([[500, 250, 50, 0], [50, 25, 4, 1]]).tolist() == [
+        [500, 250, 50],
+        [50, 25, 5],
+    ]
+    # a pool still short of 5 takes the next smallest column: 1.7 + 0.08, then 8.7
+    assert pool_sparse([[500, 100, 20, 0], [50, 5, 0, 1]]).tolist() == [[500, 120], [50, 6]]
+    assert pool_sparse([[500, 250, 50, 0], [50, 25, 4, 1]], 0.0).tolist() == [
+        [500, 250, 50, 0],
+        [50, 25, 4, 1],
+    ]
+    # never fewer than two columns, even when every column is sparse
+    assert pool_sparse([[100, 1, 1], [1, 1, 0]]).tolist() == [[100, 2], [1, 1]]
+    # the issue's case: 1 of 246 values in a bin empty in a 43,000-row reference
+    reference = [17200, 10965, 9632, 3913, 1290, 0]
+    current = [98, 63, 55, 22, 7, 1]
+    unpooled = stats.chi2_contingency([reference, current])
+    assert unpooled.statistic > 170 and unpooled.pvalue < 1e-30  # the term N / n blew it up
+    stat, p = chi_square(reference, current)
+    assert stat < 5 and p > 0.3
+    # a new bin holding a fifth of the window still counts, pooled or not
+    assert chi_square(reference, [78, 50, 44, 18, 6, 50])[1] < 1e-10
+
+
+def test_rate_test_is_exact_and_tolerates_small_changes() -> None:
+    change, p = rate_test(3, 1000, 5, 100)
+    assert change == pytest.approx(0.047)
+    differ = stats.fisher_exact([[3, 997], [5, 95]]).pvalue
+    beyond = 2 * stats.binom.sf(4, 100, 0.003)  # P(X >= 5) at the reference rate, two-sided
+    assert p == pytest.approx(max(differ, beyond))
+    change, p = rate_test(3, 1000, 5, 100, min_change=0.01)
+    assert p == pytest.approx(max(differ, 2 * stats.binom.sf(4, 100, 0.013)))
+    # a fall is judged against the reference rate minus the tolerance
+    change, p = rate_test(300, 1000, 10, 100, min_change=0.05)
+    assert change == pytest.approx(-0.2)
+    assert p == pytest.approx(2 * stats.binom.cdf(10, 100, 0.25))
+    assert rate_test(0, 10, 0, 10) == (0.0, 1.0)
+    assert rate_test(10, 10, 5, 5) == (0.0, 1.0)
+    assert rate_test(0, 43000, 1, 246, min_change=0.01)[1] == 1.0  # one stray value
+    with pytest.raises(PlinthError) as info:
+        rate_test(0, 0, 1, 10)
+    assert info.value.code == "drift.empty_counts"
 
 
 def test_two_proportion_z_by_hand() -> None:
@@ -152,7 +206,9 @@ def test_detector_follows_sample_size_and_overrides() -> None:
         overrides={"a": Detector("wasserstein", 0.1), "city": Detector("psi", 0.25)}
     )
     a = feature_drift(ref.features_["a"], small.features_["a"], config)[0]
-    assert (a.method, a.threshold, a.p_value) == ("wasserstein", 0.1, None)
+    # a distance carries the p-value of the chi-square it also needs
+    guard = chi_square(ref.features_["a"].counts, small.features_["a"].counts)[1]
+    assert (a.method, a.threshold, a.p_value) == ("wasserstein", 0.1, guard)
     city = feature_drift(ref.features_["city"], small.features_["city"], config)[0]
     assert (city.method, city.threshold) == ("psi", 0.25)
 
@@ -263,8 +319,10 @@ def test_a_shift_in_one_feature_is_flagged_there_and_not_elsewhere(rows: int, sh
     assert max(others) <= 0.15, rates
 
 
-@pytest.mark.parametrize("rows", [200, 3000])
-def test_an_unseen_category_in_five_percent_of_traffic_is_flagged(rows: int) -> None:
+@pytest.mark.parametrize(("rows", "least"), [(200, 40), (3000, 50)])
+def test_an_unseen_category_in_five_percent_of_traffic_is_flagged(rows: int, least: int) -> None:
+    # The unseen rate must be shown to exceed the reference's by more than one point: 5 %
+    # of 200 rows (about 10 values, at least 7 needed) is caught in about 87 % of windows.
     caught = 0
     for seed in range(50):
         rng = np.random.default_rng(seed)
@@ -278,4 +336,189 @@ def test_an_unseen_category_in_five_percent_of_traffic_is_flagged(rows: int) -> 
         unseen = next(r for r in report.results if r.method == "unseen_rate")
         caught += unseen.drifted and "city" in report.drifted_features
         assert unseen.score == pytest.approx(newcomer.mean())
-    assert caught >= 49
+    assert caught >= least
+
+
+def test_the_examples_in_the_docstrings_hold() -> None:
+    assert doctest.testmod(drift_module).failed == 0
+
+
+# ------------------------------------------------- false alarms on the reference's own data
+#
+# A population with the features that trip naive tests: a numeric column with a few nulls, a
+# count, a 0/1 flag whose top reference bin is empty (92 % ones: every edge is 1), five
+# diamond cuts, a category with a 0.5 % share, 100 Zipf-distributed categories, and a
+# category too rare (0.1 %) to be in the reference, so that live traffic now and then has a
+# value the reference never saw; the prediction has a class the holdout never predicted.
+
+CUTS = ["Ideal", "Premium", "Very Good", "Good", "Fair"]
+CUT_P = [0.40, 0.255, 0.224, 0.091, 0.030]
+RARE = ["a", "b", "c", "d", "rare"]
+RARE_P = [0.5, 0.3, 0.15, 0.045, 0.005]
+ZIPF = [f"z{i}" for i in range(100)]
+ZIPF_P = list(1 / np.arange(1, 101) ** 1.1 / np.sum(1 / np.arange(1, 101) ** 1.1))
+TAIL = ["x", "y", "ghost"]
+TAIL_P = [0.6, 0.399, 0.001]
+CLASSES = ["no", "yes", "maybe"]
+CLASS_P = [0.7, 0.2995, 0.0005]
+POPULATION = {
+    "x": "numeric", "n": "integer", "flag": "boolean", "cut": "categorical",
+    "rare": "categorical", "zipf": "categorical", "tail": "categorical",
+}  # fmt: skip
+
+
+def population(rng: np.random.Generator, rows: int) -> pd.DataFrame:
+    x = rng.normal(0, 1, rows)
+    x[rng.random(rows) < 0.005] = np.nan
+    return pd.DataFrame(
+        {
+            "x": x,
+            "n": rng.poisson(3, rows),
+            "flag": (rng.random(rows) < 0.92).astype(float),
+            "cut": rng.choice(CUTS, rows, p=CUT_P),
+            "rare": rng.choice(RARE, rows, p=RARE_P),
+            "zipf": rng.choice(ZIPF, rows, p=ZIPF_P),
+            "tail": rng.choice(TAIL, rows, p=TAIL_P),
+        }
+    )
+
+
+def predictions(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.choice(CLASSES, rows, p=CLASS_P), rng.beta(5, 2, rows)
+
+
+def population_reference(rng: np.random.Generator, rows: int = 5000) -> Profile:
+    """Fitted on a sample without the tail category and without the class "maybe"."""
+    train = population(rng, rows)
+    train.loc[train["tail"] == "ghost", "tail"] = "x"
+    labels, confidence = predictions(rng, rows)
+    labels[labels == "maybe"] = "no"
+    return Profile.fit(
+        train, POPULATION, outputs=labels, output_kind="categorical",
+        confidence=confidence, classes=CLASSES,
+    )  # fmt: skip
+
+
+def _alarms(rows: int, seeds: int) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+    """Per (section, method) and per section: in how many windows drift was declared."""
+    by_method: Counter[tuple[str, str]] = Counter()
+    by_section: Counter[str] = Counter()
+    for seed in range(seeds):
+        rng = np.random.default_rng([rows, seed])
+        reference = population_reference(rng)
+        live = reference.empty_like()
+        live.update(population(rng, rows), *predictions(rng, rows))
+        report = dataset_drift(reference, live)
+        results = report.results + report.output
+        assert {r.feature for r in results} == {*POPULATION, "prediction", "confidence"}
+        for r in results:
+            by_method[r.feature, r.verdict if r.insufficient else r.method] += r.drifted
+            by_method[r.feature, "insufficient"] += r.insufficient
+        for section in {r.feature for r in results if r.drifted}:
+            by_section[section] += 1
+    return by_method, by_section
+
+
+def _at_most(level: float, trials: int) -> float:
+    """The level plus three binomial standard errors: a calibrated rule exceeds it about
+    once in 700 runs, and these runs have fixed seeds."""
+    return level + 3 * math.sqrt(level * (1 - level) / trials)
+
+
+@pytest.mark.parametrize(("rows", "seeds"), [(20, 100), (50, 200), (200, 200), (1000, 200)])
+def test_windows_from_the_reference_distribution_alarm_at_most_at_the_stated_rate(
+    rows: int, seeds: int
+) -> None:
+    """Below 1,000 values a feature runs a test at 5 % and rate tests at 1 % each: its false
+    alarm rate is at most their sum. Below 30 values its distribution is not judged."""
+    config = DriftConfig()
+    by_method, by_section = _alarms(rows, seeds)
+    sections = [*POPULATION, "prediction", "confidence"]
+    for section in sections:
+        categorical = section in ("cut", "rare", "zipf", "tail", "prediction")
+        if rows < config.min_values:
+            assert by_method[section, "insufficient"] == seeds, by_method
+        level = 0.05 + config.rate_alpha * (1 + categorical)
+        assert by_section[section] / seeds <= _at_most(level, seeds), (section, by_method)
+    # Pooled over the sections, the distribution tests are held to their level tightly.
+    tests = [
+        count for (section, method), count in by_method.items() if method in ("ks", "chi_square")
+    ]
+    trials = seeds * len(sections)
+    assert sum(tests) / trials <= _at_most(0.05, trials), by_method
+    rates = [count for (_, m), count in by_method.items() if m in ("null_rate", "unseen_rate")]
+    assert sum(rates) / trials <= _at_most(config.rate_alpha, trials), by_method
+
+
+def test_large_windows_from_the_reference_distribution_do_not_alarm() -> None:
+    # 10,000 rows: distances, each also needing its chi-square at 1 %. JS over 100 Zipf
+    # categories alone would pass its 0.1 threshold in most 1,000-row windows by chance.
+    by_method, by_section = _alarms(10_000, 30)
+    assert {m for _, m in by_method} >= {"psi", "jensen_shannon"}
+    assert sum(by_section.values()) == 0, by_method
+
+
+def test_a_chance_level_distance_needs_its_test() -> None:
+    noisy = judged = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        reference = population_reference(rng)
+        live = reference.empty_like()
+        live.update(population(rng, 1000))
+        ref, cur = reference.features_["zipf"], live.features_["zipf"]
+        noisy += js_distance(ref.counts[:-1], cur.counts[:-1]) > 0.1
+        judged += feature_drift(ref, cur)[0].drifted
+    assert noisy >= 30 and judged <= 2, (noisy, judged)
+
+
+def _shifted(rng: np.random.Generator, rows: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    frame = population(rng, rows)
+    frame["cut"] = rng.choice(CUTS, rows, p=[0.25, 0.255, 0.224, 0.091, 0.18])
+    labels, confidence = predictions(rng, rows)
+    labels[rng.random(rows) < 0.2] = "maybe"  # a class the holdout never predicted
+    newcomer = rng.random(rows) < 0.2
+    frame.loc[newcomer, "zipf"] = "brand-new"
+    frame["x"] = frame["x"] + 0.5
+    return frame, labels, confidence
+
+
+@pytest.mark.parametrize("rows", [50, 200, 1000, 10_000])
+def test_real_shifts_and_a_new_category_at_a_fifth_of_traffic_are_caught(rows: int) -> None:
+    caught: Counter[tuple[str, str]] = Counter()
+    seeds = 20
+    for seed in range(seeds):
+        rng = np.random.default_rng([rows, seed])
+        reference = population_reference(rng)
+        live = reference.empty_like()
+        live.update(*_shifted(rng, rows))
+        report = dataset_drift(reference, live)
+        for r in report.results + report.output:
+            caught[r.feature, r.method] += r.drifted
+    # 20 % of values new to the reference: a new category, or a class never predicted
+    assert caught["zipf", "unseen_rate"] == seeds, caught
+    assert caught["prediction", "unseen_rate"] == seeds, caught
+    if rows >= 200:  # a 0.5 sd shift and a cut mix change need a few hundred values
+        assert caught["x", "ks"] + caught["x", "psi"] >= seeds - 1, caught
+        assert caught["cut", "chi_square"] + caught["cut", "jensen_shannon"] >= seeds - 1, caught
+    untouched = [c for (f, _), c in caught.items() if f in ("n", "flag", "rare", "tail")]
+    assert sum(untouched) <= 12, caught  # 4 features at about 6.5 % each: 5 expected
+
+
+def test_one_unseen_category_among_246_records_is_not_drift() -> None:
+    """Issue 11: one `cut: "Perfect"` among 246 diamonds flagged the feature (p = 1.5e-36)."""
+    rng = np.random.default_rng(11)
+    reference = Profile.fit(
+        pd.DataFrame({"cut": rng.choice(CUTS, 43_000, p=CUT_P)}), {"cut": "categorical"}
+    )
+    assert reference.features_["cut"].counts[-1] == 0  # nothing unseen in training
+    window = [*rng.choice(CUTS, 245, p=CUT_P), "Perfect"]
+    live = reference.empty_like()
+    live.update(pd.DataFrame({"cut": window}))
+    report = dataset_drift(reference, live)
+    assert report.drifted_features == [], report.to_dict()
+    by_method = {r.method: r for r in report.results}
+    assert by_method["unseen_rate"].score == pytest.approx(1 / 246)
+    assert by_method["chi_square"].p_value is not None and by_method["chi_square"].p_value > 0.05
+    # ... while twelve of them (5 %) are a real change
+    live.update(pd.DataFrame({"cut": ["Perfect"] * 11}))
+    assert feature_drift(reference.features_["cut"], live.features_["cut"])[-1].drifted
