@@ -178,8 +178,12 @@ class _Drift(_Section):
     numeric_large: _Detector | None = None
     categorical_small: _Detector | None = None
     categorical_large: _Detector | None = None
+    min_values: int | None = Field(default=None, ge=1)
+    min_expected: float | None = Field(default=None, ge=0)
+    distance_alpha: float | None = Field(default=None, gt=0, le=1)
     rate_alpha: float | None = Field(default=None, gt=0, lt=1)
     rate_min_change: float | None = Field(default=None, ge=0, le=1)
+    unseen_min_change: float | None = Field(default=None, ge=0, le=1)
     dataset_share: float | None = Field(default=None, gt=0, le=1)
     psi_epsilon: float | None = Field(default=None, gt=0, lt=1)
     features: dict[str, _Detector] = Field(default_factory=dict)

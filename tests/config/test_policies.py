@@ -76,6 +76,22 @@ def test_every_section_becomes_a_typed_policy_per_model() -> None:
     assert policies.canary.for_model("churn", {"action": "auto"}).action == "auto"
 
 
+def test_the_drift_settings_reach_the_drift_config() -> None:
+    text = """
+[monitoring.drift]
+min_values = 50
+min_expected = 10.0
+distance_alpha = 0.05
+unseen_min_change = 0.05
+"""
+    drift = parse_policies(text).alerts("any").drift
+    assert (drift.min_values, drift.min_expected, drift.distance_alpha) == (50, 10.0, 0.05)
+    assert drift.unseen_min_change == 0.05
+    with pytest.raises(ConfigError) as info:
+        parse_policies("[monitoring.drift]\nmin_values = 0\n")
+    assert info.value.code == "config.invalid"
+
+
 def test_every_problem_in_the_file_is_listed_at_once() -> None:
     bad = """
 [monitoring]
