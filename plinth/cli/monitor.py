@@ -104,7 +104,9 @@ def print_report(report: dict[str, Any]) -> None:
             table.add_row(
                 r["feature"], r["method"], _fmt(r["score"]), _fmt(r["p_value"]),
                 _fmt(r["threshold"]), str(r["n_reference"]), str(r["n_current"]),
-                "[bold red]yes[/]" if r["drifted"] else "no",
+                {"drifted": "[bold red]yes[/]", "insufficient": "[dim]too few[/]"}.get(
+                    r["verdict"], "no"
+                ),
             )  # fmt: skip
         console.print(table)
     if report["control"]:

@@ -191,12 +191,15 @@ def chi_square(
     """
     _shares(reference, current)
     table = pool_sparse(np.vstack([np.asarray(reference), np.asarray(current)]), min_expected)
-    if table.shape[1] < 2:
+    bins = table.shape[1]
+    if bins < 2:
         return 0.0, 1.0
-    result = stats.chi2_contingency(table, correction=False)
-    if table.shape[1] == 2:
-        return float(result.statistic), float(stats.fisher_exact(table).pvalue)
-    return float(result.statistic), float(result.pvalue)
+    # Pearson's statistic by hand: chi2_contingency costs ~40x more, and this runs per feature.
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    if bins == 2:
+        return statistic, float(stats.fisher_exact(table).pvalue)
+    return statistic, float(special.chdtrc(bins - 1, statistic))
 
 
 def rate_test(
@@ -239,12 +242,13 @@ def rate_test(
     table = [[hits_reference, n_reference - hits_reference],
              [hits_current, n_current - hits_current]]  # fmt: skip
     differ = float(stats.fisher_exact(table).pvalue)
+    # Binomial tails by scipy.special: the same values as stats.binom, 100x cheaper.
     if change > 0:
         bound = rate + min_change
-        beyond = float(stats.binom.sf(hits_current - 1, n_current, bound)) if bound < 1 else 1.0
+        beyond = float(special.bdtrc(hits_current - 1, n_current, bound)) if bound < 1 else 1.0
     else:
         bound = rate - min_change
-        beyond = float(stats.binom.cdf(hits_current, n_current, bound)) if bound > 0 else 1.0
+        beyond = float(special.bdtr(hits_current, n_current, bound)) if bound > 0 else 1.0
     return change, max(differ, min(2 * beyond, 1.0))
 
 

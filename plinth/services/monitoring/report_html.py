@@ -20,6 +20,8 @@ text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1em 0}figcaption{font-weight:600}
 """
 _REF, _CUR = "#90a4ae", "#e65100"
+#: How a drift result reads in the "drifted" column.
+_VERDICTS = {"drifted": "yes", "stable": "no", "insufficient": "too few values"}
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -115,7 +117,7 @@ def render_html(report: dict[str, Any]) -> str:
                 f"</td><td class='n'>{_num(r['score'])}</td><td class='n'>{_num(r['p_value'])}"
                 f"</td><td class='n'>{_num(r['threshold'])}</td><td class='n'>"
                 f"{r['n_reference']}</td><td class='n'>{r['n_current']}</td>"
-                f"<td>{'yes' if r['drifted'] else 'no'}</td></tr>"
+                f"<td>{_VERDICTS[r['verdict']]}</td></tr>"
             )
         out.append("</table>")
     if report["histograms"]:

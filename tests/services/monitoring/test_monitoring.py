@@ -165,6 +165,22 @@ def test_report_flags_exactly_the_shifted_features(store: Store, churn: ServedMo
     assert "intervals of 1 min" in page
 
 
+def test_a_window_too_small_to_judge_says_so(store: Store, churn: ServedModel) -> None:
+    collector = MonitorCollector(store, interval_s=60, clock=Clock(T0))
+    _serve(churn, collector, _records(8, 20))  # below DriftConfig.min_values (30)
+    collector.flush(final=True)
+    report = Monitor(store).report("churn", window=timedelta(minutes=1), now=_at(T0 + 60))
+    verdicts = {
+        (f["feature"], r["method"]): r["verdict"]
+        for f in report["drift"]["features"]
+        for r in f["results"]
+    }
+    assert verdicts[("age", "ks")] == verdicts[("city", "chi_square")] == "insufficient"
+    assert verdicts[("city", "unseen_rate")] == "stable"  # rate tests are exact at any size
+    assert report["drift"]["drifted_features"] == []
+    assert "too few values" in render_html(report)
+
+
 def test_error_and_validation_rates(store: Store, churn: ServedModel) -> None:
     clock = Clock(T0)
     collector = MonitorCollector(store, interval_s=60, clock=clock)
