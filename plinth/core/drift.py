@@ -5,8 +5,10 @@ runs on merged interval profiles and never on raw rows. Binning is an approximat
 function says which way it errs; ``docs/monitoring.md`` has the formulas and the defaults.
 
 Small samples are judged by a test (is the difference more than chance?), large samples by a
-distance (is the difference big enough to matter?), because with enough rows every test
-rejects and with few rows every distance is noise.
+distance (is the difference big enough to matter?) that its test must confirm, because with
+enough rows every test rejects and with few rows every distance is noise; below a minimum
+sample nothing is judged. A bin the reference left empty never dominates a test: sparse bins
+are pooled, and values the reference never had are judged as a share, with a tolerance.
 """
 
 from __future__ import annotations
@@ -257,6 +259,9 @@ def two_proportion_z(
 ) -> tuple[float, float]:
     """Pooled two-proportion z test: (z, two-sided p-value); z > 0 when the rate rose.
 
+    A normal approximation, poor for rare events in small samples; the drift rules use the
+    exact ``rate_test``.
+
     >>> z, p = two_proportion_z(10, 1000, 12, 200)
     >>> round(z, 3), f"{p:.1e}"
     (4.812, '1.5e-06')
@@ -317,11 +322,12 @@ class DriftConfig:
     and a distance also needs its difference to be more than chance (chi-square on the
     same bins, p < ``distance_alpha``), because a distance's chance level grows with the
     number of bins and can pass its threshold on its own. ``overrides`` pins one feature to
-    a detector whatever the sample size. A categorical feature's unseen slot is left out of
-    its distribution and judged on its own, like the null rate, by Fisher's exact test:
-    drift needs p < ``rate_alpha`` and a change of at least ``rate_min_change`` (nulls) or
-    ``unseen_min_change`` (unseen), so one stray value, or a tiny change in a huge sample,
-    is not an alarm.
+    a detector whatever the sample size. Chi-square pools bins whose expected count is
+    below ``min_expected``. A categorical feature's unseen values are left out of its
+    distribution and judged on their own, like the null rate, by exact tests
+    (``rate_test``): drift needs p < ``rate_alpha`` for a change beyond ``rate_min_change``
+    (nulls) or ``unseen_min_change`` (unseen), so one stray value, or a tiny change in a
+    huge sample, is not an alarm.
     """
 
     small_sample: int = 1000
