@@ -106,10 +106,13 @@ def test_chi_square_matches_scipy_and_drops_empty_bins() -> None:
     expected = stats.chi2_contingency([[30, 20, 10], [10, 15, 5]])
     assert (stat, p) == pytest.approx((expected.statistic, expected.pvalue))
     assert chi_square([5, 0], [7, 0]) == (0.0, 1.0)
-    # two bins: Pearson's statistic, Fisher's exact p-value
-    stat, p = chi_square([30, 10], [5, 9])
-    pearson = stats.chi2_contingency([[30, 10], [5, 9]], correction=False).statistic
-    assert (stat, p) == pytest.approx((pearson, stats.fisher_exact([[30, 10], [5, 9]]).pvalue))
+    # two bins, one sparse (expected 3.7): Pearson's statistic, Fisher's exact p-value
+    stat, p = chi_square([30, 10], [5, 4])
+    pearson = stats.chi2_contingency([[30, 10], [5, 4]], correction=False).statistic
+    assert (stat, p) == pytest.approx((pearson, stats.fisher_exact([[30, 10], [5, 4]]).pvalue))
+    # two bins, none sparse: the chi-square p-value, uncorrected
+    expected = stats.chi2_contingency([[300, 100], [50, 40]], correction=False)
+    assert chi_square([300, 100], [50, 40]) == pytest.approx((expected.statistic, expected.pvalue))
 
 
 def test_sparse_bins_are_pooled_so_an_empty_reference_bin_cannot_dominate() -> None:
