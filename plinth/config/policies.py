@@ -186,6 +186,7 @@ class _Drift(_Section):
     unseen_min_change: float | None = Field(default=None, ge=0, le=1)
     dataset_share: float | None = Field(default=None, gt=0, le=1)
     psi_epsilon: float | None = Field(default=None, gt=0, lt=1)
+    family_alpha: Threshold = None
     features: dict[str, _Detector] = Field(default_factory=dict)
 
 
@@ -362,7 +363,7 @@ def _drift(base: DriftConfig, section: _Drift) -> DriftConfig:
     for key, value in section.model_dump(exclude_unset=True, exclude={"features"}).items():
         if isinstance(value, dict):
             changes[key] = Detector(value["method"], float(value["threshold"]))
-        elif value is not None:
+        elif value is not None or key == "family_alpha":  # false: no family correction
             changes[key] = value
     if section.features:
         overrides = dict(base.overrides)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -330,6 +330,13 @@ class DriftConfig:
     (``rate_test``): drift needs p < ``rate_alpha`` for a change beyond ``rate_min_change``
     (nulls) or ``unseen_min_change`` (unseen), so one stray value, or a tiny change in a
     huge sample, is not an alarm.
+
+    Every feature brings up to three tests, so a window of 20 features is some 50 chances
+    for one to pass by luck. ``family_alpha`` bounds that: across one window's input
+    features (and, separately, its outputs), a result counts as drifted only if its p-value
+    also passes Holm's step-down procedure at ``family_alpha`` — the chance that a window
+    drawn from the reference itself shows any drifted feature. ``None`` judges each test
+    on its own level alone.
     """
 
     small_sample: int = 1000
@@ -345,6 +352,7 @@ class DriftConfig:
     unseen_min_change: float = 0.01
     dataset_share: float = 0.5
     psi_epsilon: float = PSI_EPSILON
+    family_alpha: float | None = 0.001
     overrides: Mapping[str, Detector] = field(default_factory=dict)
 
     def detector_for(self, bins: FeatureBins, n_current: int) -> Detector:
@@ -386,6 +394,8 @@ class DriftResult:
     n_reference: int
     n_current: int
     insufficient: bool = False
+    #: The level ``p_value`` was held to; Holm's correction may hold it to a stricter one.
+    alpha: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -467,11 +477,15 @@ def _distribution(
         spread = ref.std() or 0.0
         score = raw / spread if spread > 0 else raw
     if p_value is not None:  # a test drifts on a small p-value
-        drifted = p_value < detector.threshold
+        alpha = detector.threshold
+        drifted = p_value < alpha
     else:  # a distance on a large score that is also more than chance
         _, p_value = chi_square(r, c, min_expected=config.min_expected)
-        drifted = score > detector.threshold and p_value < config.distance_alpha
-    return DriftResult(ref.name, method, score, p_value, detector.threshold, drifted, n_ref, n_cur)
+        alpha = config.distance_alpha
+        drifted = score > detector.threshold and p_value < alpha
+    return DriftResult(
+        ref.name, method, score, p_value, detector.threshold, drifted, n_ref, n_cur, alpha=alpha
+    )
 
 
 def _rate(
@@ -484,7 +498,9 @@ def _rate(
 ) -> DriftResult:
     change, p_value = rate_test(hits[0], sizes[0], hits[1], sizes[1], min_change=min_change)
     drifted = p_value < config.rate_alpha
-    return DriftResult(name, method, change, p_value, config.rate_alpha, drifted, *sizes)
+    return DriftResult(
+        name, method, change, p_value, config.rate_alpha, drifted, *sizes, alpha=config.rate_alpha
+    )
 
 
 def feature_drift(
@@ -544,6 +560,34 @@ def feature_drift(
     return results
 
 
+def holm(results: list[DriftResult], family_alpha: float | None) -> list[DriftResult]:
+    """``results`` with ``drifted`` kept only where Holm's step-down procedure at
+    ``family_alpha`` also rejects (every judged result with a p-value is one hypothesis).
+
+    >>> def r(p):
+    ...     return DriftResult("f", "ks", 0.1, p, 0.05, p < 0.05, 100, 100, alpha=0.05)
+    >>> [x.drifted for x in holm([r(0.0002), r(0.0004), r(0.03)], 0.001)]
+    [True, True, False]
+    """
+    if family_alpha is None:
+        return results
+    tested = [
+        i
+        for i, result in enumerate(results)
+        if result.p_value is not None and not result.insufficient
+    ]
+    order = sorted(tested, key=lambda i: results[i].p_value or 0.0)
+    passed: set[int] = set()
+    for rank, i in enumerate(order):
+        if (results[i].p_value or 0.0) > family_alpha / (len(order) - rank):
+            break
+        passed.add(i)
+    return [
+        result if not result.drifted or i in passed else replace(result, drifted=False)
+        for i, result in enumerate(results)
+    ]
+
+
 def dataset_drift(
     reference: Profile, current: Profile, config: DriftConfig | None = None
 ) -> DatasetDrift:
@@ -573,13 +617,11 @@ def dataset_drift(
             status=500,
         )
     results: list[DriftResult] = []
-    judged = drifted = 0
     for name, ref in reference.features_.items():
-        found = feature_drift(ref, current.features_[name], config)
-        results.extend(found)
-        if found:
-            judged += 1
-            drifted += any(r.drifted for r in found)
+        results.extend(feature_drift(ref, current.features_[name], config))
+    results = holm(results, config.family_alpha)
+    judged = len({r.feature for r in results})
+    drifted = len({r.feature for r in results if r.drifted})
     output: list[DriftResult] = []
     for ref_section, cur_section in (
         (reference.output_, current.output_),
@@ -587,5 +629,6 @@ def dataset_drift(
     ):
         if ref_section is not None and cur_section is not None:
             output.extend(feature_drift(ref_section, cur_section, config))
+    output = holm(output, config.family_alpha)
     share = drifted / judged if judged else 0.0
     return DatasetDrift(share, judged > 0 and share >= config.dataset_share, results, output)
