@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from plinth.core.batching import CallCost, wait_budget
-from plinth.errors import PlinthError, ScoringFailedError, StoreWriteError
+from plinth.errors import (
+    ContractError,
+    ModelError,
+    PlinthError,
+    ScoringFailedError,
+    StoreWriteError,
+)
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving.logwriter import LogWriter
@@ -253,10 +259,10 @@ class Batcher:
         if error is None:
             records.inc(len(result.answers))
             latency.observe(seconds)
-        elif error.code.startswith("contract."):
+        elif isinstance(error, ContractError):
             for p in error.problems:
                 telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
-        elif error.code.startswith("model."):
+        elif isinstance(error, ModelError):
             telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
         for observer in self._reply_observers:
             observer.observe_reply(self.model, result, seconds)

@@ -36,6 +36,7 @@ from prometheus_client import Counter
 from plinth.core.ids import new_ids
 from plinth.core.output import confidence as top_probability
 from plinth.errors import (
+    ContractError,
     DeadlineExceededError,
     FallbackExhaustedError,
     ModelError,
@@ -346,7 +347,7 @@ class Router:
                 routed = await self._default(
                     name, plan, records, request_id, received, key, reasons
                 )
-                if routed.error is None or routed.error.status == 422:
+                if routed.error is None or isinstance(routed.error, ContractError):
                     return routed
                 reasons.extend(routed.error.problems)
                 last_error = routed.error
@@ -381,7 +382,7 @@ class Router:
                     answers = _with_warnings(answers, [_fallback_warning(reasons)])
                 self._copy_to_shadows(name, plan.spec, records, key, request_id)
                 return Routed(answers, target, entry_route, plan.revision)
-            if not result.error.code.startswith("model."):
+            if not isinstance(result.error, ModelError):
                 breaker.neutral()  # the caller's fault (422) or the log's (503): no fallback
                 return Routed(error=result.error, revision=plan.revision)
             breaker.failure()
