@@ -27,6 +27,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── MonitorError                     monitor.*                409
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
+    ├── NoLabelStoredError               feedback.all_failed      422
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -95,6 +96,7 @@ from plinth.errors.feedback import (
     MissingReviewLabelError,
     MonitorError,
     NoBaselineTrafficError,
+    NoLabelStoredError,
     NoOodReferenceError,
     NoReferenceProfileError,
     PerformanceError,
@@ -296,6 +298,7 @@ __all__ = [
     "NoBaselineTrafficError",
     "NoCanaryError",
     "NoDefaultOutputError",
+    "NoLabelStoredError",
     "NoMetricsDataError",
     "NoOodReferenceError",
     "NoReferenceProfileError",

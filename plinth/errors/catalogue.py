@@ -154,6 +154,6 @@ def render() -> str:
         "| --- | --- | --- | --- |",
     ]
     for entry in sorted(PROBLEM_CODES.values(), key=lambda p: p.code):
-        owner = "item outcome" if entry.family is None else f"`{entry.family.__name__}`"
+        owner = "a feedback item" if entry.family is None else f"`{entry.family.__name__}`"
         out.append(f"| `{entry.code}` | {entry.kind} | {owner} | {_cell(entry.meaning)} |")
     return "\n".join(out) + "\n"

@@ -156,6 +156,17 @@ class ReviewClaimedError(ReviewError):
     hint = "Take another pending item; this one frees up if its lease runs out."
 
 
+class NoLabelStoredError(PlinthError):
+    """Every item of a feedback submission failed; each item's own error says why."""
+
+    code = "feedback.all_failed"
+    status = 422
+    hint = "See the error of each item."
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"None of the {count} labels could be stored.")
+
+
 def _item(code: str, meaning: str) -> str:
     return problem_code(None, code, meaning, "item outcome")
 

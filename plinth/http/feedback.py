@@ -22,6 +22,7 @@ from plinth.errors import (
     EmptyRequestError,
     InvalidBodyError,
     InvalidEndTimeError,
+    NoLabelStoredError,
     TooManyRecordsError,
 )
 from plinth.http.auth import require_role
@@ -84,12 +85,9 @@ async def post_feedback(request: Request) -> Response:
     result = await asyncio.to_thread(feedback.ingest, items, model=model)
     body = result.to_dict()
     if result.failed == len(result.items):
-        body["error"] = {
-            "code": "feedback.all_failed",
-            "message": f"None of the {len(items)} labels could be stored.",
-            "hint": "See the error of each item.",
-        }
-        return json_response(body, 422)
+        error = NoLabelStoredError(len(items))
+        body["error"] = error.to_dict()["error"]
+        return json_response(body, error.status)
     return json_response(body)
 
 
