@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 
-from plinth.errors.base import PROBLEM_CODES, NotFoundError, PlinthError
+from plinth.errors.base import PROBLEM_CODES, NotFoundError, PlinthError, error_class
 
 # The order families are shown in: the request's path first, the root's own leaves last.
 _MODULES = (
@@ -18,9 +18,18 @@ _MODULES = (
 )
 
 
+def _registered(cls: type[PlinthError]) -> bool:
+    # A class whose code was refused at definition still shows in __subclasses__.
+    return "code" not in cls.__dict__ or error_class(cls.code) is cls
+
+
+def _children(cls: type[PlinthError]) -> list[type[PlinthError]]:
+    return [c for c in cls.__subclasses__() if _registered(c)]
+
+
 def families() -> list[type[PlinthError]]:
     """The direct children of the root (families, and leaves with no family), in order."""
-    children = PlinthError.__subclasses__()
+    children = _children(PlinthError)
     return sorted(
         children,
         key=lambda c: (_MODULES.index(c.__module__.rsplit(".", 1)[-1]), children.index(c)),
@@ -35,7 +44,7 @@ def leaves_of(family: type[PlinthError]) -> list[type[PlinthError]]:
         cls = stack.pop(0)
         if "code" in cls.__dict__ and cls not in found:
             found.append(cls)
-        stack.extend(cls.__subclasses__())
+        stack.extend(_children(cls))
     return found
 
 
@@ -80,7 +89,7 @@ def _tree_lines(cls: type[PlinthError], indent: str, last: bool) -> Iterator[str
     branch = "└── " if last else "├── "
     label = cls.__name__ + (f" ({cls.code})" if "code" in cls.__dict__ else "")
     yield indent + branch + label
-    children = [c for c in cls.__subclasses__() if c.__bases__[0] is cls]
+    children = [c for c in _children(cls) if c.__bases__[0] is cls]
     for i, child in enumerate(children):
         yield from _tree_lines(child, indent + ("    " if last else "│   "), i == len(children) - 1)
 
