@@ -39,7 +39,8 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── NotFoundError                    *not_found               404
     ├── InternalError                    internal.error           500
     ├── RemoteError                      http.error               the server's
-    └── MissingExtraError                extra.missing            500
+    ├── MissingExtraError                extra.missing            500
+    └── NotServingError                  server.not_serving       503
 
 Each family lives in its own module (``plinth.errors.contract`` …) with the problem and
 warning codes its errors carry inside ``problems``. docs/errors.md lists every leaf and
