@@ -226,11 +226,9 @@ def rate_test(
     (0.1992, '4.0e-47')
     """
     if n_reference <= 0 or n_current <= 0:
-        raise PlinthError(
+        raise EmptyCountsError(
             "A proportion needs at least one row on each side.",
-            code="drift.empty_counts",
             hint="Skip features with no rows in the interval.",
-            status=500,
         )
     rate = hits_reference / n_reference
     change = hits_current / n_current - rate
