@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 
-from plinth.errors import PlinthError, Problem
+from plinth.errors import PlinthError, Problem, RemoteError, error_class
 
 
 class Client:
@@ -62,21 +62,30 @@ class Client:
         response = self._http.request(method, path, content=content, params=params, headers=headers)
         data: dict[str, Any] = orjson.loads(response.content) if response.content else {}
         if response.status_code >= 400:
-            error = data.get("error", {})
-            raise PlinthError(
-                error.get("message", response.text),
-                code=error.get("code", "http.error"),
-                hint=error.get("hint", ""),
-                status=response.status_code,
-                problems=[
-                    Problem(
-                        p.get("code", ""),
-                        p.get("message", ""),
-                        p.get("hint", ""),
-                        p.get("field"),
-                        p.get("record"),
-                    )
-                    for p in error.get("problems", [])
-                ],
-            )
+            raise _remote_error(data.get("error", {}), response)
         return data
+
+
+def _remote_error(error: dict[str, Any], response: httpx.Response) -> PlinthError:
+    """The server's error as the class that owns its code, so ``except ContractError``
+    works against a server as it does in-process; a code this version does not know
+    (or an answer that is no Plinth error) becomes a ``RemoteError`` carrying it."""
+    message = error.get("message", response.text)
+    hint = error.get("hint", "")
+    problems = [
+        Problem(
+            p.get("code", ""),
+            p.get("message", ""),
+            p.get("hint", ""),
+            p.get("field"),
+            p.get("record"),
+        )
+        for p in error.get("problems", [])
+    ]
+    code = error.get("code")
+    leaf = error_class(code) if isinstance(code, str) else None
+    if leaf is None or leaf is RemoteError:
+        return RemoteError(
+            message, status=response.status_code, code=code, hint=hint, problems=problems
+        )
+    return leaf.restore(message, hint, response.status_code, problems)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
-from plinth.errors import PlinthError
+from plinth.errors import NotServingError, PlinthError
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 
@@ -299,11 +299,8 @@ class Runtime:
     def require_serving(self) -> Serving:
         """The request path; a clear 503 when this runtime does not serve (yet)."""
         if self.serving is None:
-            raise PlinthError(
+            raise NotServingError(
                 "This process is not serving models (yet).",
-                code="server.not_serving",
-                hint="Wait for /readyz, or start the server with `plinth serve`.",
-                status=503,
             )
         return self.serving
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from plinth.config.settings import Settings
-from plinth.errors import ConfigError, PlinthError, RequestError
+from plinth.errors import BadModelReferenceError, ConfigError, PlinthError
 from plinth.runtime import Runtime
 
 console = Console()
@@ -93,9 +93,5 @@ def open_runtime(home: Path | None, settings: Settings | None = None) -> Iterato
 def parse_ref(ref: str) -> tuple[str, int | None]:
     name, _, version = ref.partition(":")
     if version and not version.isdigit():
-        raise RequestError(
-            f"{ref!r} is not NAME or NAME:VERSION.",
-            code="cli.invalid_reference",
-            hint="Write the model as iris or iris:3.",
-        )
+        raise BadModelReferenceError(ref)
     return name, int(version) if version else None

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from plinth.cli.common import console, handle_errors, open_runtime, parse_ref
-from plinth.errors import RequestError
+from plinth.errors import UnreadableContractFileError
 from plinth.services.registry.contracts import update_contract
 
 contract_app = typer.Typer(
@@ -51,10 +51,8 @@ def set_contract(
         try:
             document = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
-            raise RequestError(
+            raise UnreadableContractFileError(
                 f"Cannot read {file}: {exc}",
-                code="cli.invalid_file",
-                hint="Pass the JSON printed by `plinth contract show`, edited.",
             ) from exc
         with open_runtime(home) as runtime:
             record = update_contract(runtime.store, name, version, document, reason=reason)

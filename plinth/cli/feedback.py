@@ -20,7 +20,7 @@ from rich.table import Table
 
 from plinth.cli.common import HomeOption, console, open_runtime, progress_bar
 from plinth.core.durations import parse_duration
-from plinth.errors import RequestError
+from plinth.errors import LabelsFileColumnsError, ResolutionChoiceError
 from plinth.services.datasets import read_table
 from plinth.services.feedback.labels import ItemOutcome
 
@@ -34,9 +34,8 @@ tokens_app = typer.Typer(help="API tokens and their roles (predict, reviewer, ad
 def _label_items(frame: pd.DataFrame, name: str, label: str = "label") -> list[dict[str, Any]]:
     by = [c for c in ("prediction_id", "key") if c in frame.columns]
     if len(by) != 1 or label not in frame.columns:
-        raise RequestError(
+        raise LabelsFileColumnsError(
             f"The labels file has columns {list(frame.columns)[:10]}.",
-            code="cli.invalid_labels_file",
             hint=f"Give a {label!r} column (or name yours with --label-column) and one of "
             "prediction_id or key (time and source are optional).",
         )
@@ -269,10 +268,8 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     ) -> None:
         """Approve or correct an item; the outcome is stored as a label (source=reviewer)."""
         if approve == (correct is not None):
-            raise RequestError(
+            raise ResolutionChoiceError(
                 "Say either --approve or --correct LABEL.",
-                code="cli.invalid_resolution",
-                hint="plinth review resolve ID --approve, or --correct yes --note '...'.",
             )
         with open_runtime(home) as runtime:
             item = runtime.review_queue.resolve(

@@ -30,7 +30,7 @@ from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
 from plinth.config.settings import SETTINGS_HANDOFF
 from plinth.core.durations import parse_duration
-from plinth.errors import RequestError
+from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
 from plinth.flavors.mlflow import read_mlflow_model
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
@@ -54,11 +54,7 @@ def _parse_tags(tags: list[str]) -> dict[str, str]:
     for tag in tags:
         key, sep, value = tag.partition("=")
         if not sep or not key:
-            raise RequestError(
-                f"Tag {tag!r} is not key=value.",
-                code="cli.invalid_tag",
-                hint="Use --tag team=risk.",
-            )
+            raise BadTagError(tag)
         parsed[key] = value
     return parsed
 
@@ -109,10 +105,8 @@ def register(
     """Register a trained model with its training data as a new version."""
     tags = _parse_tags(tag or [])
     if (model is None) == (from_mlflow is None):
-        raise RequestError(
+        raise ModelSourceChoiceError(
             "Give either a model file or --from-mlflow URI.",
-            code="cli.model_source",
-            hint="plinth register model.skops ... or plinth register --from-mlflow runs:/ID/model",
         )
     source: Any = model
     lineage = None
@@ -450,10 +444,8 @@ def prune(
     cutoff = now - parse_duration(older_than, allow_zero=True)
     rollup_cutoff = now - parse_duration(rollups_older_than, allow_zero=True)
     if rollup_cutoff > cutoff:
-        raise RequestError(
+        raise RetentionOrderError(
             f"--rollups-older-than {rollups_older_than} is shorter than --older-than {older_than}.",
-            code="cli.invalid_retention",
-            hint="Hourly roll-ups summarise minute rows, so keep them at least as long.",
         )
     with open_runtime(home) as runtime:
         deleted = runtime.store.prune_predictions(cutoff)

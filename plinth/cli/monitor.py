@@ -19,7 +19,7 @@ from rich.table import Table
 
 from plinth.cli.common import console, err_console, open_runtime
 from plinth.core.durations import parse_duration
-from plinth.errors import RequestError
+from plinth.errors import UnknownOutputFormatError
 from plinth.runtime import Runtime
 from plinth.services.monitoring.alerts import (
     AlertEvaluator,
@@ -176,11 +176,7 @@ def monitor(
 ) -> None:
     """Drift, latency, errors, control charts and alerts for one model, from its profiles."""
     if output_format not in ("table", "json"):
-        raise RequestError(
-            f"Unknown format {output_format!r}.",
-            code="cli.invalid_format",
-            hint="Use --format table or --format json.",
-        )
+        raise UnknownOutputFormatError(output_format)
     span = parse_duration(window)
     with open_runtime(home) as runtime:
         _watch_or_show(runtime, name, span, window, baseline, version, output_format, html,

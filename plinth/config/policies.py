@@ -38,7 +38,7 @@ from plinth.core.canary import CanaryPolicy
 from plinth.core.drift import Detector, DriftConfig
 from plinth.core.durations import parse_duration
 from plinth.core.review import ReviewPolicy
-from plinth.errors import ConfigError, PlinthError, Problem
+from plinth.errors import ConfigError, InvalidConfigError, PlinthError, Problem
 
 HINT = "Fix each listed setting in plinth.toml; docs/configuration.md lists every one."
 
@@ -423,9 +423,8 @@ def _problem(error: Mapping[str, Any]) -> Problem:
 
 
 def _invalid(path: Path, problems: list[Problem]) -> ConfigError:
-    return ConfigError(
+    return InvalidConfigError(
         f"{path} has {len(problems)} problem{'s' if len(problems) != 1 else ''}.",
-        code="config.invalid",
         hint=HINT,
         problems=problems,
     )

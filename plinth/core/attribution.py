@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plinth.errors import PlinthError
+from plinth.errors import InvalidAttributionInputError
 
 Predict = Callable[[pd.DataFrame], Any]
 
@@ -63,10 +63,6 @@ class Attribution:
         }
 
 
-def _invalid(message: str, hint: str) -> PlinthError:
-    return PlinthError(message, code="attribution.invalid", hint=hint, status=500)
-
-
 def _prepare(
     row: pd.DataFrame,
     reference: pd.DataFrame,
@@ -76,19 +72,22 @@ def _prepare(
 ) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """Validated features, the row, and a seeded background sample, stacked in one frame."""
     if len(row) != 1:
-        raise _invalid(f"Explain one row at a time, got {len(row)}.", "Pass frame.iloc[[i]].")
+        raise InvalidAttributionInputError(
+            f"Explain one row at a time, got {len(row)}.",
+            hint="Pass frame.iloc[[i]].",
+        )
     if len(reference) == 0 or n_background < 1:
-        raise _invalid(
+        raise InvalidAttributionInputError(
             "Attribution needs at least one background row.",
-            "Pass a sample of the training table as reference.",
+            hint="Pass a sample of the training table as reference.",
         )
     chosen = list(row.columns if features is None else features)
     absent = [c for c in row.columns if c not in reference.columns]
     unknown = [c for c in chosen if c not in row.columns]
     if absent or unknown:
-        raise _invalid(
+        raise InvalidAttributionInputError(
             f"Reference lacks columns {absent}; features not in the row {unknown}.",
-            "Reference rows must have every column of the row.",
+            hint="Reference rows must have every column of the row.",
         )
     rng = np.random.default_rng(seed)
     take = rng.choice(len(reference), min(n_background, len(reference)), replace=False)
@@ -127,12 +126,15 @@ def _output(raw: Any, target: int | None) -> np.ndarray:
         values = values[:, 0]
     if values.ndim == 2:
         if target is None:
-            raise _invalid("The model returned several columns.", "Name a target column.")
+            raise InvalidAttributionInputError(
+                "The model returned several columns.",
+                hint="Name a target column.",
+            )
         return np.asarray(values[:, target])
     if values.ndim != 1:
-        raise _invalid(
+        raise InvalidAttributionInputError(
             f"predict returned shape {values.shape}, not (rows,) or (rows, classes).",
-            "Pass predict_proba for classifiers, predict for regressors.",
+            hint="Pass predict_proba for classifiers, predict for regressors.",
         )
     return values
 
@@ -225,9 +227,9 @@ def shapley_sampling(
     ({'a': 0.35, 'b': 0.39}, 0.26, 1.0)
     """
     if n_permutations < 2 or n_permutations % 2:
-        raise _invalid(
+        raise InvalidAttributionInputError(
             f"n_permutations={n_permutations} must be an even number >= 2.",
-            "Permutations come in antithetic pairs; use 2 or 4.",
+            hint="Permutations come in antithetic pairs; use 2 or 4.",
         )
     output, column = _explained(predict, row, target)
     chosen, background, stacked = _prepare(row, reference, features, n_background, seed)

@@ -36,7 +36,8 @@ from scipy import stats
 from plinth.core.drift import chi_square, js_distance
 from plinth.core.interval import LATENCY_BOUNDS, histogram_quantile
 from plinth.core.profile import FeatureBins
-from plinth.errors import ConfigError, Problem
+from plinth.errors import CanaryPolicyError, Problem
+from plinth.errors.config import CANARY_INVALID_SETTING, CANARY_UNKNOWN_SETTING
 
 Decision = Literal["promote", "rollback", "wait"]
 Action = Literal["auto", "rollback", "report"]
@@ -90,18 +91,16 @@ class CanaryPolicy:
         for key, value in doc.items():
             if key not in known:
                 problems.append(
-                    Problem("canary.unknown_setting", f"unknown setting {key!r}", field=key)
+                    Problem(CANARY_UNKNOWN_SETTING, f"unknown setting {key!r}", field=key)
                 )
                 continue
             try:
                 changes[key] = _coerce(key, value)
             except (TypeError, ValueError) as exc:
-                problems.append(Problem("canary.invalid_setting", str(exc), field=key))
+                problems.append(Problem(CANARY_INVALID_SETTING, str(exc), field=key))
         if problems:
-            raise ConfigError(
+            raise CanaryPolicyError(
                 f"Invalid canary policy in {where} ({len(problems)} problems).",
-                code="config.canary",
-                hint="See docs/rollout.md, 'Automated canary analysis', for every setting.",
                 problems=problems,
             )
         return _replace(base, changes)

@@ -21,29 +21,23 @@ from typing import Any, Self
 
 import numpy as np
 
-from plinth.errors import PlinthError
+from plinth.errors import InvalidChartInputError, NotFittedError, PlinthError
 
 
 def _not_fitted(chart: str) -> PlinthError:
-    return PlinthError(
+    return NotFittedError(
         f"This {chart} has no reference yet.",
-        code="core.not_fitted",
         hint=f"Call {chart}(...).fit(reference_mean, reference_std) or .fit_warmup(values) "
         "before update().",
-        status=500,
     )
-
-
-def _invalid(message: str, hint: str) -> PlinthError:
-    return PlinthError(message, code="control.invalid", hint=hint, status=500)
 
 
 def _finite(x: float) -> float:
     value = float(x)
     if not math.isfinite(value):
-        raise _invalid(
+        raise InvalidChartInputError(
             f"A chart point must be a finite number, got {x!r}.",
-            "Skip intervals with no data instead of charting them.",
+            hint="Skip intervals with no data instead of charting them.",
         )
     return value
 
@@ -51,9 +45,9 @@ def _finite(x: float) -> float:
 def _warmup_stats(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     data = np.asarray(values, dtype=np.float64)
     if data.ndim != 1 or data.size < 2 or not np.all(np.isfinite(data)):
-        raise _invalid(
+        raise InvalidChartInputError(
             "Warm-up needs at least two finite values.",
-            "Collect a few in-control intervals first (20 or more gives a stable sigma).",
+            hint="Collect a few in-control intervals first (20 or more gives a stable sigma).",
         )
     return float(data.mean()), float(data.std(ddof=1))
 
@@ -61,9 +55,9 @@ def _warmup_stats(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
 def _check_reference(mean: float, std: float) -> tuple[float, float]:
     mean, std = _finite(mean), _finite(std)
     if std <= 0:
-        raise _invalid(
+        raise InvalidChartInputError(
             f"The reference standard deviation must be positive, got {std}.",
-            "A constant statistic cannot be charted; chart a different one.",
+            hint="A constant statistic cannot be charted; chart a different one.",
         )
     return mean, std
 
@@ -111,9 +105,9 @@ class EWMAChart:
 
     def _validate(self) -> None:
         if not 0 < self.lam <= 1 or self.L <= 0:
-            raise _invalid(
+            raise InvalidChartInputError(
                 f"lam={self.lam} must be in (0, 1] and L={self.L} positive.",
-                "lam=0.2, L=3.0 is the textbook choice for shifts of 0.5 to 1 sigma.",
+                hint="lam=0.2, L=3.0 is the textbook choice for shifts of 0.5 to 1 sigma.",
             )
 
     def fit(self, reference_mean: float, reference_std: float) -> Self:
@@ -209,9 +203,9 @@ class CUSUMChart:
 
     def fit(self, reference_mean: float, reference_std: float) -> Self:
         if self.k < 0 or self.h <= 0:
-            raise _invalid(
+            raise InvalidChartInputError(
                 f"k={self.k} must be >= 0 and h={self.h} positive.",
-                "k is half the shift to detect (in sigmas); h=5 gives few false alarms.",
+                hint="k is half the shift to detect (in sigmas); h=5 gives few false alarms.",
             )
         self.mean_, self.std_ = _check_reference(reference_mean, reference_std)
         self.reset()

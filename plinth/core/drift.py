@@ -22,7 +22,12 @@ import numpy as np
 from scipy import special, stats
 
 from plinth.core.profile import FeatureBins, Profile
-from plinth.errors import ConfigError, PlinthError
+from plinth.errors import (
+    DriftMethodError,
+    DriftShapeMismatchError,
+    EmptyCountsError,
+    IncompatibleProfileError,
+)
 
 #: Floor for an empty bin's share in PSI, so that ln(q/p) stays finite. With 1e-4 a bin that
 #: is empty on one side and holds share s on the other adds about s * ln(s / 1e-4) (0.46 for
@@ -37,19 +42,11 @@ def _shares(reference: Any, current: Any) -> tuple[np.ndarray, np.ndarray]:
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
     if ref.shape != cur.shape or ref.ndim != 1:
-        raise PlinthError(
-            f"Count vectors must share one shape, got {ref.shape} and {cur.shape}.",
-            code="drift.shape_mismatch",
-            hint="Compare counts over the same bins (an interval profile from empty_like()).",
-            status=500,
+        raise DriftShapeMismatchError(
+            f"Count vectors must share one shape, got {ref.shape} and {cur.shape}."
         )
     if ref.sum() <= 0 or cur.sum() <= 0:
-        raise PlinthError(
-            "A count vector is empty; there is nothing to compare.",
-            code="drift.empty_counts",
-            hint="Skip features with no values in the interval.",
-            status=500,
-        )
+        raise EmptyCountsError("A count vector is empty; there is nothing to compare.")
     return ref / ref.sum(), cur / cur.sum()
 
 
@@ -107,11 +104,9 @@ def wasserstein_binned(
     p, q = _shares(reference, current)
     mids = bin_midpoints(edges, minimum, maximum)
     if mids.size != p.size:
-        raise PlinthError(
+        raise DriftShapeMismatchError(
             f"{p.size} bins but {mids.size} midpoints from {len(edges)} edges.",
-            code="drift.shape_mismatch",
             hint="Pass the edges of the bins the counts were taken on.",
-            status=500,
         )
     # W1 in one dimension is the area between the two CDFs.
     gap = np.abs(np.cumsum(p) - np.cumsum(q))[:-1]
@@ -231,11 +226,9 @@ def rate_test(
     (0.1992, '4.0e-47')
     """
     if n_reference <= 0 or n_current <= 0:
-        raise PlinthError(
+        raise EmptyCountsError(
             "A proportion needs at least one row on each side.",
-            code="drift.empty_counts",
             hint="Skip features with no rows in the interval.",
-            status=500,
         )
     rate = hits_reference / n_reference
     change = hits_current / n_current - rate
@@ -269,11 +262,9 @@ def two_proportion_z(
     (4.812, '1.5e-06')
     """
     if n_reference <= 0 or n_current <= 0:
-        raise PlinthError(
+        raise EmptyCountsError(
             "A proportion needs at least one row on each side.",
-            code="drift.empty_counts",
             hint="Skip features with no rows in the interval.",
-            status=500,
         )
     pooled = (hits_reference + hits_current) / (n_reference + n_current)
     if pooled in (0.0, 1.0):
@@ -307,9 +298,8 @@ class Detector:
 
     def __post_init__(self) -> None:
         if self.method not in _KINDS:
-            raise ConfigError(
+            raise DriftMethodError(
                 f"Unknown drift method {self.method!r}.",
-                code="config.drift_method",
                 hint=f"Use one of {sorted(_KINDS)}.",
             )
 
@@ -364,10 +354,9 @@ class DriftConfig:
             else:
                 chosen = self.categorical_small if small else self.categorical_large
         if bins.kind not in _KINDS[chosen.method]:
-            raise ConfigError(
+            raise DriftMethodError(
                 f"Drift method {chosen.method!r} does not apply to {bins.kind} feature "
                 f"{bins.name!r}.",
-                code="config.drift_method",
                 hint=f"{chosen.method} works on {sorted(_KINDS[chosen.method])} features.",
             )
         return chosen
@@ -610,11 +599,9 @@ def dataset_drift(
     reference._check_fitted()
     current._check_fitted()
     if list(reference.features_) != list(current.features_):
-        raise PlinthError(
+        raise IncompatibleProfileError(
             "The profiles have different features.",
-            code="profile.incompatible",
             hint="Compare an interval profile built with reference.empty_like().",
-            status=500,
         )
     results: list[DriftResult] = []
     for name, ref in reference.features_.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from plinth.errors import RequestError
+from plinth.errors import InvalidDurationError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 _UNITS = {
@@ -37,12 +37,7 @@ def parse_duration(text: str, *, what: str = "duration", allow_zero: bool = Fals
     """
     match = _DURATION.match(str(text).strip())
     if not match or (float(match.group(1)) == 0 and not allow_zero):
-        raise RequestError(
-            f"{text!r} is not a {what}.",
-            code="request.invalid_duration",
-            status=422,
-            hint="Write a number and a unit: 500ms, 90s, 15m, 1h, 24h, 7d, 2w.",
-        )
+        raise InvalidDurationError(text, what)
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 

@@ -26,7 +26,12 @@ from typing import Any, Literal, Self, get_args
 import numpy as np
 from scipy import stats
 
-from plinth.errors import PlinthError
+from plinth.errors import (
+    EstimationUnknownLabelError,
+    InvalidEstimationInputError,
+    NotFittedError,
+    PlinthError,
+)
 
 Method = Literal["isotonic", "histogram"]
 
@@ -36,16 +41,10 @@ FORMAT_VERSION = 1
 _SIMULATION_CELLS = 2_000_000
 
 
-def _invalid(message: str, hint: str, code: str = "estimation.invalid") -> PlinthError:
-    return PlinthError(message, code=code, hint=hint, status=422)
-
-
 def _not_fitted(what: str) -> PlinthError:
-    return PlinthError(
+    return NotFittedError(
         f"This {what} is not fitted.",
-        code="core.not_fitted",
         hint=f"Call {what}(...).fit(probabilities, labels, classes) or from_dict(...) first.",
-        status=500,
     )
 
 
@@ -219,22 +218,22 @@ class ProbabilityCalibrator:
     def fit(self, probabilities: Any, y_true: Any, classes: Sequence[Any]) -> Self:
         """Learn one calibration map per class column from the holdout predictions."""
         if self.method not in _METHODS or self.n_bins < 1:
-            raise _invalid(
+            raise InvalidEstimationInputError(
                 f"Calibration method {self.method!r} with n_bins={self.n_bins} is not valid.",
-                f"Use one of {', '.join(_METHODS)} and n_bins >= 1.",
+                hint=f"Use one of {', '.join(_METHODS)} and n_bins >= 1.",
             )
         classes = list(classes)
         if len(classes) < 2:
-            raise _invalid(
+            raise InvalidEstimationInputError(
                 f"Calibration needs at least two classes, got {classes}.",
-                "Pass the model's classes in the order of its probability columns.",
+                hint="Pass the model's classes in the order of its probability columns.",
             )
         p = _probabilities(probabilities, len(classes))
         truth = _label_indices(y_true, classes)
         if truth.size != p.shape[0] or truth.size == 0:
-            raise _invalid(
+            raise InvalidEstimationInputError(
                 f"Need one label per probability row (got {truth.size} and {p.shape[0]}).",
-                "Calibrate on the holdout's labels and predicted probabilities.",
+                hint="Calibrate on the holdout's labels and predicted probabilities.",
             )
         columns = [1] if len(classes) == 2 else list(range(len(classes)))
         self.maps_ = []
@@ -361,10 +360,10 @@ class PerformanceEstimator:
     def fit(self, probabilities: Any, y_true: Any, classes: Sequence[Any]) -> Self:
         """Calibrate on the holdout (predicted probabilities and true labels)."""
         if not 0.0 < self.level < 1.0 or self.n_simulations < 10:
-            raise _invalid(
+            raise InvalidEstimationInputError(
                 f"level={self.level} must be in (0, 1) and n_simulations={self.n_simulations} "
                 ">= 10.",
-                "Use level=0.95 and n_simulations=400.",
+                hint="Use level=0.95 and n_simulations=400.",
             )
         self.calibrator_ = ProbabilityCalibrator(self.method, self.n_bins).fit(
             probabilities, y_true, classes
@@ -388,9 +387,9 @@ class PerformanceEstimator:
             p.argmax(axis=1) if predictions is None else _label_indices(predictions, classes)
         )
         if predicted.size != n:
-            raise _invalid(
+            raise InvalidEstimationInputError(
                 f"Got {predicted.size} predictions for {n} probability rows.",
-                "Pass one prediction per row, or none.",
+                hint="Pass one prediction per row, or none.",
             )
         rows = np.arange(n)
         q = self.calibrator_.transform(p)
@@ -539,9 +538,9 @@ def _probabilities(probabilities: Any, k: int) -> np.ndarray:
     if p.ndim == 1 and k == 2:  # the positive-class column alone
         p = np.column_stack([1 - p, p])
     if p.ndim != 2 or p.shape[1] != k or not np.all(np.isfinite(p)):
-        raise _invalid(
+        raise InvalidEstimationInputError(
             f"Probabilities must be a finite (rows, {k}) array, got shape {p.shape}.",
-            "Pass one column per class, in the order of the classes.",
+            hint="Pass one column per class, in the order of the classes.",
         )
     return p
 
@@ -552,9 +551,7 @@ def _label_indices(labels: Any, classes: Sequence[Any]) -> np.ndarray:
     index = np.fromiter((slot.get(v, -1) for v in values), np.int64, values.size)
     if (index < 0).any():
         unknown = list(dict.fromkeys(values[index < 0].tolist()))[:5]
-        raise _invalid(
-            f"Labels {unknown} are not among the classes {list(classes)[:20]}.",
-            "Labels must use the same values (and types) as the model's classes.",
-            code="estimation.unknown_label",
+        raise EstimationUnknownLabelError(
+            f"Labels {unknown} are not among the classes {list(classes)[:20]}."
         )
     return index

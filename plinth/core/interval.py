@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from plinth.core.profile import FeatureBins, Profile
-from plinth.errors import PlinthError
+from plinth.errors import IncompatibleProfileError
 
 #: Upper bounds of the latency buckets, in seconds: 16 per decade from 10 µs to 100 s, then
 #: one overflow bucket. Never change them: stored histograms would no longer line up.
@@ -46,11 +46,9 @@ class LatencyHistogram:
             np.zeros(size, dtype=np.int64) if counts is None else np.asarray(counts, np.int64)
         )
         if self.counts.shape != (size,):
-            raise PlinthError(
+            raise IncompatibleProfileError(
                 f"A latency histogram has {size} buckets, got {self.counts.shape}.",
-                code="profile.incompatible",
                 hint="Histograms stored by another Plinth version cannot be merged.",
-                status=500,
             )
 
     @property
@@ -190,11 +188,9 @@ class ProfileLayout:
             *([profile.confidence_] if self.reference.confidence_ is not None else []),
         ]
         if len(found) != len(self.sections) or any(b is None for b in found):
-            raise PlinthError(
+            raise IncompatibleProfileError(
                 "The profile does not have the reference's sections.",
-                code="profile.incompatible",
                 hint="Build interval profiles with reference.empty_like().",
-                status=500,
             )
         pairs: list[tuple[Section, FeatureBins]] = []
         for section, bins in zip(self.sections, found, strict=True):
@@ -232,12 +228,10 @@ class ProfileLayout:
 
     def _check(self, ints: np.ndarray, floats: np.ndarray) -> None:
         if ints.shape[-1] != self.int_size or floats.shape[-1] != self.float_size:
-            raise PlinthError(
+            raise IncompatibleProfileError(
                 f"Stored profile counts have {ints.shape[-1]} ints and {floats.shape[-1]} "
                 f"floats; this reference expects {self.int_size} and {self.float_size}.",
-                code="profile.incompatible",
                 hint="The interval was written for another version's reference profile.",
-                status=500,
             )
 
     # -- per-interval statistics over a matrix of flat counts (one row per interval) -----
@@ -316,11 +310,9 @@ def decode_counts_many(blobs: list[bytes], size: int) -> np.ndarray:
         joined = b"".join(blobs[i][1:] for i in rows)
         values = np.frombuffer(joined, dtype=_WIDTHS[int(width)])
         if values.size != rows.size * size:
-            raise PlinthError(
+            raise IncompatibleProfileError(
                 f"Stored counts do not have {size} values per row.",
-                code="profile.incompatible",
                 hint="The interval was written for another version's reference profile.",
-                status=500,
             )
         if out is None:
             return values.reshape(rows.size, size)

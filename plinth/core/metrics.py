@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from plinth.errors import PlinthError
+from plinth.errors import (
+    MetricsShapeMismatchError,
+    MetricsUnknownLabelError,
+    NoMetricsDataError,
+    NonFiniteMetricsInputError,
+)
 
 #: Probabilities are clipped to [LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON] so that a confident
 #: mistake costs about 34.5 nats instead of infinity.
@@ -23,19 +28,14 @@ LOG_LOSS_EPSILON = 1e-15
 ECE_BINS = 10
 
 
-def _invalid(message: str, code: str, hint: str) -> PlinthError:
-    return PlinthError(message, code=code, hint=hint, status=422)
-
-
 def _probabilities(proba: Any, n: int, k: int) -> np.ndarray:
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim == 1 and k == 2:  # the positive-class column alone, as many tools give it
         p = np.column_stack([1 - p, p])
     if p.shape != (n, k) or not np.all(np.isfinite(p)):
-        raise _invalid(
+        raise MetricsShapeMismatchError(
             f"Probabilities must be a finite ({n}, {k}) array, got shape {p.shape}.",
-            "metrics.shape_mismatch",
-            "Pass one row per label and one column per class, in the order of classes.",
+            hint="Pass one row per label and one column per class, in the order of classes.",
         )
     return p
 
@@ -46,10 +46,8 @@ def _label_indices(y_true: Any, classes: Sequence[Any]) -> np.ndarray:
     index = np.fromiter((slot.get(v, -1) for v in labels), np.int64, labels.size)
     if (index < 0).any():
         unknown = list(dict.fromkeys(labels[index < 0].tolist()))
-        raise _invalid(
-            f"Labels {unknown[:5]} are not among the model's classes {list(classes)[:20]}.",
-            "metrics.unknown_label",
-            "Labels must use the same values (and types) as the classes the model predicts.",
+        raise MetricsUnknownLabelError(
+            f"Labels {unknown[:5]} are not among the model's classes {list(classes)[:20]}."
         )
     return index
 
@@ -107,11 +105,7 @@ def classification_metrics(y_true: Any, proba: Any, classes: Sequence[Any]) -> d
     truth = _label_indices(y_true, classes)
     n = truth.size
     if n == 0 or k == 0:
-        raise _invalid(
-            "No labelled rows (or no classes) to score.",
-            "metrics.empty",
-            "Metrics need at least one label and the model's class list.",
-        )
+        raise NoMetricsDataError("No labelled rows (or no classes) to score.")
     p = _probabilities(proba, n, k)
     predicted = p.argmax(axis=1)
     correct = predicted == truth
@@ -158,18 +152,13 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     truth = np.asarray(y_true, dtype=np.float64).ravel()
     pred = np.asarray(y_pred, dtype=np.float64).ravel()
     if truth.shape != pred.shape or truth.size == 0:
-        raise _invalid(
+        raise MetricsShapeMismatchError(
             f"Need as many predictions as targets (got {pred.size} and {truth.size}, "
             "at least one).",
-            "metrics.shape_mismatch",
-            "Pass one prediction per labelled row.",
+            hint="Pass one prediction per labelled row.",
         )
     if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(pred))):
-        raise _invalid(
-            "Targets and predictions must be finite numbers.",
-            "metrics.non_finite",
-            "Drop rows with missing labels before scoring.",
-        )
+        raise NonFiniteMetricsInputError("Targets and predictions must be finite numbers.")
     error = pred - truth
     result = {
         "mae": float(np.abs(error).mean()),

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from plinth.core.profile import CATEGORICAL_KINDS, NUMERIC_KINDS, SKIPPED_KINDS, _numeric_column
-from plinth.errors import PlinthError
+from plinth.errors import InvalidNeighboursInputError, NotFittedError, PlinthError
 
 #: Default cap on stored rows: brute force over 5,000 rows answers a query in about a
 #: millisecond per ten features, and the JSON stays at a few megabytes.
@@ -51,16 +51,10 @@ class Neighbour(NamedTuple):
 
 
 def _not_fitted() -> PlinthError:
-    return PlinthError(
+    return NotFittedError(
         "This NeighbourIndex has no rows yet.",
-        code="core.not_fitted",
         hint="Call NeighbourIndex(...).fit(frame, kinds) or NeighbourIndex.from_dict(...) first.",
-        status=500,
     )
-
-
-def _invalid(message: str, hint: str) -> PlinthError:
-    return PlinthError(message, code="neighbours.invalid", hint=hint, status=500)
 
 
 def _plain(value: Any) -> Any:
@@ -120,23 +114,26 @@ class NeighbourIndex:
         row of ``frame`` (or None). Row ids are the frame's index values.
         """
         if self.max_rows < 1:
-            raise _invalid(f"max_rows={self.max_rows} must be >= 1.", "Use the default, 5000.")
+            raise InvalidNeighboursInputError(
+                f"max_rows={self.max_rows} must be >= 1.",
+                hint="Use the default, 5000.",
+            )
         unknown = sorted(set(kinds.values()) - NUMERIC_KINDS - CATEGORICAL_KINDS - SKIPPED_KINDS)
         missing = [c for c in kinds if c not in frame.columns]
         if unknown or missing:
-            raise _invalid(
+            raise InvalidNeighboursInputError(
                 f"Cannot index: unknown kinds {unknown}, columns not in the frame {missing}.",
-                "Kinds are numeric, integer, boolean, categorical, datetime or text, and every "
-                "named column must be in the frame.",
+                hint="Kinds are numeric, integer, boolean, categorical, datetime or text, and "
+                "every named column must be in the frame.",
             )
         label_values = self._labels(labels, len(frame))
         self._kinds = dict(kinds)
         self.numeric_columns_ = [c for c, k in kinds.items() if k in NUMERIC_KINDS]
         self.categorical_columns_ = [c for c, k in kinds.items() if k in CATEGORICAL_KINDS]
         if not self.numeric_columns_ and not self.categorical_columns_:
-            raise _invalid(
+            raise InvalidNeighboursInputError(
                 "No numeric or categorical column to measure distance on.",
-                "Index at least one non-text feature.",
+                hint="Index at least one non-text feature.",
             )
         rows = np.arange(len(frame))
         if len(frame) > self.max_rows:
@@ -181,8 +178,9 @@ class NeighbourIndex:
         if ids is None:
             ids = [_plain(v) for v in rows.index]
         elif len(ids) != len(rows):
-            raise _invalid(
-                f"Got {len(ids)} ids for {len(rows)} rows.", "Pass one id per row, or none."
+            raise InvalidNeighboursInputError(
+                f"Got {len(ids)} ids for {len(rows)} rows.",
+                hint="Pass one id per row, or none.",
             )
         self._check_columns(rows)
         for j, column in enumerate(self.categorical_columns_):
@@ -251,7 +249,10 @@ class NeighbourIndex:
         """The ``k`` nearest stored cases of each row, nearest first (ties by storage order)."""
         self._check_fitted()
         if k < 1:
-            raise _invalid(f"k={k} must be >= 1.", "Ask for at least one neighbour.")
+            raise InvalidNeighboursInputError(
+                f"k={k} must be >= 1.",
+                hint="Ask for at least one neighbour.",
+            )
         self._check_columns(rows)
         numeric = (self._raw_numeric(rows) - self.center_) / self.scale_
         codes = self._encode(rows)
@@ -295,9 +296,9 @@ class NeighbourIndex:
     def _check_columns(self, rows: pd.DataFrame) -> None:
         absent = [c for c in (*self.numeric_columns_, *self.categorical_columns_) if c not in rows]
         if absent:
-            raise _invalid(
+            raise InvalidNeighboursInputError(
                 f"Rows lack the indexed columns {absent}.",
-                "Pass rows with the same features the index was fitted on.",
+                hint="Pass rows with the same features the index was fitted on.",
             )
 
     @staticmethod
@@ -306,8 +307,9 @@ class NeighbourIndex:
             return [None] * n
         values = [_plain(v) for v in np.asarray(labels, dtype=object).ravel().tolist()]
         if len(values) != n:
-            raise _invalid(
-                f"Got {len(values)} labels for {n} rows.", "Pass one label per row, or None."
+            raise InvalidNeighboursInputError(
+                f"Got {len(values)} labels for {n} rows.",
+                hint="Pass one label per row, or None.",
             )
         return values
 

@@ -21,11 +21,11 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from plinth.errors import ModelError, Problem
+from plinth.errors import InvalidOutputContractError, Problem
+from plinth.errors.serving import BAD_OUTPUT
 
 Task = Literal["classification", "regression"]
 
-BAD_OUTPUT = "model.bad_output"
 _TASKS = get_args(Task)
 _HINT = (
     "the model, not the request, is at fault: check the artifact with "
@@ -43,11 +43,8 @@ class OutputContract:
 
     def __post_init__(self) -> None:
         if self.task not in _TASKS:
-            raise ModelError(
-                f"output contract task must be one of {', '.join(_TASKS)}, not {self.task!r}",
-                code="model.invalid_output_contract",
-                hint="fix the output_contract JSON of the version",
-                status=400,
+            raise InvalidOutputContractError(
+                f"output contract task must be one of {', '.join(_TASKS)}, not {self.task!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,15 @@ from typing import Any, Literal, Self
 import numpy as np
 import pandas as pd
 
-from plinth.errors import PlinthError
+from plinth.errors import (
+    IncompatibleProfileError,
+    InvalidProfileKindsError,
+    InvalidProfileOutputsError,
+    InvalidProfileParameterError,
+    NotFittedError,
+    PlinthError,
+    UnsupportedProfileFormatError,
+)
 
 BinKind = Literal["numeric", "categorical"]
 
@@ -44,13 +52,7 @@ FORMAT_VERSION = 1
 
 
 def _incompatible(message: str) -> PlinthError:
-    return PlinthError(
-        message,
-        code="profile.incompatible",
-        hint="Only profiles built from the same reference (same features and bins) can be "
-        "merged or compared; build interval profiles with reference.empty_like().",
-        status=500,
-    )
+    return IncompatibleProfileError(message)
 
 
 def _json_scalar(value: Any) -> Any:
@@ -399,12 +401,8 @@ def _object_column_as_float(column: np.ndarray) -> np.ndarray:
 def _one_dimensional(values: Any, what: str) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1:
-        raise PlinthError(
-            f"{what} must be one value per row, got an array of shape {array.shape}.",
-            code="profile.invalid_outputs",
-            hint="Pass the predicted label or value per row, and the top-class probability "
-            "per row as confidence.",
-            status=500,
+        raise InvalidProfileOutputsError(
+            f"{what} must be one value per row, got an array of shape {array.shape}."
         )
     return array
 
@@ -478,23 +476,16 @@ class Profile:
         classes: Sequence[Any] | None,
     ) -> Self:
         if self.bins < 1 or self.max_categories < 1:
-            raise PlinthError(
-                f"bins={self.bins} and max_categories={self.max_categories} must be >= 1.",
-                code="profile.invalid_parameter",
-                hint="Use bins=10, max_categories=100 unless you have a reason.",
-                status=500,
+            raise InvalidProfileParameterError(
+                f"bins={self.bins} and max_categories={self.max_categories} must be >= 1."
             )
         unknown = sorted(
             k for k in set(kinds.values()) - NUMERIC_KINDS - CATEGORICAL_KINDS - SKIPPED_KINDS
         )
         missing = [c for c in kinds if c not in frame.columns]
         if unknown or missing:
-            raise PlinthError(
-                f"Cannot profile: unknown kinds {unknown}, columns not in the frame {missing}.",
-                code="profile.invalid_kinds",
-                hint="Kinds are numeric, integer, boolean, categorical, datetime or text, and "
-                "every named column must be in the training frame.",
-                status=500,
+            raise InvalidProfileKindsError(
+                f"Cannot profile: unknown kinds {unknown}, columns not in the frame {missing}."
             )
         features: dict[str, FeatureBins] = {}
         for name, kind in kinds.items():
@@ -535,11 +526,9 @@ class Profile:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "features_"):
-            raise PlinthError(
+            raise NotFittedError(
                 "This Profile has no bins yet.",
-                code="core.not_fitted",
                 hint="Build profiles with Profile.fit(frame, kinds) or Profile.from_dict(...).",
-                status=500,
             )
 
     @property
@@ -651,11 +640,8 @@ class Profile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
         if data.get("format") != FORMAT_VERSION:
-            raise PlinthError(
-                f"Profile format {data.get('format')!r} is not {FORMAT_VERSION}.",
-                code="profile.unsupported_format",
-                hint="The profile was written by another Plinth version; refit it.",
-                status=500,
+            raise UnsupportedProfileFormatError(
+                f"Profile format {data.get('format')!r} is not {FORMAT_VERSION}."
             )
         profile = cls(bins=int(data["bins"]), max_categories=int(data["max_categories"]))
         features = [FeatureBins.from_dict(f) for f in data["features"]]

@@ -29,17 +29,18 @@ from scipy import stats
 
 from plinth.core.neighbours import NeighbourIndex
 from plinth.core.output import confidence, margin
-from plinth.errors import PlinthError
+from plinth.errors import (
+    InvalidGateInputError,
+    InvalidReviewPolicyError,
+    MissingGateInputError,
+    NotFittedError,
+)
 
 Measure = Literal["top_probability", "margin", "tree_spread", "ood"]
 
 _MEASURES = get_args(Measure)
 #: Measures where a small value means unsure (review below); the others review above.
 _REVIEW_BELOW = frozenset({"top_probability", "margin"})
-
-
-def _invalid(message: str, hint: str, code: str = "review.invalid_policy") -> PlinthError:
-    return PlinthError(message, code=code, hint=hint, status=422)
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,8 @@ class ReviewPolicy:
 
     def __post_init__(self) -> None:
         if self.measure not in _MEASURES:
-            raise _invalid(
-                f"Review measure {self.measure!r} is not one of {', '.join(_MEASURES)}.",
-                "Classifiers gate on top_probability or margin; regressors on tree_spread or ood.",
+            raise InvalidReviewPolicyError(
+                f"Review measure {self.measure!r} is not one of {', '.join(_MEASURES)}."
             )
         t = self.threshold
         ok = isinstance(t, int | float) and math.isfinite(t)
@@ -70,9 +70,9 @@ class ReviewPolicy:
             ok = t >= 0.0
         if not ok:
             bounds = "a number >= 0" if self.measure == "tree_spread" else "between 0 and 1"
-            raise _invalid(
+            raise InvalidReviewPolicyError(
                 f"Review threshold {t!r} for {self.measure} must be {bounds}.",
-                "For example --review-below 0.7 for top_probability.",
+                hint="For example --review-below 0.7 for top_probability.",
             )
 
     @property
@@ -89,10 +89,9 @@ class ReviewPolicy:
         """The per-row measure the policy gates on (NaN where it cannot be computed)."""
         if self.measure in _REVIEW_BELOW:
             if probabilities is None:
-                raise _invalid(
+                raise MissingGateInputError(
                     f"The {self.measure} gate needs the class probabilities.",
-                    "Pass probabilities=, or gate a regressor on tree_spread or ood.",
-                    code="review.missing_input",
+                    hint="Pass probabilities=, or gate a regressor on tree_spread or ood.",
                 )
             p = np.asarray(probabilities, dtype=np.float64)
             return confidence(p) if self.measure == "top_probability" else margin(p)
@@ -102,11 +101,10 @@ class ReviewPolicy:
             per_tree = np.asarray(predictions, dtype=np.float64)
             if per_tree.ndim == 2:
                 return tree_spread(per_tree)
-        raise _invalid(
+        raise MissingGateInputError(
             f"The {self.measure} gate needs an uncertainty per row.",
-            "Pass uncertainty= (tree_spread(...) or OutOfDistribution.score(...)), or the "
+            hint="Pass uncertainty= (tree_spread(...) or OutOfDistribution.score(...)), or the "
             "per-tree predictions as a (rows, trees) array for tree_spread.",
-            code="review.missing_input",
         )
 
     def needs_review(
@@ -148,10 +146,9 @@ def tree_spread(per_tree_predictions: Any) -> np.ndarray:
     """
     values = np.asarray(per_tree_predictions, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] == 0:
-        raise _invalid(
+        raise InvalidGateInputError(
             f"Per-tree predictions must be a (rows, trees) array, got shape {values.shape}.",
-            "Stack each tree's predictions as one column.",
-            code="review.invalid_input",
+            hint="Stack each tree's predictions as one column.",
         )
     return np.asarray(values.std(axis=1))
 
@@ -196,16 +193,14 @@ class OutOfDistribution:
         self._check_k()
         n = index.n_rows_
         if n < 2:
-            raise _invalid(
+            raise InvalidGateInputError(
                 "Need at least two training rows to score strangeness.",
-                "Fit on the training table.",
-                code="review.invalid_input",
+                hint="Fit on the training table.",
             )
         if bool(np.any(index.added_)):
-            raise _invalid(
+            raise InvalidGateInputError(
                 "The index holds added cases (resolved reviews), not only training rows.",
-                "Fit the reference on a freshly fitted index.",
-                code="review.invalid_input",
+                hint="Fit the reference on a freshly fitted index.",
             )
         own = index.stored_distances()
         np.fill_diagonal(own, np.inf)  # leave one out: a row is not its own neighbour
@@ -216,16 +211,17 @@ class OutOfDistribution:
 
     def _check_k(self) -> None:
         if self.k < 1:
-            raise _invalid(f"k={self.k} must be >= 1.", "Use k=5.", code="review.invalid_input")
+            raise InvalidGateInputError(
+                f"k={self.k} must be >= 1.",
+                hint="Use k=5.",
+            )
 
     def raw_score(self, rows: pd.DataFrame) -> np.ndarray:
         """Mean distance to the ``k`` nearest training rows (in robust-IQR units)."""
         if not hasattr(self, "reference_"):
-            raise PlinthError(
+            raise NotFittedError(
                 "This OutOfDistribution scorer is not fitted.",
-                code="core.not_fitted",
                 hint="Call OutOfDistribution(...).fit(frame, kinds) or from_dict(...) first.",
-                status=500,
             )
         return _mean_k_smallest(self.index_.distances(rows), min(self.k, self.index_.n_rows_))
 
@@ -257,10 +253,10 @@ class OutOfDistribution:
         scorer = cls(k=int(data["k"]), max_rows=int(data["max_rows"]), seed=int(data["seed"]))
         if index is None:
             if "index" not in data:
-                raise _invalid(
+                raise InvalidGateInputError(
                     "This OOD document was stored without its neighbour index.",
-                    "Pass the index it was fitted on: OutOfDistribution.from_dict(doc, index).",
-                    code="review.invalid_input",
+                    hint="Pass the index it was fitted on: "
+                    "OutOfDistribution.from_dict(doc, index).",
                 )
             index = NeighbourIndex.from_dict(data["index"])
         scorer.index_ = index
@@ -326,11 +322,10 @@ def expected_review_share(
     scores = np.asarray(holdout_confidences, dtype=np.float64).reshape(-1)
     n = scores.size
     if n == 0 or not 0.0 < level < 1.0 or (window is not None and window < 1):
-        raise _invalid(
+        raise InvalidGateInputError(
             f"Need holdout scores (got {n}), 0 < level < 1 (got {level}) and a window of at "
             f"least one row (got {window}).",
-            "Pass the holdout's top probabilities and the live window's size.",
-            code="review.invalid_input",
+            hint="Pass the holdout's top probabilities and the live window's size.",
         )
     with np.errstate(invalid="ignore"):
         flagged = scores < threshold if review_below else scores > threshold

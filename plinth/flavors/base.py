@@ -15,7 +15,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from plinth.errors import MissingExtraError, PlinthError, RegistryError
+from plinth.errors import (
+    ArtifactMissingError,
+    HashMismatchError,
+    MissingExtraError,
+    ModelFileNotFoundError,
+    ModelLoadError,
+    PickleNotTrustedError,
+    PlinthError,
+    UnknownArtifactFormatError,
+    UnsupportedModelError,
+    UntrustedTypesError,
+)
 
 # Artifact formats: how the bytes on disk were written. Native formats (ONNX, XGBoost's
 # UBJSON/JSON, LightGBM's text) are named by the flavor that writes them.
@@ -124,10 +135,7 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
-            f"This model needs {module}, which is not installed ({exc}).",
-            hint=f"pip install 'plinth-ml[{extra}]'",
-        ) from exc
+        raise MissingExtraError(extra, module, str(exc)) from exc
 
 
 def defined_in(model: Any, package: str) -> bool:
@@ -157,10 +165,8 @@ def flavor_for_object(model: Any) -> type[Flavor]:
     for flavor in flavors():
         if flavor.accepts(model):
             return flavor
-    raise RegistryError(
+    raise UnsupportedModelError(
         f"Cannot serve an object of type {type(model).__name__}: it has no predict() method.",
-        code="registry.unsupported_model",
-        hint="Pass a scikit-learn estimator or Pipeline, or an object with predict(DataFrame).",
     )
 
 
@@ -186,9 +192,8 @@ def dump_model(model: Any, *, trust_pickle: bool) -> LoadedArtifact:
         trusted = _skops_trusted_types(data, extra=[])
         return LoadedArtifact(flavor_cls(model), data, SKOPS, trusted)
     if not trust_pickle:
-        raise RegistryError(
+        raise PickleNotTrustedError(
             f"A {type(model).__name__} can only be stored with pickle, which runs code on load.",
-            code="registry.pickle_not_trusted",
             hint="Pass trust_pickle=True (CLI: --trust-pickle) if you trust this object.",
         )
     return LoadedArtifact(flavor_cls(model), pickle.dumps(model), PICKLE, [])
@@ -197,12 +202,10 @@ def dump_model(model: Any, *, trust_pickle: bool) -> LoadedArtifact:
 def read_model_file(path: Path, *, trust_pickle: bool, trust_types: list[str]) -> LoadedArtifact:
     """Load a model file given by a user, choosing the safe loader by its format."""
     if not path.is_file():
-        raise RegistryError(
+        raise ModelFileNotFoundError(
             f"Model file {path} does not exist.",
-            code="registry.file_not_found",
             hint="Check the path; Plinth reads .skops, .onnx, XGBoost .ubj/.json and LightGBM "
             ".txt files, or .joblib/.pkl with --trust-pickle.",
-            status=404,
         )
     data = path.read_bytes()
     native = next((f for f in flavors() if path.suffix.lower() in f.suffixes), None)
@@ -210,10 +213,8 @@ def read_model_file(path: Path, *, trust_pickle: bool, trust_types: list[str]) -
         return load_bytes(data, native.suffixes[path.suffix.lower()], [])
     fmt = SKOPS if path.suffix == ".skops" else PICKLE
     if fmt == PICKLE and not trust_pickle:
-        raise RegistryError(
+        raise PickleNotTrustedError(
             f"{path.name} is a pickle/joblib file; loading it runs arbitrary code.",
-            code="registry.pickle_not_trusted",
-            hint="Save it with skops.io.dump, or pass --trust-pickle if you trust this file.",
         )
     trusted = _skops_trusted_types(data, extra=trust_types) if fmt == SKOPS else []
     return load_bytes(data, fmt, trusted)
@@ -234,10 +235,8 @@ def load_bytes(data: bytes, fmt: str, trusted_types: list[str]) -> LoadedArtifac
 
             model = joblib.load(io.BytesIO(data))
         else:
-            raise RegistryError(
+            raise UnknownArtifactFormatError(
                 f"Unknown artifact format {fmt!r}.",
-                code="registry.unknown_format",
-                hint="The version's metadata was edited by hand; re-register the model.",
             )
     except PlinthError:
         raise
@@ -247,9 +246,8 @@ def load_bytes(data: bytes, fmt: str, trusted_types: list[str]) -> LoadedArtifac
             if native is not None
             else "skops.io.dump or joblib.dump"
         )
-        raise RegistryError(
+        raise ModelLoadError(
             f"Could not load the model ({type(exc).__name__}: {exc}).",
-            code="registry.load_failed",
             hint=f"Check the file was written by {written_by} with these libraries.",
         ) from exc
     flavor_cls = flavor_for_object(model)
@@ -266,19 +264,13 @@ def read_verified(path: Path, sha256: str, what: str) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RegistryError(
+        raise ArtifactMissingError(
             f"{what} {path} cannot be read: {exc.strerror}.",
-            code="registry.artifact_missing",
-            hint="Restore $PLINTH_HOME/artifacts from backup or register the model again.",
-            status=500,
         ) from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
-        raise RegistryError(
+        raise HashMismatchError(
             f"{what} {path.name} changed since registration (sha256 is now {actual[:12]}…).",
-            code="registry.hash_mismatch",
-            hint="Someone modified the stored file; restore it or register the model again.",
-            status=500,
         )
     return data
 
@@ -294,16 +286,13 @@ def _skops_trusted_types(data: bytes, *, extra: list[str]) -> list[str]:
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:
-        raise RegistryError(
+        raise ModelLoadError(
             f"Not a readable skops file ({type(exc).__name__}: {exc}).",
-            code="registry.load_failed",
             hint="Write the file with skops.io.dump(model, 'model.skops').",
         ) from exc
     refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES) and t not in extra]
     if refused:
-        raise RegistryError(
+        raise UntrustedTypesError(
             f"The skops file contains types Plinth does not trust: {', '.join(refused)}.",
-            code="registry.untrusted_types",
-            hint="Review them, then pass --trust TYPE for each (Python: trust_types=[...]).",
         )
     return list(untrusted)

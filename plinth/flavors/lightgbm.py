@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from plinth.errors import RegistryError
+from plinth.errors import LightGBMLabelsError
 from plinth.flavors.base import Flavor, _plain, defined_in, require
 
 TEXT = "lightgbm-text"
@@ -92,12 +92,9 @@ class LightGBMFlavor(Flavor):
         if classes is not None and [_plain(c) for c in np.asarray(classes).tolist()] != list(
             range(len(classes))
         ):
-            raise RegistryError(
+            raise LightGBMLabelsError(
                 f"The LGBMClassifier was fitted on labels {list(classes)[:5]}; LightGBM's "
                 "text format keeps only their positions 0..k-1.",
-                code="registry.lightgbm_labels",
-                hint="Encode the target as 0..k-1 (sklearn.preprocessing.LabelEncoder) "
-                "before fitting, and register with that encoded target.",
             )
         return str(model.booster_.model_to_string()).encode(), TEXT
 

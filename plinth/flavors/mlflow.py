@@ -27,7 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plinth.errors import RegistryError
+from plinth.errors import (
+    MlflowModelNotFoundError,
+    PickleNotTrustedError,
+    UnsupportedMlflowFlavorError,
+)
 from plinth.flavors.base import (
     PICKLE,
     SKOPS,
@@ -66,12 +70,8 @@ def read_mlflow_model(
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
             spec = mlflow.models.Model.load(str(local))
         except Exception as exc:
-            raise RegistryError(
+            raise MlflowModelNotFoundError(
                 f"Could not read an MLflow model at {uri!r} ({type(exc).__name__}: {exc}).",
-                code="registry.mlflow_not_found",
-                hint="Use runs:/<run id>/<path>, models:/<name>/<version> or a model directory, "
-                "and set MLFLOW_TRACKING_URI to the tracking store (e.g. file:./mlruns).",
-                status=404,
             ) from exc
         flavor, source, artifact = _artifact(
             spec.flavors, local, trust_pickle=trust_pickle, trust_types=list(trust_types or [])
@@ -116,21 +116,16 @@ def _artifact(
 ) -> tuple[str, Path, LoadedArtifact]:
     flavor = next((f for f in SERVED_FLAVORS if f in flavors), None)
     if flavor is None:
-        raise RegistryError(
+        raise UnsupportedMlflowFlavorError(
             f"The MLflow model has flavors {sorted(flavors)}; Plinth serves "
             f"{', '.join(SERVED_FLAVORS)}.",
-            code="registry.mlflow_flavor",
-            hint="Log the model with mlflow.sklearn, mlflow.xgboost, mlflow.lightgbm or "
-            "mlflow.onnx (a python_function model is code Plinth will not run).",
         )
     conf = flavors[flavor]
     source = local / str(conf.get("data") or conf.get("pickled_model") or "")
     if not source.is_file():
-        raise RegistryError(
+        raise MlflowModelNotFoundError(
             f"The MLflow {flavor} model names {source.name!r}, which is not in its directory.",
-            code="registry.mlflow_not_found",
             hint="The run's artifacts are incomplete; log the model again.",
-            status=404,
         )
     data = source.read_bytes()
     if flavor == "onnx":
@@ -149,10 +144,9 @@ def _artifact(
             return flavor, source, loaded
         model = loaded.flavor.model
     elif not trust_pickle:
-        raise RegistryError(
+        raise PickleNotTrustedError(
             f"MLflow stored this {flavor} model with {serialization} ({source.name}); "
             "loading it runs arbitrary code.",
-            code="registry.pickle_not_trusted",
             hint="Pass --trust-pickle if you trust this run (Python: trust_pickle=True); "
             "Plinth loads it once and stores it with skops or the library's own format. "
             "Or log it with serialization_format='skops'.",

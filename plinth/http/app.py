@@ -23,13 +23,20 @@ from starlette.types import Receive, Scope, Send
 
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
-from plinth.errors import PlinthError, Problem, RequestError
+from plinth.errors import (
+    HttpStatusError,
+    InternalError,
+    InvalidParametersError,
+    PathNotFoundError,
+    PlinthError,
+    Problem,
+)
+from plinth.errors.request import INVALID_PARAMETER
 from plinth.http.auth import Auth, require_role
 from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
-    internal_error,
     json_response,
     new_request_id,
     runtime_of,
@@ -123,24 +130,22 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             Problem(
-                "request.invalid_parameter",
+                INVALID_PARAMETER,
                 str(e.get("msg", "invalid")),
                 hint="See the OpenAPI document at /docs.",
                 field=".".join(str(p) for p in e.get("loc", ())),
             )
             for e in exc.errors()
         ]
-        error = RequestError("The request's parameters are invalid.", status=422, problems=problems)
+        error = InvalidParametersError("The request's parameters are invalid.", problems=problems)
         return error_response(error, _request_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = "request.not_found" if exc.status_code == 404 else "request.http_error"
-        error = RequestError(
-            str(exc.detail),
-            code=code,
-            status=exc.status_code,
-            hint="See the OpenAPI document at /docs for the routes.",
+        error: PlinthError = (
+            PathNotFoundError(str(exc.detail))
+            if exc.status_code == 404
+            else HttpStatusError(str(exc.detail), exc.status_code)
         )
         return error_response(error, _request_id(request))
 
@@ -148,7 +153,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(internal_error(request_id), request_id)
+        return error_response(InternalError(request_id), request_id)
 
     @app.post(
         "/v1/models/{name}/predict",

@@ -17,13 +17,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from plinth.errors import PlinthError
+from plinth.errors import ForbiddenError, InvalidTokenError, MissingTokenError
 from plinth.http.edge import auth_of
 from plinth.services.auth import Tokens, hash_token
-
-
-class AuthError(PlinthError):
-    """No token, an unknown one, or one whose role may not use this route."""
 
 
 class Auth:
@@ -59,20 +55,13 @@ class Auth:
             return None, None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError(
+            raise MissingTokenError(
                 "This server requires an API token.",
-                code="auth.missing_token",
-                status=401,
-                hint="Send 'Authorization: Bearer <token>'; an admin creates one with "
-                "`plinth tokens create --role predict`.",
             )
         entry = table.get(hash_token(token.strip()))
         if entry is None:
-            raise AuthError(
+            raise InvalidTokenError(
                 "The API token is not valid (unknown or revoked).",
-                code="auth.invalid_token",
-                status=401,
-                hint="Ask an admin for a token: `plinth tokens create --role ...`.",
             )
         return entry
 
@@ -97,9 +86,7 @@ def require_role(*roles: str) -> Callable[[Request], Awaitable[str | None]]:
 def check_role(role: str | None, allowed: frozenset[str]) -> None:
     """403 unless ``role`` is one of ``allowed`` (None means auth is off: anyone may)."""
     if role is not None and role not in allowed:
-        raise AuthError(
+        raise ForbiddenError(
             f"A {role} token may not use this route.",
-            code="auth.forbidden",
-            status=403,
             hint=f"This route needs one of the roles: {', '.join(sorted(allowed))}.",
         )

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from plinth.errors import Problem, RequestError
+from plinth.errors import InvalidDeploymentError, Problem
+from plinth.errors.rollout import INVALID_BODY, INVALID_FIELD, MISSING_FIELD, UNKNOWN_FIELD
 from plinth.http.edge import read_json, runtime_of
 from plinth.services.rollout.deployments import (
     CANARY_SETTINGS,
@@ -124,19 +125,17 @@ _CHECKS: dict[str, tuple[str, Any]] = {
 def parse_deploy_body(payload: Any) -> tuple[dict[str, Any], list[Problem]]:
     """The well-typed fields of a deploy body (null = not given) and every type problem."""
     if not isinstance(payload, dict):
-        raise RequestError(
-            "The body must be a JSON object.",
-            code="deploy.invalid",
-            status=422,
+        raise InvalidDeploymentError(
+            [Problem(INVALID_BODY, "not a JSON object", _BODY_HINT)],
+            message="The body must be a JSON object.",
             hint=_BODY_HINT,
-            problems=[Problem("deploy.invalid_body", "not a JSON object", _BODY_HINT)],
         )
     fields: dict[str, Any] = {}
     problems: list[Problem] = []
     for key in sorted(set(payload) - set(_CHECKS)):
         problems.append(
             Problem(
-                "deploy.unknown_field",
+                UNKNOWN_FIELD,
                 f"unknown field {key!r}",
                 "Fields: " + ", ".join(_CHECKS) + ".",
                 key,
@@ -144,9 +143,7 @@ def parse_deploy_body(payload: Any) -> tuple[dict[str, Any], list[Problem]]:
         )
     if payload.get("version") is None:
         problems.append(
-            Problem(
-                "deploy.missing_field", "version is required", _FIELD_HINTS["version"], "version"
-            )
+            Problem(MISSING_FIELD, "version is required", _FIELD_HINTS["version"], "version")
         )
     for key, (kind, check) in _CHECKS.items():
         value = payload.get(key)
@@ -157,7 +154,7 @@ def parse_deploy_body(payload: Any) -> tuple[dict[str, Any], list[Problem]]:
         else:
             problems.append(
                 Problem(
-                    "deploy.invalid_field",
+                    INVALID_FIELD,
                     f"{key} must be {kind}, got {value!r}",
                     _FIELD_HINTS[key],
                     key,
@@ -228,7 +225,7 @@ async def deploy(name: str, request: Request) -> Response:
     service = _service(request)
     if "version" not in fields:  # nothing to build a spec from: report what is known
         _, policy_problems = canary_policy(fields.get("analysis"), settings)
-        raise _invalid([*problems, *policy_problems])
+        raise InvalidDeploymentError([*problems, *policy_problems], hint=_BODY_HINT)
     fallback = fields.get("fallback")
     revision = await asyncio.to_thread(
         lambda: service.deploy(
@@ -247,17 +244,6 @@ async def deploy(name: str, request: Request) -> Response:
     )
     await _applied(request)
     return _json(revision.to_dict(), 201)
-
-
-def _invalid(problems: list[Problem]) -> RequestError:
-    noun = "problem" if len(problems) == 1 else "problems"
-    return RequestError(
-        f"The deployment is invalid ({len(problems)} {noun}).",
-        code="deploy.invalid",
-        status=422,
-        hint=_BODY_HINT,
-        problems=problems,
-    )
 
 
 @router.post("/promote")

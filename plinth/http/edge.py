@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from plinth.core.ids import new_id
-from plinth.errors import PlinthError, RequestError
+from plinth.errors import BodyTooLargeError, MalformedJsonError, PlinthError
 
 if TYPE_CHECKING:
     from plinth.http.auth import Auth
@@ -40,15 +40,6 @@ def new_request_id(header: str | bytes | None) -> str:
     if isinstance(header, bytes):
         header = header.decode("latin-1")
     return header or new_id()
-
-
-def internal_error(request_id: str) -> PlinthError:
-    """What a caller sees of a bug of ours: a 500 with the request id, never a trace."""
-    return PlinthError(
-        "Internal error; it has been logged.",
-        code="internal.error",
-        hint=f"Quote request id {request_id} when reporting it.",
-    )
 
 
 def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:
@@ -78,10 +69,10 @@ async def read_json(
     it is not JSON. A declared Content-Length over the limit is refused before reading."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise too_large(int(length), max_bytes, too_large_hint)
+        raise BodyTooLargeError(int(length), max_bytes, hint=too_large_hint)
     body = await request.body()
     if len(body) > max_bytes:
-        raise too_large(len(body), max_bytes, too_large_hint)
+        raise BodyTooLargeError(len(body), max_bytes, hint=too_large_hint)
     if optional and not body.strip():
         return None
     return parse_json(body, hint)
@@ -92,18 +83,4 @@ def parse_json(body: bytes, hint: str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(
-            f"The body is not valid JSON: {exc}.",
-            code="request.malformed_json",
-            status=422,
-            hint=hint,
-        ) from exc
-
-
-def too_large(size: int, limit: int, hint: str) -> RequestError:
-    return RequestError(
-        f"The body is {size} bytes; the limit is {limit}.",
-        code="request.too_large",
-        status=413,
-        hint=hint,
-    )
+        raise MalformedJsonError(str(exc), hint=hint) from exc

@@ -18,7 +18,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from plinth.core.durations import parse_duration
-from plinth.errors import RequestError
+from plinth.errors import (
+    EmptyRequestError,
+    InvalidBodyError,
+    InvalidEndTimeError,
+    NoLabelStoredError,
+    TooManyRecordsError,
+)
 from plinth.http.auth import require_role
 from plinth.http.edge import json_response, read_json, runtime_of
 
@@ -40,35 +46,29 @@ def _items(payload: Any, limit: int) -> tuple[list[Any], str | None]:
     if isinstance(payload, dict) and "items" in payload:
         unknown = sorted(set(payload) - {"items", "model"})
         if unknown or not isinstance(payload["items"], list):
-            raise RequestError(
+            raise InvalidBodyError(
                 "The body must hold an 'items' list (and optionally 'model').",
-                code="request.invalid_body",
-                status=422,
                 hint=_HINT,
             )
         items, model = payload["items"], payload.get("model")
         if model is not None and not isinstance(model, str):
-            raise RequestError(
-                "'model' must be a string.", code="request.invalid_body", status=422, hint=_HINT
-            )
+            raise InvalidBodyError("'model' must be a string.", hint=_HINT)
     elif isinstance(payload, list):
         items = payload
     elif isinstance(payload, dict):
         items = [payload]
     else:
-        raise RequestError(
+        raise InvalidBodyError(
             "The body must be a JSON object or list.",
-            code="request.invalid_body",
-            status=422,
             hint=_HINT,
         )
     if not items:
-        raise RequestError("No items to store.", code="request.empty", status=422, hint=_HINT)
+        raise EmptyRequestError("No items to store.", hint=_HINT)
     if len(items) > limit:
-        raise RequestError(
-            f"{len(items)} items in one request; the limit is {limit}.",
-            code="request.too_many_records",
-            status=413,
+        raise TooManyRecordsError(
+            len(items),
+            limit,
+            noun="items",
             hint="Split the labels over several requests or use `plinth feedback --labels`.",
         )
     return items, model
@@ -85,12 +85,9 @@ async def post_feedback(request: Request) -> Response:
     result = await asyncio.to_thread(feedback.ingest, items, model=model)
     body = result.to_dict()
     if result.failed == len(result.items):
-        body["error"] = {
-            "code": "feedback.all_failed",
-            "message": f"None of the {len(items)} labels could be stored.",
-            "hint": "See the error of each item.",
-        }
-        return json_response(body, 422)
+        error = NoLabelStoredError(len(items))
+        body["error"] = error.to_dict()["error"]
+        return json_response(body, error.status)
     return json_response(body)
 
 
@@ -116,9 +113,7 @@ async def get_performance(
         try:
             until = parse_time(end)
         except ValueError as exc:
-            raise RequestError(
-                str(exc), code="performance.invalid_end", status=422, hint="Use ISO 8601 with Z."
-            ) from exc
+            raise InvalidEndTimeError(str(exc)) from exc
     report = await asyncio.to_thread(
         performance.report,
         name,

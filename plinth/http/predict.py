@@ -19,15 +19,29 @@ from typing import Any
 
 import orjson
 
-from plinth.errors import PlinthError, Problem, RequestError
+from plinth.errors import (
+    BodyTooLargeError,
+    InternalError,
+    InvalidBodyError,
+    InvalidParametersError,
+    PlinthError,
+    Problem,
+    TooManyRecordsError,
+)
+from plinth.errors.request import (
+    EMPTY_RECORDS,
+    INVALID_KEY,
+    INVALID_PARAMETER,
+    INVALID_RECORDS,
+    MISSING_RECORDS,
+    UNKNOWN_FIELD,
+)
 from plinth.http.auth import Auth, check_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
-    internal_error,
     new_request_id,
     parse_json,
-    too_large,
 )
 from plinth.runtime import Runtime
 
@@ -70,7 +84,7 @@ class PredictHandler:
             status, body, extra = exc.status, exc.to_dict(), {}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
-            error = internal_error(request_id)
+            error = InternalError(request_id)
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id
@@ -114,7 +128,7 @@ class PredictHandler:
     async def _read_json(self, headers: dict[bytes, bytes], receive: Receive) -> Any:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            raise too_large(int(length), self.max_body_bytes, SPLIT_HINT)
+            raise BodyTooLargeError(int(length), self.max_body_bytes, hint=SPLIT_HINT)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -124,7 +138,7 @@ class PredictHandler:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise too_large(size, self.max_body_bytes, SPLIT_HINT)
+                raise BodyTooLargeError(size, self.max_body_bytes, hint=SPLIT_HINT)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -155,56 +169,39 @@ async def respond(
 def parse_predict_body(payload: Any, max_records: int) -> tuple[list[Any], str | None]:
     """``records`` and ``key`` from the body; every problem with it listed at once."""
     if not isinstance(payload, dict):
-        raise RequestError(
+        raise InvalidBodyError(
             "The body must be a JSON object with a 'records' list.",
-            code="request.invalid_body",
-            status=422,
             hint=BODY_HINT,
         )
     problems: list[Problem] = []
     records = payload.get("records")
     key = payload.get("key")
     if records is None:
-        problems.append(
-            Problem("request.missing_records", "'records' is missing", BODY_HINT, "records")
-        )
+        problems.append(Problem(MISSING_RECORDS, "'records' is missing", BODY_HINT, "records"))
     elif not isinstance(records, list):
-        problems.append(
-            Problem("request.invalid_records", "'records' must be a list", BODY_HINT, "records")
-        )
+        problems.append(Problem(INVALID_RECORDS, "'records' must be a list", BODY_HINT, "records"))
     elif not records:
-        problems.append(
-            Problem("request.empty_records", "'records' is empty", "Send 1 or more.", "records")
-        )
+        problems.append(Problem(EMPTY_RECORDS, "'records' is empty", "Send 1 or more.", "records"))
     if key is not None and not isinstance(key, str | int):
-        problems.append(
-            Problem("request.invalid_key", "'key' must be a string", "Send a string.", "key")
-        )
+        problems.append(Problem(INVALID_KEY, "'key' must be a string", "Send a string.", "key"))
     unknown = sorted(set(payload) - {"records", "key"})
     if unknown:
         problems.append(
             Problem(
-                "request.unknown_field",
+                UNKNOWN_FIELD,
                 f"unknown top-level field(s): {', '.join(unknown)}",
                 "Put features inside each record; only 'records' and 'key' are read.",
             )
         )
     if problems:
-        raise RequestError(
+        raise InvalidBodyError(
             "The request body is malformed.",
-            code="request.invalid_body",
-            status=422,
             hint=BODY_HINT,
             problems=problems,
         )
     assert isinstance(records, list)
     if len(records) > max_records:
-        raise RequestError(
-            f"{len(records)} records in one request; the limit is {max_records}.",
-            code="request.too_many_records",
-            status=413,
-            hint=SPLIT_HINT,
-        )
+        raise TooManyRecordsError(len(records), max_records, hint=SPLIT_HINT)
     return records, None if key is None else str(key)
 
 
@@ -220,12 +217,11 @@ def _version_param(query: bytes) -> int | None:
     text = values[-1]
     if text.strip().lstrip("+-").isdigit():
         return int(text)
-    raise RequestError(
+    raise InvalidParametersError(
         "The request's parameters are invalid.",
-        status=422,
         problems=[
             Problem(
-                "request.invalid_parameter",
+                INVALID_PARAMETER,
                 "Input should be a valid integer, unable to parse string as an integer",
                 hint="See the OpenAPI document at /docs.",
                 field="query.version",

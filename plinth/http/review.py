@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from plinth.errors import RequestError
+from plinth.errors import InvalidBodyError
 from plinth.http.auth import require_role
 from plinth.http.edge import json_response, runtime_of
 from plinth.http.feedback import read_body
@@ -81,17 +81,13 @@ async def resolve_item(review_id: str, request: Request) -> Response:
     settings = runtime_of(request).settings
     body = await read_body(request, settings.max_body_bytes)
     if not isinstance(body, dict) or set(body) - {"action", "label", "note", "reviewer"}:
-        raise RequestError(
+        raise InvalidBodyError(
             "The body must be an object with 'action' and optionally 'label' and 'note'.",
-            code="request.invalid_body",
-            status=422,
             hint='Send {"action": "approve"} or {"action": "correct", "label": ..., "note": ...}.',
         )
     note = body.get("note")
     if note is not None and not isinstance(note, str):
-        raise RequestError(
-            "'note' must be text.", code="request.invalid_body", status=422, hint="Send a string."
-        )
+        raise InvalidBodyError("'note' must be text.", hint="Send a string.")
     queue = runtime_of(request).review_queue
     resolved = await asyncio.to_thread(
         queue.resolve,

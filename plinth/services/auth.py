@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from plinth.errors import ConfigError, NotFoundError, RequestError
+from plinth.errors import (
+    TokenNotFoundError,
+    TokensSettingError,
+    UnknownRoleError,
+)
 from plinth.services.feedback.labels import now_utc
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore, TokenRow
@@ -40,9 +44,8 @@ def parse_env_tokens(text: str | None) -> dict[str, tuple[str, str]]:
             continue
         role, sep, token = entry.partition(":")
         if not sep or role not in ROLES or not token:
-            raise ConfigError(
+            raise TokensSettingError(
                 f"PLINTH_TOKENS entry {entry.split(':')[0]!r}:… is not ROLE:TOKEN",
-                code="config.tokens",
                 hint=f"Write role:token pairs separated by commas; roles: {', '.join(ROLES)}.",
             )
         table[hash_token(token)] = (role, f"env-{role}")
@@ -64,12 +67,7 @@ class Tokens:
     def create(self, role: str, name: str = "") -> tuple[TokenRow, str]:
         """A new random token for ``role``; the token itself is shown once, never stored."""
         if role not in ROLES:
-            raise RequestError(
-                f"role {role!r} is not one of {', '.join(ROLES)}",
-                code="auth.invalid_role",
-                status=422,
-                hint="predict may score, reviewer may review, admin may do everything.",
-            )
+            raise UnknownRoleError(f"role {role!r} is not one of {', '.join(ROLES)}")
         token = "plt_" + secrets.token_urlsafe(24)
         row = TokenRow(
             id="tok_" + secrets.token_hex(4),
@@ -86,11 +84,7 @@ class Tokens:
 
     def revoke(self, token_id: str) -> None:
         if not self._sql.revoke_token(token_id, self.clock()):
-            raise NotFoundError(
-                f"no active token {token_id!r}",
-                code="auth.token_not_found",
-                hint="`plinth tokens list` shows the active tokens and their ids.",
-            )
+            raise TokenNotFoundError(f"no active token {token_id!r}")
 
     def table(self) -> dict[str, tuple[str, str]]:
         """sha256(token) -> (role, name) for every active token; empty means auth is off."""

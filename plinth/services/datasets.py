@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from plinth.errors import RequestError
+from plinth.errors import (
+    DataFileNotFoundError,
+    UnreadableDataError,
+    UnsupportedDataFormatError,
+)
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -15,12 +19,7 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 def read_table(path: Path) -> pd.DataFrame:
     """Load a CSV or Parquet file into a DataFrame."""
     if not path.is_file():
-        raise RequestError(
-            f"Data file {path} does not exist.",
-            code="data.file_not_found",
-            hint="Check the path passed to --train / --holdout / --input.",
-            status=404,
-        )
+        raise DataFileNotFoundError(f"Data file {path} does not exist.")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -28,14 +27,11 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except Exception as exc:
-        raise RequestError(
-            f"Could not read {path.name}: {type(exc).__name__}: {exc}",
-            code="data.unreadable",
-            hint="Make sure the file is a valid CSV (with a header row) or Parquet file.",
+        raise UnreadableDataError(
+            f"Could not read {path.name}: {type(exc).__name__}: {exc}"
         ) from exc
-    raise RequestError(
+    raise UnsupportedDataFormatError(
         f"Unsupported data file type {suffix or '(none)'} for {path.name}.",
-        code="data.unsupported_format",
         hint=f"Use one of: {', '.join(SUPPORTED_SUFFIXES)}.",
     )
 

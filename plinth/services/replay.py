@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from plinth.errors import RegistryError
+from plinth.errors import HashMismatchError
 from plinth.services.registry.versions import Registry
 from plinth.services.serving.scoring import call_model, output_record
 from plinth.store import PredictionRecord, Store
@@ -31,12 +31,10 @@ def replay(store: Store, registry: Registry, prediction_id: str) -> ReplayResult
     record = store.get_prediction(prediction_id)
     version = store.get_version(record.model, record.version)
     if version.sha256 != record.sha256:
-        raise RegistryError(
+        raise HashMismatchError(
             f"{record.model}:{record.version} now has artifact {version.sha256[:12]}…, "
             f"but the prediction was made by {record.sha256[:12]}….",
-            code="registry.hash_mismatch",
             hint="The version record was altered; restore the store from backup.",
-            status=500,
         )
     model = registry.load(version)  # re-checks the artifact's sha256
     frame = model.contract.frame([record.features])

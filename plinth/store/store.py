@@ -25,7 +25,22 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 
-from plinth.errors import ConfigError, NotFoundError, PlinthError, StoreError
+from plinth.errors import (
+    ConfigError,
+    DatabaseUrlError,
+    ModelNotFoundError,
+    PlinthError,
+    PredictionNotFoundError,
+    SchemaMissingError,
+    SchemaTooNewError,
+    SqliteSynchronousError,
+    StoreClosedError,
+    StoreConflictError,
+    StoreFailureError,
+    StoreUnavailableError,
+    UnstorableValueError,
+    VersionNotFoundError,
+)
 from plinth.store import migrations
 from plinth.store.prediction_log import PredictionAppender, RowBuilder, logged_features
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
@@ -69,7 +84,7 @@ class Store:
         # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
         # ignores the option.
         self.write_engine = self._engine.execution_options(**{_WRITE: True})
-        self._log_rows = RowBuilder(self._engine.dialect, _dumps, _invalid_value)
+        self._log_rows = RowBuilder(self._engine.dialect, _dumps, UnstorableValueError)
         _dispose_after_fork(self._engine)
         if migrate:
             try:
@@ -200,15 +215,13 @@ class Store:
             .all()
         )
         if numbers:
-            raise NotFoundError(
+            raise VersionNotFoundError(
                 f"model '{name}' has no version {version}",
-                code="registry.version_not_found",
                 hint=f"Versions of '{name}': {_listing([str(n) for n in numbers])}.",
             )
         names = conn.execute(sa.select(models.c.name).order_by(models.c.name)).scalars().all()
-        raise NotFoundError(
+        raise ModelNotFoundError(
             f"model '{name}' is not registered",
-            code="registry.model_not_found",
             hint=(
                 f"Registered models: {_listing(list(names))}."
                 if names
@@ -290,9 +303,8 @@ class Store:
                 sa.select(predictions).where(predictions.c.id == prediction_id)
             ).first()
         if row is None:
-            raise NotFoundError(
+            raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
-                code="log.prediction_not_found",
                 hint="Predictions older than the retention window (30 days by default, "
                 "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
             )
@@ -362,10 +374,8 @@ class Store:
         # A background job still running at shutdown must not open a fresh pool that
         # nobody will ever close.
         if self._closed:
-            raise StoreError(
+            raise StoreClosedError(
                 "The store is closed.",
-                code="store.closed",
-                hint="This happens only while shutting down; the operation was not done.",
             )
 
     @contextmanager
@@ -376,47 +386,37 @@ class Store:
         except exc.DBAPIError as error:
             raise self._database_error(action, error) from error
         except exc.TimeoutError as error:  # every pooled connection busy for 30 s
-            raise StoreError(
+            raise StoreUnavailableError(
                 f"could not {action} ({self._where}): {_reason(error)}",
-                code="store.unavailable",
                 hint="All pooled connections stayed busy; look for slow queries or stuck threads.",
             ) from error
         except exc.StatementError as error:
             # A bind value could not be converted (naive datetime, value orjson cannot write).
-            raise _invalid_value(_reason(error)) from error
+            raise UnstorableValueError(_reason(error)) from error
         except orjson.JSONEncodeError as error:
             # psycopg calls our JSON serialiser itself, so its failures arrive unwrapped.
-            raise _invalid_value(str(error)) from error
+            raise UnstorableValueError(str(error)) from error
         except exc.SQLAlchemyError as error:  # pragma: no cover - nothing known raises this
-            raise StoreError(
-                f"could not {action} ({self._where}): {_reason(error)}",
-                code="store.error",
-                status=500,
+            raise StoreFailureError(
+                f"could not {action} ({self._where}): {_reason(error)}"
             ) from error
 
     def _database_error(self, action: str, error: exc.DBAPIError) -> PlinthError:
         message = f"could not {action} ({self._where}): {_reason(error)}"
         orig = error.orig
         if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig):
-            return StoreError(
+            return SchemaMissingError(
                 message,
-                code="store.schema_missing",
-                status=500,
-                hint="The database has no Plinth tables yet; open it once with "
-                "Store(url) (migrate=True, the default) to create them.",
             )
         if isinstance(error, exc.OperationalError | exc.InterfaceError):
-            return StoreError(message, hint=self._unavailable_hint(error))
+            return StoreUnavailableError(message, hint=self._unavailable_hint(error))
         if isinstance(error, exc.IntegrityError):
-            return StoreError(
+            return StoreConflictError(
                 message,
-                code="store.conflict",
-                status=409,
-                hint="A row with the same key is already stored (a prediction id used twice?).",
             )
         if isinstance(error, exc.DataError):
-            return _invalid_value(_reason(error))
-        return StoreError(message, code="store.error", status=500)
+            return UnstorableValueError(_reason(error))
+        return StoreFailureError(message)
 
     def _unavailable_hint(self, error: exc.SQLAlchemyError) -> str:
         orig = str(getattr(error, "orig", error))
@@ -450,12 +450,9 @@ class Store:
         with self.reading() as conn:
             current = migrations.current_revision(conn)
         if current is not None and current not in known:
-            raise StoreError(
+            raise SchemaTooNewError(
                 f"the database at {self._where} has schema revision {current}, "
                 "which this version of Plinth does not know",
-                code="store.schema_too_new",
-                status=500,
-                hint="It was migrated by a newer Plinth; upgrade plinth-ml on this machine.",
             )
         if current == head:
             return
@@ -494,20 +491,16 @@ def _bad_url(url: str, why: str) -> ConfigError:
         shown = make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError:
         shown = "(unparseable)"
-    return ConfigError(
+    return DatabaseUrlError(
         f"cannot use database URL {shown}: {why}",
-        code="config.database_url",
-        hint="Use sqlite:////absolute/path/plinth.db or "
-        "postgresql+psycopg://user:password@host:5432/dbname in PLINTH_DATABASE_URL.",
     )
 
 
 def _sqlite_engine(url: URL, synchronous: str) -> Engine:
     mode = synchronous.upper()
     if mode not in SQLITE_SYNCHRONOUS:
-        raise ConfigError(
+        raise SqliteSynchronousError(
             f"sqlite_synchronous={synchronous!r} is not a SQLite synchronous mode",
-            code="config.sqlite_synchronous",
             hint=f"Use one of {', '.join(SQLITE_SYNCHRONOUS)}; FULL is the safe default.",
         )
     assert url.database is not None
@@ -515,9 +508,8 @@ def _sqlite_engine(url: URL, synchronous: str) -> Engine:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise StoreError(
+        raise StoreUnavailableError(
             f"cannot create the folder for the SQLite database {path}: {error.strerror}",
-            code="store.unavailable",
             hint="Point PLINTH_HOME (or PLINTH_DATABASE_URL) at a writable folder.",
         ) from error
     engine = sa.create_engine(
@@ -621,21 +613,11 @@ def _prediction(row: Row[Any]) -> PredictionRecord:
 
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise _invalid_value(
+        raise UnstorableValueError(
             f"{name}={value.isoformat()} is a naive datetime; pass an aware one, "
             "e.g. datetime.now(UTC)"
         )
     return value.astimezone(UTC)
-
-
-def _invalid_value(why: str) -> StoreError:
-    return StoreError(
-        f"a value cannot be stored: {why}",
-        code="store.invalid_value",
-        status=500,
-        hint="Records must hold JSON-ready values (str keys, 64-bit ints, floats, "
-        "lists, dicts) and timezone-aware datetimes.",
-    )
 
 
 def _reason(error: exc.SQLAlchemyError) -> str:

@@ -22,13 +22,21 @@ from plinth.core.contract.spec import (
     CATEGORICAL_HARD_CAP,
     CATEGORICAL_MAX_DISTINCT,
     CATEGORICAL_MAX_SHARE,
+    MAX_EXTRA_WARNINGS,
+    FieldKind,
+    FieldSpec,
+    NullPolicy,
+    UnseenPolicy,
+)
+from plinth.errors import (
+    ContractViolationError,
+    InvalidContractSpecError,
+    InvalidTrainingDataError,
+)
+from plinth.errors.contract import (
     COERCED,
     EXTRA_FIELD,
     IMPUTED,
-    INVALID,
-    INVALID_SPEC,
-    INVALID_TRAINING_DATA,
-    MAX_EXTRA_WARNINGS,
     MISSING_FIELD,
     NON_FINITE,
     NOT_AN_OBJECT,
@@ -36,11 +44,12 @@ from plinth.core.contract.spec import (
     OUT_OF_RANGE,
     UNSEEN_CATEGORY,
     WRONG_TYPE,
-    FieldKind,
-    FieldSpec,
-    NullPolicy,
-    UnseenPolicy,
 )
+
+# The error codes, as the classes that own them say.
+INVALID = ContractViolationError.code
+INVALID_SPEC = InvalidContractSpecError.code
+INVALID_TRAINING_DATA = InvalidTrainingDataError.code
 
 __all__ = [
     "CATEGORICAL_HARD_CAP",

@@ -33,6 +33,13 @@ from plinth.core.contract.spec import (
     _ISO_PREFIX,
     _NAT,
     _TRUE,
+    FieldSpec,
+    _jsonable,
+    _num,
+    _show,
+)
+from plinth.errors import InvalidContractSpecError, Problem
+from plinth.errors.contract import (
     COERCED,
     IMPUTED,
     MISSING_FIELD,
@@ -41,13 +48,7 @@ from plinth.core.contract.spec import (
     OUT_OF_RANGE,
     UNSEEN_CATEGORY,
     WRONG_TYPE,
-    FieldSpec,
-    _jsonable,
-    _num,
-    _show,
-    _spec_error,
 )
-from plinth.errors import Problem
 
 
 @dataclass
@@ -124,10 +125,14 @@ class _Plan:
                 # exactly the training categories, in their order: the codes a model learned
                 dtype = pd.CategoricalDtype(pd.Index(spec.categories or []), dtype.ordered)
         except (TypeError, ValueError) as exc:
-            raise _spec_error(spec.name, f"unknown dtype {spec.dtype!r}: {exc}") from exc
+            raise InvalidContractSpecError(
+                spec.name, f"unknown dtype {spec.dtype!r}: {exc}"
+            ) from exc
         kind = spec.kind
         if not _DTYPE_OK[kind](dtype):
-            raise _spec_error(spec.name, f"dtype {spec.dtype} cannot hold a {kind} field")
+            raise InvalidContractSpecError(
+                spec.name, f"dtype {spec.dtype} cannot hold a {kind} field"
+            )
         unit, tz = "ns", None
         int_bounds = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
         if kind == "integer" and not _is_object(dtype):
@@ -143,7 +148,9 @@ class _Plan:
             lo = None if spec.minimum is None else convert(spec.minimum, unit, tz)
             hi = None if spec.maximum is None else convert(spec.maximum, unit, tz)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise _spec_error(spec.name, f"impute/minimum/maximum do not fit: {exc}") from exc
+            raise InvalidContractSpecError(
+                spec.name, f"impute/minimum/maximum do not fit: {exc}"
+            ) from exc
         cats = spec.categories if kind == "categorical" else None
         catset = frozenset(cats) if cats is not None else None
         if cats is None or all(isinstance(c, str) for c in cats):

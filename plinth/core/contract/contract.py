@@ -27,16 +27,13 @@ from plinth.core.contract.application import (
 )
 from plinth.core.contract.spec import (
     _FLOATISH,
-    EXTRA_FIELD,
-    INVALID,
     MAX_EXTRA_WARNINGS,
-    NOT_AN_OBJECT,
     FieldSpec,
     _a,
     _show_key,
-    _spec_error,
 )
-from plinth.errors import ContractError
+from plinth.errors import ContractViolationError, InvalidContractSpecError
+from plinth.errors.contract import EXTRA_FIELD, NOT_AN_OBJECT
 
 
 @dataclass
@@ -49,7 +46,9 @@ class Contract:
         names = [f.name for f in self.fields]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise _spec_error(dupes[0], f"field names must be unique; repeated: {dupes}")
+            raise InvalidContractSpecError(
+                dupes[0], f"field names must be unique; repeated: {dupes}"
+            )
         self._plans: list[_Plan] = []
         self._plan_key: list[tuple[Any, ...]] = []
         self._columns = pd.Index([])
@@ -68,7 +67,9 @@ class Contract:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Contract:
         if not isinstance(d, Mapping) or not isinstance(d.get("fields"), list):
-            raise _spec_error(None, "a contract must be an object with a 'fields' list")
+            raise InvalidContractSpecError(
+                None, "a contract must be an object with a 'fields' list"
+            )
         return cls([FieldSpec.from_dict(f) for f in d["fields"]])
 
     def probe_records(self, n: int = 64) -> list[dict[str, Any]]:
@@ -187,16 +188,15 @@ class Contract:
         return ContractResult(frame, pos_arr[keep], batch.problems, batch.warnings, raw)
 
     def validate_or_raise(self, records: Sequence[Any]) -> ContractResult:
-        """``apply``, but any invalid record raises one ContractError listing every problem."""
+        """``apply``, but any invalid record raises one error listing every problem."""
         result = self.apply(records)
         if result.n_invalid:
             n = len(result.problems)
-            raise ContractError(
-                f"{result.n_invalid} of {n} record{'s' if n != 1 else ''} broke the input contract",
-                code=INVALID,
+            raise ContractViolationError(
+                result.all_problems(),
+                message=f"{result.n_invalid} of {n} record{'s' if n != 1 else ''} broke the "
+                "input contract",
                 hint="fix the listed problems (each names its record and field) and resend",
-                status=422,
-                problems=result.all_problems(),
             )
         return result
 

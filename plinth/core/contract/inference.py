@@ -20,31 +20,25 @@ from plinth.core.contract.spec import (
     CATEGORICAL_HARD_CAP,
     CATEGORICAL_MAX_DISTINCT,
     CATEGORICAL_MAX_SHARE,
-    INVALID_TRAINING_DATA,
     FieldSpec,
     _iso,
     _jsonable,
     _sort_key,
 )
-from plinth.errors import ContractError
+from plinth.errors import InvalidTrainingDataError
 
 
 def infer_contract(frame: pd.DataFrame) -> Contract:
     """Infer a contract from the training features (the caller drops the target)."""
     if not isinstance(frame, pd.DataFrame):
-        raise ContractError(
-            f"training features must be a pandas DataFrame, not {type(frame).__name__}",
-            code=INVALID_TRAINING_DATA,
-            hint="pass the training table as a DataFrame with one named column per feature",
-            status=400,
+        raise InvalidTrainingDataError(
+            f"training features must be a pandas DataFrame, not {type(frame).__name__}"
         )
     bad = [c for c in frame.columns if not isinstance(c, str) or not c]
     if bad or frame.columns.has_duplicates:
-        raise ContractError(
+        raise InvalidTrainingDataError(
             "training columns must have unique, non-empty string names",
-            code=INVALID_TRAINING_DATA,
             hint="rename the columns, e.g. frame.columns = [f'x{i}' for i in ...]",
-            status=400,
         )
     return Contract([_infer_field(str(name), frame[name]) for name in frame.columns])
 
@@ -103,12 +97,10 @@ def _infer_field(name: str, s: pd.Series) -> FieldSpec:
                     kind="categorical", categories=distinct, impute=_mode(nonnull), **common
                 )
             return FieldSpec(kind="text", impute=_mode(nonnull), **common)
-    raise ContractError(
+    raise InvalidTrainingDataError(
         f"column {name!r} has dtype {dtype}, which a contract cannot describe",
-        code=INVALID_TRAINING_DATA,
         hint="convert it to numbers, booleans, strings or datetime64 "
         "(e.g. pd.to_datetime, .astype(str)) before registering",
-        status=400,
     )
 
 

@@ -1,6 +1,7 @@
 """What a contract says about one field: kind, dtype, nullability, range, categories, policies.
 
-The stable problem and warning codes live here too: callers and dashboards match on them.
+The stable problem and warning codes a contract reports live with its errors, in
+``plinth.errors.contract``: callers and dashboards match on them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from plinth.errors import ContractError
+from plinth.errors import InvalidContractSpecError
 
 if TYPE_CHECKING:
     from plinth.core.contract.application import _Plan
@@ -24,21 +25,6 @@ if TYPE_CHECKING:
 FieldKind = Literal["numeric", "integer", "boolean", "categorical", "datetime", "text"]
 NullPolicy = Literal["impute", "pass", "reject"]
 UnseenPolicy = Literal["pass", "impute", "reject"]
-
-# Stable codes: callers and dashboards match on them.
-NOT_AN_OBJECT = "contract.not_an_object"
-MISSING_FIELD = "contract.missing_field"
-NULL_VALUE = "contract.null_value"
-WRONG_TYPE = "contract.wrong_type"
-NON_FINITE = "contract.non_finite"
-UNSEEN_CATEGORY = "contract.unseen_category"
-IMPUTED = "contract.imputed"
-COERCED = "contract.coerced"
-OUT_OF_RANGE = "contract.out_of_range"
-EXTRA_FIELD = "contract.extra_field"
-INVALID = "contract.invalid"
-INVALID_SPEC = "contract.invalid_spec"
-INVALID_TRAINING_DATA = "contract.invalid_training_data"
 
 # A string column is categorical when it has at most 50 distinct values, or when its
 # distinct values are at most 5 % of its non-null rows (capped at 1000, so a stored
@@ -97,7 +83,7 @@ class FieldSpec:
         if self.categories is not None and not isinstance(self.categories, list):
             bad.append("categories must be a list or null")
         if bad:
-            raise _spec_error(self.name, "; ".join(bad))
+            raise InvalidContractSpecError(self.name, "; ".join(bad))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` reads it back unchanged."""
@@ -107,14 +93,18 @@ class FieldSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> FieldSpec:
         """Read a (possibly hand-edited) field; unknown keys are an error, not a silent typo."""
         if not isinstance(d, Mapping):
-            raise _spec_error(None, f"a field must be an object, not {type(d).__name__}")
+            raise InvalidContractSpecError(
+                None, f"a field must be an object, not {type(d).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
-            raise _spec_error(d.get("name"), f"unknown keys {unknown}; allowed: {sorted(known)}")
+            raise InvalidContractSpecError(
+                d.get("name"), f"unknown keys {unknown}; allowed: {sorted(known)}"
+            )
         missing = [k for k in ("name", "kind", "dtype") if k not in d]
         if missing:
-            raise _spec_error(d.get("name"), f"missing keys {missing}")
+            raise InvalidContractSpecError(d.get("name"), f"missing keys {missing}")
         categories = d.get("categories")
         copied = list(categories) if isinstance(categories, list) else categories
         return cls(**{**d, "categories": copied})
@@ -171,13 +161,3 @@ def _num(v: Any) -> str:
 
 def _a(noun: str) -> str:
     return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
-
-
-def _spec_error(name: Any, reason: str) -> ContractError:
-    where = f"field {name!r}: " if name else ""
-    return ContractError(
-        f"invalid contract: {where}{reason}",
-        code=INVALID_SPEC,
-        hint="fix the contract JSON (see docs/contract.md) and load it again",
-        status=400,
-    )

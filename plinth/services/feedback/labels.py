@@ -17,6 +17,18 @@ from typing import Any
 
 from plinth.core.output import OutputContract
 from plinth.errors import PlinthError
+from plinth.errors.feedback import (
+    AMBIGUOUS_KEY,
+    INVALID_ITEM,
+    INVALID_LABEL,
+    INVALID_TIME,
+    MISSING_LABEL,
+    MODEL_MISMATCH,
+    MODEL_REQUIRED,
+    RESERVED_SOURCE,
+    UNKNOWN_KEY,
+    UNKNOWN_PREDICTION,
+)
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore, LabelRow, PredictionRef
 
@@ -215,7 +227,7 @@ class Feedback:
                 return _fail(
                     p.index,
                     404,
-                    "feedback.unknown_prediction",
+                    UNKNOWN_PREDICTION,
                     f"no prediction with id {p.prediction_id!r}",
                     "Use the prediction_id from the reply; predictions past the retention "
                     "window (PLINTH_RETENTION_DAYS) are pruned.",
@@ -224,7 +236,7 @@ class Feedback:
                 return _fail(
                     p.index,
                     422,
-                    "feedback.model_mismatch",
+                    MODEL_MISMATCH,
                     f"prediction {p.prediction_id!r} was made by model {ref.model!r}, "
                     f"not {p.model!r}",
                     "Check the prediction id and the model name.",
@@ -236,7 +248,7 @@ class Feedback:
             return _fail(
                 p.index,
                 404,
-                "feedback.unknown_key",
+                UNKNOWN_KEY,
                 f"no prediction of model {p.model!r} was requested with key {p.key!r}",
                 "Send the same 'key' in the predict request, or label by prediction_id.",
             )
@@ -246,7 +258,7 @@ class Feedback:
             return _fail(
                 p.index,
                 409,
-                "feedback.ambiguous_key",
+                AMBIGUOUS_KEY,
                 f"key {p.key!r} names a request with several records",
                 "Label each record by its prediction_id instead.",
             )
@@ -267,7 +279,7 @@ class Feedback:
                 return _fail(
                     p.index,
                     422,
-                    "feedback.invalid_label",
+                    INVALID_LABEL,
                     why,
                     "Labels must fit the version's output contract "
                     "(GET /v1/models/{name} shows it).",
@@ -295,31 +307,27 @@ def _fail(index: int, status: int, code: str, message: str, hint: str = "") -> I
 def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | ItemOutcome:
     hint = 'Send {"prediction_id": "...", "label": ...} or {"key": "...", "label": ...}.'
     if not isinstance(item, Mapping):
-        return _fail(index, 422, "feedback.invalid_item", "an item must be a JSON object", hint)
+        return _fail(index, 422, INVALID_ITEM, "an item must be a JSON object", hint)
     unknown = sorted(set(item) - _ITEM_FIELDS)
     if unknown:
-        return _fail(
-            index, 422, "feedback.invalid_item", f"unknown field(s): {', '.join(unknown)}", hint
-        )
+        return _fail(index, 422, INVALID_ITEM, f"unknown field(s): {', '.join(unknown)}", hint)
     prediction_id, key = item.get("prediction_id"), item.get("key")
     if (prediction_id is None) == (key is None):
-        return _fail(
-            index, 422, "feedback.invalid_item", "give exactly one of prediction_id and key", hint
-        )
+        return _fail(index, 422, INVALID_ITEM, "give exactly one of prediction_id and key", hint)
     if prediction_id is not None and not isinstance(prediction_id, str):
-        return _fail(index, 422, "feedback.invalid_item", "prediction_id must be a string", hint)
+        return _fail(index, 422, INVALID_ITEM, "prediction_id must be a string", hint)
     if key is not None and not isinstance(key, str | int):
-        return _fail(index, 422, "feedback.invalid_item", "key must be a string", hint)
+        return _fail(index, 422, INVALID_ITEM, "key must be a string", hint)
     if "label" not in item or item["label"] is None:
-        return _fail(index, 422, "feedback.missing_label", "the label is missing", hint)
+        return _fail(index, 422, MISSING_LABEL, "the label is missing", hint)
     item_model = item.get("model", model)
     if item_model is not None and not isinstance(item_model, str):
-        return _fail(index, 422, "feedback.invalid_item", "model must be a string", hint)
+        return _fail(index, 422, INVALID_ITEM, "model must be a string", hint)
     if key is not None and item_model is None:
         return _fail(
             index,
             422,
-            "feedback.model_required",
+            MODEL_REQUIRED,
             "a label by key needs the model name",
             'Add "model": "NAME" to the item or the request.',
         )
@@ -328,7 +336,7 @@ def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | I
         return _fail(
             index,
             422,
-            "feedback.invalid_item",
+            INVALID_ITEM,
             f"source must be text of 1 to {MAX_SOURCE_CHARS} characters",
             hint,
         )
@@ -336,7 +344,7 @@ def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | I
         return _fail(
             index,
             422,
-            "feedback.reserved_source",
+            RESERVED_SOURCE,
             "source 'reviewer' is kept for labels from resolved review items",
             "Resolve the item with POST /v1/review/{id}/resolve instead.",
         )
@@ -348,7 +356,7 @@ def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | I
             return _fail(
                 index,
                 422,
-                "feedback.invalid_time",
+                INVALID_TIME,
                 str(exc),
                 "Write times as ISO 8601 with a zone, e.g. 2026-03-01T12:00:00Z.",
             )

@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 from plinth.core.estimation import PerformanceEstimator
 from plinth.core.metrics import classification_metrics, regression_metrics
 from plinth.core.output import OutputContract
-from plinth.errors import PlinthError, RequestError
+from plinth.errors import InvalidWindowError, PlinthError
 from plinth.services.feedback.labels import now_utc
 from plinth.store import Store, VersionRecord
 from plinth.store.feedback import FeedbackStore, LabelRow
@@ -110,10 +110,8 @@ class Performance:
     ) -> dict[str, Any]:
         """Realised and estimated performance of ``name`` for the last ``windows`` windows."""
         if window <= timedelta(0) or not 1 <= windows <= MAX_WINDOWS:
-            raise RequestError(
+            raise InvalidWindowError(
                 f"window={window} and windows={windows} do not make a report",
-                code="performance.invalid_window",
-                status=422,
                 hint=f"Use a positive window (1h, 1d, 7d) and 1 to {MAX_WINDOWS} windows.",
             )
         versions = self.store.list_versions(name)

@@ -29,7 +29,7 @@ from plinth.core.interval import (
 )
 from plinth.core.output import confidence as top_probability
 from plinth.core.profile import Profile
-from plinth.errors import PlinthError
+from plinth.errors import ContractError, InvalidConfigError, PlinthError
 from plinth.services.monitoring.rollup import ROLLUP_EVERY_S, roll_up
 from plinth.services.process import in_thread, worker_id
 from plinth.services.registry.versions import ServedModel
@@ -89,10 +89,8 @@ class MonitorCollector:
         clock: Any = time.time,
     ) -> None:
         if interval_s <= 0:
-            raise PlinthError(
+            raise InvalidConfigError(
                 f"interval_s={interval_s} must be positive.",
-                code="config.invalid",
-                status=500,
                 hint="Set PLINTH_PROFILE_INTERVAL_S to a number of seconds, e.g. 60.",
             )
         self.store = None if store is None else MonitoringStore(store)
@@ -156,7 +154,7 @@ class MonitorCollector:
                 interval.latency.observe(seconds)
                 return
             interval.errors[error.code] = interval.errors.get(error.code, 0) + 1
-            if error.code.startswith("contract."):
+            if isinstance(error, ContractError):
                 interval.validation_failures += 1
                 for problem in error.problems:
                     name = problem.field or "(record)"

@@ -29,7 +29,11 @@ from plinth.core.interval import (
     histogram_quantiles,
 )
 from plinth.core.profile import Profile
-from plinth.errors import PlinthError, RequestError
+from plinth.errors import (
+    NoBaselineTrafficError,
+    NoReferenceProfileError,
+    UnknownBaselineError,
+)
 from plinth.store import Store
 from plinth.store.monitoring import ROLLUP_SECONDS, IntervalRow, MonitoringStore
 from plinth.store.records import VersionRecord
@@ -224,12 +228,7 @@ class Monitor:
     ) -> dict[str, Any]:
         """The JSON report: traffic, latency, drift, control charts and alerts."""
         if baseline not in ("reference", "previous"):
-            raise RequestError(
-                f"Unknown baseline {baseline!r}.",
-                code="monitor.invalid_baseline",
-                status=422,
-                hint="Use reference (the training profile) or previous (the window before).",
-            )
+            raise UnknownBaselineError(baseline)
         end = now or datetime.now(UTC)
         start = end - window
         record = (
@@ -239,12 +238,7 @@ class Monitor:
         )
         document = record.metadata.get("reference_profile")
         if document is None:
-            raise PlinthError(
-                f"{record.ref} has no reference profile.",
-                code="monitor.no_reference",
-                status=409,
-                hint="Register the model with its training data to get one.",
-            )
+            raise NoReferenceProfileError(f"{record.ref} has no reference profile.")
         reference = Profile.from_dict(document)
         layout = ProfileLayout(reference)
         data = self.window(record, layout, start, end)
@@ -309,12 +303,7 @@ class Monitor:
         else:
             before = self.window(record, layout, start - window, start)
             if before.empty or int(before.profile_rows.sum()) == 0:
-                raise PlinthError(
-                    "The previous window has no traffic to compare with.",
-                    code="monitor.no_baseline",
-                    status=409,
-                    hint="Use --baseline reference, or a window with traffic before it.",
-                )
+                raise NoBaselineTrafficError("The previous window has no traffic to compare with.")
             base = before.profile(layout)
         result = dataset_drift(base, current, config)
         features: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plinth.core.contract import Contract
-from plinth.errors import ContractError, Problem
+from plinth.errors import IncompatibleContractEditError, Problem
+from plinth.errors.contract import FIELDS_CHANGED, KIND_CHANGED
 from plinth.store import Store, VersionRecord
 
 
@@ -25,10 +26,8 @@ def update_contract(
     edited = Contract.from_dict(document)  # raises contract.invalid_spec on malformed JSON
     problems = _incompatibilities(current, edited)
     if problems:
-        raise ContractError(
+        raise IncompatibleContractEditError(
             f"The edited contract does not fit {record.ref}.",
-            code="contract.incompatible_edit",
-            hint="Keep the same fields, in the same order, with the same kinds and dtypes.",
             problems=problems,
         )
     metadata = dict(record.metadata)
@@ -50,7 +49,7 @@ def _incompatibilities(current: Contract, edited: Contract) -> list[Problem]:
     if current.feature_names != edited.feature_names:
         problems.append(
             Problem(
-                "contract.fields_changed",
+                FIELDS_CHANGED,
                 f"fields are {edited.feature_names}, the model needs {current.feature_names}",
                 "Edit the fields' settings, not the list of fields.",
             )
@@ -61,7 +60,7 @@ def _incompatibilities(current: Contract, edited: Contract) -> list[Problem]:
             if getattr(old, attribute) != getattr(new, attribute):
                 problems.append(
                     Problem(
-                        "contract.kind_changed",
+                        KIND_CHANGED,
                         f"{attribute} changed from {getattr(old, attribute)!r} "
                         f"to {getattr(new, attribute)!r}",
                         "The model was trained on the original type; register a new version.",

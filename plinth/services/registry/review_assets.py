@@ -41,7 +41,7 @@ from plinth.core.estimation import PerformanceEstimator
 from plinth.core.neighbours import NeighbourIndex
 from plinth.core.output import OutputContract
 from plinth.core.review import OutOfDistribution
-from plinth.errors import PlinthError, RegistryError
+from plinth.errors import ArtifactMissingError, NoOodReferenceError, PlinthError
 from plinth.flavors.base import read_verified
 from plinth.store.artifacts import ArtifactStore
 
@@ -148,13 +148,9 @@ class ReviewAssets:
         if self.ood is not None:
             return self.ood
         if self.neighbours is None or self.neighbours.n_rows_ < 2:
-            raise PlinthError(
+            raise NoOodReferenceError(
                 f"{ref} has no out-of-distribution reference and no training sample to "
                 "build one from, so it cannot be gated on ood.",
-                code="review.no_ood_reference",
-                hint="Register the model again (registration stores the reference), or gate "
-                "it on tree_spread.",
-                status=500,
             )
         self.ood = OutOfDistribution(k=OOD_K).fit_index(self.neighbours.copy())
         log.warning(
@@ -197,11 +193,9 @@ def load_assets(metadata: Mapping[str, Any], artifacts: ArtifactStore | None) ->
 
 def _read_checked(artifacts: ArtifactStore | None, sha256: str) -> bytes:
     if artifacts is None:
-        raise RegistryError(
+        raise ArtifactMissingError(
             "This version keeps its review assets in the artifact store, which was not given.",
-            code="registry.artifact_missing",
             hint="Load the version through Registry.load.",
-            status=500,
         )
     return read_verified(artifacts.path(sha256), sha256, "Review assets")
 

@@ -22,7 +22,19 @@ from plinth.core.metrics import classification_metrics, regression_metrics
 from plinth.core.output import OutputContract, confidence
 from plinth.core.profile import Profile
 from plinth.core.review import ReviewPolicy
-from plinth.errors import Problem, RegistryError
+from plinth.errors import (
+    BadOutputOnDataError,
+    EmptyTrainingDataError,
+    FeatureCountError,
+    InvalidModelNameError,
+    InvalidTaskError,
+    MissingFeaturesError,
+    MissingTargetError,
+    ModelFailedOnDataError,
+    Problem,
+    UnknownTargetLabelsError,
+)
+from plinth.errors.registry import MISSING_FEATURE
 from plinth.flavors.base import (
     Flavor,
     LoadedArtifact,
@@ -220,20 +232,15 @@ class Registry:
 
 def _check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
-        raise RegistryError(
-            f"Model name {name!r} is not allowed.",
-            code="registry.invalid_name",
-            hint="Use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit.",
-        )
+        raise InvalidModelNameError(name)
 
 
 def _split_target(
     frame: pd.DataFrame, target: str, flavor: Flavor
 ) -> tuple[pd.DataFrame, pd.Series]:
     if target not in frame.columns:
-        raise RegistryError(
+        raise MissingTargetError(
             f"Target column {target!r} is not in the data.",
-            code="registry.missing_target",
             hint=f"Pass --target with one of: {', '.join(map(str, frame.columns[:20]))}.",
         )
     features = frame.drop(columns=[target])
@@ -241,41 +248,28 @@ def _split_target(
     if wanted is not None:
         missing = [c for c in wanted if c not in features.columns]
         if missing:
-            raise RegistryError(
+            raise MissingFeaturesError(
                 "The model was fitted on columns the data does not have.",
-                code="registry.missing_features",
-                hint="Pass the table the model was trained on.",
                 problems=[
-                    Problem("registry.missing_feature", f"column {c!r} is missing", field=c)
-                    for c in missing
+                    Problem(MISSING_FEATURE, f"column {c!r} is missing", field=c) for c in missing
                 ],
             )
         features = features[wanted]
     n_expected = getattr(flavor.model, "n_features_in_", None)
     if n_expected is not None and int(n_expected) != features.shape[1]:
-        raise RegistryError(
+        raise FeatureCountError(
             f"The model expects {n_expected} features but the data has {features.shape[1]} "
             "besides the target.",
-            code="registry.feature_count",
-            hint="Drop columns the model was not trained on (ids, timestamps) from the table.",
         )
     if len(features) == 0:
-        raise RegistryError(
-            "The training table is empty.",
-            code="registry.empty_data",
-            hint="Pass the data the model was trained on; it sets the contract and profile.",
-        )
+        raise EmptyTrainingDataError("The training table is empty.")
     return features, frame[target]
 
 
 def _resolve_task(task: str | None, flavor: Flavor, y: pd.Series) -> str:
     if task is not None:
         if task not in ("classification", "regression"):
-            raise RegistryError(
-                f"Unknown task {task!r}.",
-                code="registry.invalid_task",
-                hint="Use --task classification or --task regression.",
-            )
+            raise InvalidTaskError(task)
         return task
     if flavor.classes is not None:
         return "classification"
@@ -299,12 +293,9 @@ def _check_labels(y: pd.Series, classes: list[Any] | None) -> None:
     known = set(classes)
     unknown = [v for v in y.dropna().unique().tolist() if v not in known]
     if unknown:
-        raise RegistryError(
+        raise UnknownTargetLabelsError(
             f"The target has labels the model does not know: {unknown[:10]!r} "
             f"(the model's classes are {classes[:10]!r}).",
-            code="registry.unknown_labels",
-            hint="Pass the table the model was trained on; XGBoost and LightGBM classes are "
-            "0..k-1, so encode the target as the model was fitted.",
         )
 
 
@@ -367,17 +358,13 @@ def _evaluate(
         predictions = flavor.predict(frame)
         probabilities = flavor.predict_proba(frame) if output.task == "classification" else None
     except Exception as exc:
-        raise RegistryError(
-            f"The model failed on its own data ({type(exc).__name__}: {exc}).",
-            code="registry.model_failed",
-            hint="Check --train/--holdout is the table the model was trained on.",
+        raise ModelFailedOnDataError(
+            f"The model failed on its own data ({type(exc).__name__}: {exc})."
         ) from exc
     bad = [p for p in output.check(predictions, probabilities, len(frame)) if p is not None]
     if bad:
-        raise RegistryError(
+        raise BadOutputOnDataError(
             f"The model broke its output contract on {len(bad)} of {len(frame)} rows.",
-            code="registry.bad_output",
-            hint="A served model must return finite predictions and probabilities summing to 1.",
             problems=bad[:10],
         )
     if output.task == "classification":

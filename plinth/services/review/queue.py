@@ -16,7 +16,17 @@ from prometheus_client import Gauge
 
 from plinth.core.output import OutputContract
 from plinth.core.review import ReviewPolicy, expected_review_share
-from plinth.errors import NotFoundError, PlinthError, RequestError
+from plinth.errors import (
+    AlreadyResolvedError,
+    InvalidReviewLabelError,
+    MissingReviewLabelError,
+    PlinthError,
+    PredictionPrunedError,
+    ReviewClaimedError,
+    ReviewItemNotFoundError,
+    UnknownReviewActionError,
+    UnknownReviewStatusError,
+)
 from plinth.services.feedback.labels import REVIEWER_SOURCE, coerce_label, now_utc
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore, LabelRow, ReviewRow
@@ -105,12 +115,7 @@ class ReviewQueue:
         self, *, model: str | None = None, status: str | None = "pending", limit: int = 100
     ) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
-            raise RequestError(
-                f"status {status!r} is not one of {', '.join(STATUSES)}",
-                code="review.invalid_status",
-                status=422,
-                hint="Use status=pending, claimed or resolved.",
-            )
+            raise UnknownReviewStatusError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         now = self.clock()
         rows = self.sql.list_reviews(
             now, model=model, status=status, limit=max(1, min(limit, 1000))
@@ -150,12 +155,7 @@ class ReviewQueue:
     ) -> dict[str, Any]:
         """Approve the model's answer or correct it; either way it becomes a label."""
         if action not in ACTIONS:
-            raise RequestError(
-                f"action {action!r} is not approve or correct",
-                code="review.invalid_action",
-                status=422,
-                hint='Send {"action": "approve"} or {"action": "correct", "label": ...}.',
-            )
+            raise UnknownReviewActionError(f"action {action!r} is not approve or correct")
         row = self._get(review_id)
         prediction = self.sql.prediction_row(row.prediction_id)
         output: dict[str, Any] = {} if prediction is None else prediction["output"]
@@ -164,35 +164,20 @@ class ReviewQueue:
         )
         if action == "approve":
             if label is not None:
-                raise RequestError(
+                raise InvalidReviewLabelError(
                     "approve takes no label: it confirms the model's own answer",
-                    code="review.invalid_label",
-                    status=422,
                     hint='Use {"action": "correct", "label": ...} to change it.',
                 )
             if "prediction" not in output:
-                raise RequestError(
-                    "the prediction was pruned from the log, so there is nothing to approve",
-                    code="review.prediction_pruned",
-                    status=409,
-                    hint='Resolve with {"action": "correct", "label": ...}.',
+                raise PredictionPrunedError(
+                    "the prediction was pruned from the log, so there is nothing to approve"
                 )
             label = output["prediction"]
         if label is None:
-            raise RequestError(
-                "correct needs the right label",
-                code="review.missing_label",
-                status=422,
-                hint='Send {"action": "correct", "label": ...}.',
-            )
+            raise MissingReviewLabelError("correct needs the right label")
         value, why = coerce_label(contract, label)
         if why is not None:
-            raise RequestError(
-                why,
-                code="review.invalid_label",
-                status=422,
-                hint="The label must fit the version's output contract.",
-            )
+            raise InvalidReviewLabelError(why)
         now = self.clock()
         label_row = LabelRow(
             prediction_id=row.prediction_id,
@@ -243,25 +228,19 @@ class ReviewQueue:
     def _get(self, review_id: str) -> ReviewRow:
         row = self.sql.get_review(review_id)
         if row is None:
-            raise _not_found(review_id)
+            raise ReviewItemNotFoundError(review_id)
         return row
 
     def _lost(self, review_id: str, row: ReviewRow | None, now: datetime) -> PlinthError:
         if row is None:
-            return _not_found(review_id)
+            return ReviewItemNotFoundError(review_id)
         if row.status == "resolved":
-            return RequestError(
-                f"review item {review_id} was already resolved by {row.resolved_by}",
-                code="review.already_resolved",
-                status=409,
-                hint="Each item is resolved once; list pending items for the next one.",
+            return AlreadyResolvedError(
+                f"review item {review_id} was already resolved by {row.resolved_by}"
             )
         until = "" if row.claimed_until is None else row.claimed_until.isoformat()
-        return RequestError(
-            f"review item {review_id} is claimed by {row.claimed_by} until {until}",
-            code="review.claimed",
-            status=409,
-            hint="Take another pending item; this one frees up if its lease runs out.",
+        return ReviewClaimedError(
+            f"review item {review_id} is claimed by {row.claimed_by} until {until}"
         )
 
 
@@ -271,14 +250,6 @@ def expected_share(model: ServedModel, policy: ReviewPolicy) -> dict[str, Any]:
     if not scores or policy.measure != "top_probability":
         return {}
     return expected_review_share(scores, policy.threshold).to_dict()
-
-
-def _not_found(review_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"no review item {review_id!r}",
-        code="review.not_found",
-        hint="List items with GET /v1/review?status=pending or `plinth review list`.",
-    )
 
 
 def review_view(row: ReviewRow, now: datetime) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from plinth.core.canary import (
 )
 from plinth.core.interval import LatencyHistogram, ProfileLayout, decode_counts_many
 from plinth.core.profile import FeatureBins, Profile
-from plinth.errors import PlinthError
+from plinth.errors import ModelError, PlinthError, error_class
 from plinth.services.monitoring.report import merge_rows
 from plinth.services.process import in_thread, worker_id
 from plinth.services.rollout.deployments import Deployments, Revision
@@ -323,8 +323,10 @@ def _arm(
     for r in rows:
         for code, n in r.errors.items():
             # The model's failures count against it; a caller's mistake (contract.*) or
-            # our own trouble (store.*) says nothing about the version.
-            if code.startswith("model."):
+            # our own trouble (store.*) says nothing about the version. Rows keep codes,
+            # so the class that owns each code says which it was.
+            leaf = error_class(code)
+            if leaf is not None and issubclass(leaf, ModelError):
                 model_errors += int(n)
             else:
                 ignored += int(n)

@@ -21,7 +21,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plinth.core.canary import CanaryPolicy
-from plinth.errors import ConfigError, NotFoundError, Problem, RequestError
+from plinth.errors import (
+    ConfigError,
+    DeploymentChangedError,
+    InvalidDeploymentError,
+    NoCanaryError,
+    NothingToRollBackError,
+    Problem,
+    RevisionNotFoundError,
+)
+from plinth.errors.config import CANARY_INVALID_SETTING, CANARY_UNKNOWN_SETTING
+from plinth.errors.rollout import (
+    CANARY_IS_CHAMPION,
+    DEFAULT_NOT_LAST,
+    DUPLICATE_FALLBACK,
+    DUPLICATE_SHADOW,
+    FALLBACK_IS_CHAMPION,
+    INVALID_DEADLINE,
+    INVALID_FALLBACK,
+    INVALID_WEIGHT,
+    SHADOW_IS_SERVING,
+    UNKNOWN_VERSION,
+)
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
 
@@ -317,25 +338,20 @@ class Deployments:
 
         def build(latest: RevisionRecord | None) -> NewRevision:
             if latest is None:
-                raise RequestError(
+                raise NothingToRollBackError(
                     f"{name!r} has never been deployed; there is nothing to roll back.",
-                    code="deploy.nothing_to_rollback",
-                    status=409,
                     hint=f"Deploy a version first: plinth deploy {name} VERSION",
                 )
             target = latest.revision - 1 if to is None else to
             if to is None and target < 1:
-                raise RequestError(
+                raise NothingToRollBackError(
                     f"{name!r} has only one revision; there is nothing before it.",
-                    code="deploy.nothing_to_rollback",
-                    status=409,
                     hint=f"Deploy the version you want instead: plinth deploy {name} VERSION",
                 )
             old = self.revisions.get(name, target) if target != latest.revision else latest
             if old is None or target > latest.revision:
-                raise NotFoundError(
+                raise RevisionNotFoundError(
                     f"{name!r} has no revision {target}.",
-                    code="deploy.revision_not_found",
                     hint=f"Revisions run from 1 to {latest.revision}; see plinth history {name}.",
                 )
             spec = DeploymentSpec.from_dict(old.spec)
@@ -396,10 +412,8 @@ def _with_canary(
     _expect(name, latest, expect_revision)
     base = None if latest is None else DeploymentSpec.from_dict(latest.spec)
     if base is None or base.canary is None:
-        raise RequestError(
+        raise NoCanaryError(
             f"{name!r} has no canary to {verb}.",
-            code="deploy.no_canary",
-            status=409,
             hint=f"Start one first: plinth deploy {name} VERSION --canary 10",
         )
     return base, base.canary
@@ -409,10 +423,8 @@ def _expect(name: str, latest: RevisionRecord | None, expected: int | None) -> N
     """Refuse to change a deployment that moved on since the caller looked at it."""
     if expected is not None and (latest is None or latest.revision != expected):
         found = None if latest is None else latest.revision
-        raise RequestError(
+        raise DeploymentChangedError(
             f"{name!r} changed (revision {found}, expected {expected}); nothing was done.",
-            code="deploy.conflict",
-            status=409,
             hint=f"See plinth history {name}, then try again.",
         )
 
@@ -422,13 +434,8 @@ def validate(spec: DeploymentSpec, known: set[int], also: Sequence[Problem] = ()
     problems found before it was built)."""
     problems = [*also, *spec_problems(spec, known)]
     if problems:
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise RequestError(
-            f"The deployment is invalid ({len(problems)} {noun}).",
-            code="deploy.invalid",
-            status=422,
-            hint=f"Registered versions: {', '.join(map(str, sorted(known)))}.",
-            problems=problems,
+        raise InvalidDeploymentError(
+            problems, hint=f"Registered versions: {', '.join(map(str, sorted(known)))}."
         )
 
 
@@ -440,7 +447,7 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
         if version not in known:
             problems.append(
                 Problem(
-                    "deploy.unknown_version",
+                    UNKNOWN_VERSION,
                     f"version {version} is not registered",
                     "Register it first, or pick one of the registered versions.",
                     where,
@@ -454,7 +461,7 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
         if not math.isfinite(weight) or not 0.0 <= weight <= 100.0:
             problems.append(
                 Problem(
-                    "deploy.invalid_weight",
+                    INVALID_WEIGHT,
                     f"canary weight {weight:g} is not between 0 and 100",
                     "Give the canary's share of traffic in percent, e.g. --canary 10.",
                     "canary.weight",
@@ -463,7 +470,7 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
         if spec.canary.version == spec.champion:
             problems.append(
                 Problem(
-                    "deploy.canary_is_champion",
+                    CANARY_IS_CHAMPION,
                     f"version {spec.champion} cannot be both champion and canary",
                     "Deploy the current champion first, then the new version with --canary.",
                     "canary.version",
@@ -475,16 +482,14 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
         if shadow in serving:
             problems.append(
                 Problem(
-                    "deploy.shadow_is_serving",
+                    SHADOW_IS_SERVING,
                     f"version {shadow} already serves live traffic",
                     "A shadow is a version that only receives copies of traffic.",
                     f"shadows[{i}]",
                 )
             )
     if len(set(spec.shadows)) != len(spec.shadows):
-        problems.append(
-            Problem("deploy.duplicate_shadow", "a shadow is listed twice", field="shadows")
-        )
+        problems.append(Problem(DUPLICATE_SHADOW, "a shadow is listed twice", field="shadows"))
     seen: set[FallbackEntry] = set()
     for i, entry in enumerate(spec.fallback):
         where = f"fallback[{i}]"
@@ -492,7 +497,7 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
             if i != len(spec.fallback) - 1:
                 problems.append(
                     Problem(
-                        "deploy.default_not_last",
+                        DEFAULT_NOT_LAST,
                         "'default' must be the last entry of the fallback chain",
                         "Nothing after the default responder would ever be reached.",
                         where,
@@ -503,7 +508,7 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
             if entry == spec.champion:
                 problems.append(
                     Problem(
-                        "deploy.fallback_is_champion",
+                        FALLBACK_IS_CHAMPION,
                         f"the champion ({entry}) cannot be its own fallback",
                         "List other versions, then 'default'.",
                         where,
@@ -512,21 +517,19 @@ def spec_problems(spec: DeploymentSpec, known: set[int]) -> list[Problem]:
         else:
             problems.append(
                 Problem(
-                    "deploy.invalid_fallback",
+                    INVALID_FALLBACK,
                     f"{entry!r} is neither a version number nor 'default'",
                     "Write fallback entries as version numbers or 'default'.",
                     where,
                 )
             )
         if entry in seen:
-            problems.append(
-                Problem("deploy.duplicate_fallback", f"{entry!r} is listed twice", field=where)
-            )
+            problems.append(Problem(DUPLICATE_FALLBACK, f"{entry!r} is listed twice", field=where))
         seen.add(entry)
     if spec.deadline_ms is not None and not 0 < spec.deadline_ms <= MAX_DEADLINE_MS:
         problems.append(
             Problem(
-                "deploy.invalid_deadline",
+                INVALID_DEADLINE,
                 f"deadline {spec.deadline_ms} ms is not between 1 and {MAX_DEADLINE_MS}",
                 "Give each model attempt's budget in milliseconds, e.g. --deadline-ms 200.",
                 "deadline_ms",
@@ -554,7 +557,7 @@ def canary_policy(
         if flag not in CANARY_SETTINGS:
             problems.append(
                 Problem(
-                    "canary.unknown_setting",
+                    CANARY_UNKNOWN_SETTING,
                     f"unknown setting {flag!r}",
                     "Settings: " + ", ".join(CANARY_SETTINGS) + ".",
                     flag,
@@ -566,7 +569,7 @@ def canary_policy(
             if not isinstance(value, bool):
                 problems.append(
                     Problem(
-                        "canary.invalid_setting",
+                        CANARY_INVALID_SETTING,
                         f"auto must be true or false, got {value!r}",
                         CANARY_SETTINGS["auto"][1],
                         flag,

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from plinth.core.batching import CallCost, wait_budget
-from plinth.errors import ModelError, PlinthError, StoreError
+from plinth.errors import (
+    ContractError,
+    ModelError,
+    PlinthError,
+    ScoringFailedError,
+    StoreWriteError,
+)
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving.logwriter import LogWriter
@@ -139,10 +145,8 @@ class Batcher:
                     self._executor, self._score_and_log, batch
                 )
             except Exception as exc:  # a bug in our own path: fail this batch, keep serving
-                error = ModelError(
-                    f"Scoring failed unexpectedly: {type(exc).__name__}: {exc}",
-                    code="model.internal",
-                    hint="This is a Plinth bug; the request was not served. Please report it.",
+                error = ScoringFailedError(
+                    f"Scoring failed unexpectedly: {type(exc).__name__}: {exc}"
                 )
                 results, log_error = [JobResult(error=error) for _ in batch], None
             else:
@@ -217,9 +221,8 @@ class Batcher:
             exc = future.exception()
             error = exc if isinstance(exc, PlinthError) else None
             if exc is not None and error is None:
-                error = StoreError(
+                error = StoreWriteError(
                     f"Could not store review items: {type(exc).__name__}: {exc}",
-                    code="store.write_failed",
                     hint="Check the database is reachable; the prediction was logged.",
                 )
             self._resolve(batch, results, error)
@@ -256,10 +259,10 @@ class Batcher:
         if error is None:
             records.inc(len(result.answers))
             latency.observe(seconds)
-        elif error.code.startswith("contract."):
+        elif isinstance(error, ContractError):
             for p in error.problems:
                 telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
-        elif error.code.startswith("model."):
+        elif isinstance(error, ModelError):
             telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
         for observer in self._reply_observers:
             observer.observe_reply(self.model, result, seconds)

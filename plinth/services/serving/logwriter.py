@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from plinth.errors import PlinthError, StoreError
+from plinth.errors import PlinthError, StoreWriteError
 from plinth.services import telemetry
 from plinth.store import PredictionRecord, Store
 from plinth.store.prediction_log import PredictionAppender
@@ -130,10 +130,8 @@ class LogWriter:
         except PlinthError as exc:
             error = exc
         except Exception as exc:
-            error = StoreError(
-                f"Could not write the prediction log: {type(exc).__name__}: {exc}",
-                code="store.write_failed",
-                hint="Check the database is reachable and has space; the request was not logged.",
+            error = StoreWriteError(
+                f"Could not write the prediction log: {type(exc).__name__}: {exc}"
             )
         telemetry.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
         telemetry.LOG_COMMIT_ROWS.observe(len(rows))

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from plinth.config.policies import Policies
-from plinth.errors import NotFoundError
+from plinth.errors import ModelNotFoundError
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.logwriter import LogWriter
@@ -86,10 +86,8 @@ class ModelPool:
 
     def serving_version(self, name: str) -> int:
         if name not in self._serving:
-            raise NotFoundError(
+            raise ModelNotFoundError(
                 f"Model {name!r} is not loaded.",
-                code="registry.model_not_found",
-                hint="Register it first: plinth register MODEL --name NAME ...",
             )
         return self._serving[name]
 

@@ -35,7 +35,16 @@ from prometheus_client import Counter
 
 from plinth.core.ids import new_ids
 from plinth.core.output import confidence as top_probability
-from plinth.errors import ModelError, PlinthError, Problem
+from plinth.errors import (
+    ContractError,
+    DeadlineExceededError,
+    FallbackExhaustedError,
+    ModelError,
+    NoDefaultOutputError,
+    PlinthError,
+    Problem,
+)
+from plinth.errors.serving import BREAKER_OPEN, DEFAULT_USED, FALLBACK_USED, NO_DEFAULT
 from plinth.services.process import in_thread
 from plinth.services.registry.versions import ServedModel
 from plinth.services.rollout.deployments import DEFAULT, Deployments, DeploymentSpec
@@ -338,7 +347,7 @@ class Router:
                 routed = await self._default(
                     name, plan, records, request_id, received, key, reasons
                 )
-                if routed.error is None or routed.error.status == 422:
+                if routed.error is None or isinstance(routed.error, ContractError):
                     return routed
                 reasons.extend(routed.error.problems)
                 last_error = routed.error
@@ -348,7 +357,7 @@ class Router:
             if not breaker.allow() and not is_last:
                 reasons.append(
                     Problem(
-                        "route.breaker_open",
+                        BREAKER_OPEN,
                         f"version {target} is failing; its circuit breaker is open",
                         field=str(target),
                     )
@@ -373,7 +382,7 @@ class Router:
                     answers = _with_warnings(answers, [_fallback_warning(reasons)])
                 self._copy_to_shadows(name, plan.spec, records, key, request_id)
                 return Routed(answers, target, entry_route, plan.revision)
-            if not result.error.code.startswith("model."):
+            if not isinstance(result.error, ModelError):
                 breaker.neutral()  # the caller's fault (422) or the log's (503): no fallback
                 return Routed(error=result.error, revision=plan.revision)
             breaker.failure()
@@ -390,10 +399,8 @@ class Router:
         if len(chain) == 1 and last_error is not None:
             return Routed(error=last_error, revision=plan.revision)  # no chain: the model's error
         return Routed(
-            error=ModelError(
+            error=FallbackExhaustedError(
                 f"Every entry of {name!r}'s fallback chain failed ({len(reasons)} attempts).",
-                code="route.exhausted",
-                hint="See each listed reason; `plinth history NAME` shows the deployment.",
                 problems=reasons,
             ),
             revision=plan.revision,
@@ -508,10 +515,9 @@ def default_answers(
     default = model.record.metadata.get("default_output")
     if not isinstance(default, dict) or "prediction" not in default:
         return JobResult(
-            error=ModelError(
+            error=NoDefaultOutputError(
                 f"{model.name}:{model.version} has no default output.",
-                code="route.no_default",
-                problems=[Problem("route.no_default", "no default output was stored")],
+                problems=[Problem(NO_DEFAULT, "no default output was stored")],
             )
         )
     checked = model.contract.apply(records)
@@ -526,7 +532,7 @@ def default_answers(
     if probabilities is not None:
         output["probabilities"] = probabilities
     low = {
-        "code": "route.default",
+        "code": DEFAULT_USED,
         "message": "answered by the default responder (majority class / median from training)",
         "hint": "Low confidence: no model answered this request.",
     }
@@ -557,7 +563,7 @@ def default_answers(
 
 def _fallback_warning(reasons: list[Problem]) -> dict[str, Any]:
     return {
-        "code": "route.fallback",
+        "code": FALLBACK_USED,
         "message": "answered by the fallback chain: " + "; ".join(p.message for p in reasons),
         "hint": "The routed version failed; `plinth history NAME` shows the deployment.",
     }
@@ -571,8 +577,6 @@ def _with_warnings(
 
 def _deadline_error(version: int, deadline_ms: int | None) -> ModelError:
     budget = "the request timeout" if deadline_ms is None else f"its {deadline_ms} ms deadline"
-    return ModelError(
+    return DeadlineExceededError(
         f"Version {version} did not answer within {budget}.",
-        code="model.deadline_exceeded",
-        hint="The model is slow or the worker is overloaded.",
     )

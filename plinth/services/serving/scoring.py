@@ -21,7 +21,14 @@ import pandas as pd
 from plinth.core.contract import ContractResult
 from plinth.core.ids import new_ids
 from plinth.core.output import confidence as top_probability
-from plinth.errors import ContractError, ModelError, PlinthError, Problem
+from plinth.errors import (
+    BadModelOutputError,
+    ContractViolationError,
+    DeadlineExceededError,
+    ModelRaisedError,
+    PlinthError,
+    Problem,
+)
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving import review_gate
@@ -75,9 +82,8 @@ def score(
     live: list[int] = []
     for i, job in enumerate(jobs):
         if now > job.deadline:
-            results[i].error = ModelError(
+            results[i].error = DeadlineExceededError(
                 "The request waited past its deadline before the model could run.",
-                code="model.deadline_exceeded",
                 hint="The server is overloaded; retry with backoff or raise the deadline.",
             )
         else:
@@ -146,19 +152,13 @@ def answer_and_row(
     return answer, row
 
 
-def contract_error(problems: list[Problem], offset: int = 0) -> ContractError:
+def contract_error(problems: list[Problem], offset: int = 0) -> ContractViolationError:
     """Renumber record positions so they index into the caller's own list."""
     renumbered = [
         Problem(p.code, p.message, p.hint, p.field, None if p.record is None else p.record - offset)
         for p in problems
     ]
-    noun = "problem" if len(renumbered) == 1 else "problems"
-    return ContractError(
-        f"The request breaks the input contract ({len(renumbered)} {noun}).",
-        code="contract.invalid",
-        hint="Fix every listed field; GET /v1/models/{name} shows the contract.",
-        problems=renumbered,
-    )
+    return ContractViolationError(renumbered)
 
 
 def _predict_jobs(
@@ -193,10 +193,8 @@ def _predict_jobs(
             for n in valid_jobs:
                 _predict_jobs(model, jobs, live, [n], starts, checked, results, observers)
             return
-        results[live[valid_jobs[0]]].error = ModelError(
+        results[live[valid_jobs[0]]].error = ModelRaisedError(
             f"The model raised {type(exc).__name__}: {exc}",
-            code="model.error",
-            hint="This is a model failure, not a caller error; check the model and its logs.",
         )
         return
     verdicts = model.output.check(predictions, probabilities, len(frame))
@@ -217,10 +215,8 @@ def _predict_jobs(
         offset += count
         bad = [v for v in (verdicts[k] for k in span) if v is not None]
         if bad:
-            results[i].error = ModelError(
+            results[i].error = BadModelOutputError(
                 f"The model returned invalid output for {len(bad)} of {count} records.",
-                code="model.bad_output",
-                hint="The model produced NaN/inf, a wrong shape or invalid probabilities.",
                 problems=[
                     Problem(p.code, p.message, p.hint, p.field, k - span.start)
                     for k, p in zip(span, (verdicts[k] for k in span), strict=True)

@@ -11,7 +11,7 @@ import pytest
 
 from plinth.core.interval import ProfileLayout, decode_counts, encode_counts
 from plinth.core.profile import Profile
-from plinth.errors import PlinthError, RequestError
+from plinth.errors import PlinthError, UnknownBaselineError
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.monitoring.report import Monitor
 from plinth.services.monitoring.report_html import render_html
@@ -209,7 +209,7 @@ def test_report_errors(store: Store, churn: ServedModel) -> None:
     with pytest.raises(PlinthError) as no_baseline:
         monitor.report("churn", window=timedelta(minutes=1), now=_at(T0 + 60), baseline="previous")
     assert no_baseline.value.code == "monitor.no_baseline"
-    with pytest.raises(RequestError) as bad:
+    with pytest.raises(UnknownBaselineError) as bad:
         monitor.report("churn", window=timedelta(hours=1), baseline="yesterday")  # type: ignore[arg-type]
     assert bad.value.code == "monitor.invalid_baseline"
     with pytest.raises(PlinthError) as missing:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plinth.errors import RequestError
+from plinth.errors import DeploymentChangedError
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.rollout.canary import CanaryAnalyzer
@@ -134,7 +134,7 @@ def test_report_only_never_acts_and_a_changed_deployment_is_left_alone(
     analysis = analyzer.analyze("m")
     assert analysis is not None and analysis.acts
     deployments.deploy("m", 2, canary=50)
-    with pytest.raises(RequestError, match="changed") as caught:
+    with pytest.raises(DeploymentChangedError, match="changed") as caught:
         analyzer.act(analysis)
     assert caught.value.code == "deploy.conflict"
 

@@ -6,7 +6,14 @@ import threading
 
 import pytest
 
-from plinth.errors import NotFoundError, PlinthError, RequestError
+from plinth.errors import (
+    InvalidDeploymentError,
+    NoCanaryError,
+    NotFoundError,
+    NothingToRollBackError,
+    PlinthError,
+    RevisionNotFoundError,
+)
 from plinth.services.registry.versions import Registry
 from plinth.services.rollout.deployments import Deployments, DeploymentSpec, parse_fallback
 from tests.rollout_support import ConstantModel, register
@@ -65,28 +72,29 @@ def test_rollback_appends_the_previous_spec_and_twice_undoes_itself(
 
 
 def test_rollback_errors_say_what_to_do(service: Deployments) -> None:
-    with pytest.raises(RequestError) as never:
+    with pytest.raises(NothingToRollBackError) as never:
         service.rollback("m")
     assert never.value.code == "deploy.nothing_to_rollback"
     service.deploy("m", 1)
-    with pytest.raises(RequestError) as only_one:
+    with pytest.raises(NothingToRollBackError) as only_one:
         service.rollback("m")
     assert only_one.value.code == "deploy.nothing_to_rollback"
-    with pytest.raises(NotFoundError) as missing:
+    with pytest.raises(RevisionNotFoundError) as missing:
         service.rollback("m", to=7)
+    assert isinstance(missing.value, NotFoundError) and missing.value.status == 404
     assert missing.value.code == "deploy.revision_not_found"
 
 
 def test_promote_needs_a_canary(service: Deployments) -> None:
     service.deploy("m", 1)
-    with pytest.raises(RequestError) as refused:
+    with pytest.raises(NoCanaryError) as refused:
         service.promote("m")
     assert refused.value.code == "deploy.no_canary" and refused.value.status == 409
 
 
 def test_validation_lists_every_problem_with_its_code(service: Deployments) -> None:
     service.deploy("m", 1)
-    with pytest.raises(RequestError) as invalid:
+    with pytest.raises(InvalidDeploymentError) as invalid:
         service.deploy(
             "m",
             9,
@@ -114,7 +122,7 @@ def test_validation_lists_every_problem_with_its_code(service: Deployments) -> N
 
 def test_a_canary_cannot_be_the_champion(service: Deployments) -> None:
     service.deploy("m", 2)
-    with pytest.raises(RequestError) as invalid:
+    with pytest.raises(InvalidDeploymentError) as invalid:
         service.deploy("m", 2, canary=10)
     assert [p.code for p in invalid.value.problems] == ["deploy.canary_is_champion"]
 
