@@ -631,6 +631,17 @@ def test_lossless_coercions(
         assert warnings[0].message.startswith(f"field {name!r}: converted ")
 
 
+def test_a_number_for_a_boolean_is_flagged_like_a_string(contract: Contract) -> None:
+    # JSON has true and false: 1 is a conversion, as "true" is, and says so.
+    result = contract.apply([good_record(b=1), good_record(b="true"), good_record(b=True)])
+    flagged = [[(w.code, w.message) for w in ws if w.field == "b"] for ws in result.warnings]
+    assert flagged == [
+        [("contract.coerced", "field 'b': converted 1 to True")],
+        [("contract.coerced", "field 'b': converted 'true' to True")],
+        [],
+    ]
+
+
 def test_numbers_for_a_string_category_become_strings() -> None:
     c = infer_contract(pd.DataFrame({"zip": ["75001", "69001", "75001"]}))
     result = c.apply([{"zip": 75001}, {"zip": 1.5}])

@@ -105,6 +105,29 @@ def test_malformed_bodies_get_422_with_a_code(client: TestClient, body: bytes, c
     assert reply.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [(5, "a number (5)"), (2**53 + 1, "a number (9007199254740993)"), (True, "a boolean")],
+)
+def test_a_request_key_must_be_a_string(client: TestClient, key: Any, said: str) -> None:
+    # Refused rather than converted: a numeric id may have lost digits in a JavaScript client
+    # already, and the key routes the canary and names the request in feedback.
+    reply = client.post("/v1/models/churn/predict", json={"records": [churn_record()], "key": key})
+    assert reply.status_code == 422
+    error = reply.json()["error"]
+    assert error["code"] == "request.invalid_body"
+    (problem,) = error["problems"]
+    assert (problem["code"], problem["field"]) == ("request.invalid_key", "key")
+    assert problem["message"] == f"'key' must be a string, not {said}"
+    assert problem["hint"] == 'Send the key as a JSON string, e.g. "key": "order-1234".'
+    text = client.post(
+        "/v1/models/churn/predict", json={"records": [churn_record()], "key": str(key)}
+    )
+    assert text.status_code == 200
+    logged = client.get(f"/v1/predictions/{text.json()['predictions'][0]['prediction_id']}")
+    assert logged.json()["key"] == str(key)
+
+
 def test_too_many_records_is_413(client: TestClient) -> None:
     reply = client.post("/v1/models/churn/predict", json={"records": [churn_record()] * 10_001})
     assert reply.status_code == 413

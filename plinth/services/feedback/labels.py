@@ -308,7 +308,7 @@ def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | I
         )
     if prediction_id is not None and not isinstance(prediction_id, str):
         return _fail(index, 422, "feedback.invalid_item", "prediction_id must be a string", hint)
-    if key is not None and not isinstance(key, str | int):
+    if key is not None and not isinstance(key, str):  # as in the predict request it names
         return _fail(index, 422, "feedback.invalid_item", "key must be a string", hint)
     if "label" not in item or item["label"] is None:
         return _fail(index, 422, "feedback.missing_label", "the label is missing", hint)
