@@ -11,9 +11,9 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 
 def churn_table(seed: int = 0, rows: int = 400) -> pd.DataFrame:
@@ -91,6 +91,73 @@ class BrokenModel:
         out = frame["a"].to_numpy(dtype=float) * 2.0
         out[frame["a"].to_numpy() < -1000] = np.nan
         return out
+
+
+SHOPPERS_FEATURES = ["region", "segment", "age", "income", "visits"]
+SHOPPERS_NUMBERS = ["age", "income", "visits"]
+
+
+def shoppers_table(seed: int = 0, rows: int = 300, *, missing: Any = np.nan) -> pd.DataFrame:
+    """A mixed table with gaps in every feature but ``visits``; ``missing`` is what the
+    ``region`` (object) column holds in a gap: NaN as read_csv gives it, or None as a
+    frame built from records or SQL rows does."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "region": pd.Series(rng.choice(["west", "east", "north"], rows, p=[0.5, 0.3, 0.2])),
+            "segment": pd.Series(rng.choice(["new", "loyal"], rows), dtype="str"),
+            "age": rng.normal(40, 10, rows).round(1),
+            "income": rng.normal(50_000, 15_000, rows).round(2),
+            "visits": rng.integers(0, 20, rows),
+        }
+    )
+    frame["region"] = frame["region"].astype(object)
+    logit = (frame["age"] - 40) / 10 + (frame["region"] == "west") * 0.8 - frame["visits"] / 10
+    frame["bought"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    for column, share in (("region", 0.1), ("segment", 0.1), ("age", 0.1), ("income", 0.05)):
+        gaps = rng.random(rows) < share
+        frame.loc[gaps, column] = missing if column == "region" else np.nan
+    return frame
+
+
+def imputing_pipeline(train: pd.DataFrame) -> Pipeline:
+    """The model a user brings: its own imputers (a constant for ``region``, the mode for
+    ``segment``, medians for numbers), one-hot encoding, a logistic regression."""
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                (
+                    "region",
+                    make_pipeline(
+                        SimpleImputer(strategy="constant", fill_value="unknown"),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    ["region"],
+                ),
+                (
+                    "segment",
+                    make_pipeline(
+                        SimpleImputer(strategy="most_frequent"),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    ["segment"],
+                ),
+                (
+                    "numbers",
+                    make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                    SHOPPERS_NUMBERS,
+                ),
+            ]
+        ),
+        LogisticRegression(),
+    )
+    return model.fit(train[SHOPPERS_FEATURES], train["bought"])
+
+
+def numbers_only_model(train: pd.DataFrame) -> LogisticRegression:
+    """A model that cannot take a NaN: fitted on the numbers with their gaps filled."""
+    numbers = train[SHOPPERS_NUMBERS]
+    return LogisticRegression().fit(numbers.fillna(numbers.median()), train["bought"])
 
 
 def churn_record(**overrides: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli import feedback, rollout
@@ -208,6 +209,8 @@ def show(
         + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
         highlight=False,
     )
+    from plinth.core.contract import FieldSpec
+
     table = Table(
         "field",
         "type",
@@ -225,16 +228,21 @@ def show(
             span = f"{f['minimum']} … {f['maximum']}"
         else:
             span = ""
-        repair = f"null→{f.get('on_null')}"
+        # What a null and an absent key really get, not the bare on_null setting: a field
+        # that is not nullable refuses a null whatever on_null says.
+        handling = FieldSpec.from_dict(f).null_handling()
+        repair = f"null→{handling['null']}"
+        if handling["missing"] != handling["null"]:
+            repair += f", missing→{handling['missing']}"
         if f["kind"] == "categorical":
             repair += f", unseen→{f.get('on_unseen')}"
         table.add_row(
-            f["name"],
+            escape(f["name"]),
             f["kind"],
             "yes" if f.get("required") else "no",
             "yes" if f.get("nullable") else "no",
-            span,
-            repair,
+            escape(span),
+            escape(repair),
         )
     console.print(table)
     lineage = view.get("lineage", {})

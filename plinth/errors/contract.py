@@ -85,6 +85,12 @@ UNSEEN_CATEGORY = _code(
     "problem or warning",
 )
 IMPUTED = _code("contract.imputed", "A null or absent value was filled in.", "warning")
+NULL_PASSED = _code(
+    "contract.null_passed",
+    "A null reached the model as a missing value, because the model handles it itself "
+    "(probed at registration).",
+    "warning",
+)
 COERCED = _code(
     "contract.coerced", 'A lossless conversion was made (e.g. "2.5" -> 2.5).', "warning"
 )

@@ -182,8 +182,18 @@ def parse_predict_body(payload: Any, max_records: int) -> tuple[list[Any], str |
         problems.append(Problem(INVALID_RECORDS, "'records' must be a list", BODY_HINT, "records"))
     elif not records:
         problems.append(Problem(EMPTY_RECORDS, "'records' is empty", "Send 1 or more.", "records"))
-    if key is not None and not isinstance(key, str | int):
-        problems.append(Problem(INVALID_KEY, "'key' must be a string", "Send a string.", "key"))
+    if key is not None and not isinstance(key, str):
+        # Refused, not converted: a number loses digits past 2**53 in JavaScript clients
+        # before it is sent, and true would become "True"; the key routes the canary and
+        # names the request in feedback, so it must be exactly what the caller meant.
+        problems.append(
+            Problem(
+                INVALID_KEY,
+                f"'key' must be a string, not {_json_type(key)}",
+                'Send the key as a JSON string, e.g. "key": "order-1234".',
+                "key",
+            )
+        )
     unknown = sorted(set(payload) - {"records", "key"})
     if unknown:
         problems.append(
@@ -202,7 +212,15 @@ def parse_predict_body(payload: Any, max_records: int) -> tuple[list[Any], str |
     assert isinstance(records, list)
     if len(records) > max_records:
         raise TooManyRecordsError(len(records), max_records, hint=SPLIT_HINT)
-    return records, None if key is None else str(key)
+    return records, key
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    return "an object" if isinstance(value, dict) else "a list"
 
 
 def _version_param(query: bytes) -> int | None:

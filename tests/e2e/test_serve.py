@@ -54,7 +54,7 @@ def test_register_serve_predict_replay(
     assert reply.status_code == 200, reply.text
     answer = reply.json()["predictions"][0]
     codes = {w["code"] for w in answer["warnings"]}
-    assert {"contract.imputed", "contract.unseen_category"} <= codes
+    assert {"contract.null_passed", "contract.unseen_category"} <= codes
 
     bad = httpx.post(
         f"{server.url}/v1/models/churn/predict",

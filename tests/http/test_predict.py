@@ -1,13 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import joblib
+import numpy as np
+import pandas as pd
 import pytest
+import skops.io as sio
 from fastapi.testclient import TestClient
+from pandas.testing import assert_frame_equal
 from prometheus_client.parser import text_string_to_metric_families
 
+import plinth
+from plinth.api import open_registry
 from plinth.config.settings import Settings
-from tests.support import churn_record
+from plinth.core.contract import Contract
+from plinth.http.app import create_app
+from tests.support import (
+    SHOPPERS_FEATURES,
+    SHOPPERS_NUMBERS,
+    churn_record,
+    imputing_pipeline,
+    numbers_only_model,
+    shoppers_table,
+)
 
 
 def _codes(body: dict[str, Any]) -> set[tuple[Any, Any, str]]:
@@ -40,7 +58,7 @@ def test_repairs_are_served_and_flagged(client: TestClient) -> None:
     reply = client.post("/v1/models/churn/predict", json={"records": [record]})
     assert reply.status_code == 200, reply.text
     codes = {(w["field"], w["code"]) for w in reply.json()["predictions"][0]["warnings"]}
-    assert ("income", "contract.imputed") in codes
+    assert ("income", "contract.null_passed") in codes  # to the pipeline's own imputer
     assert ("city", "contract.unseen_category") in codes
     assert ("age", "contract.out_of_range") in codes
     assert any(code == "contract.extra_field" for _, code in codes)
@@ -85,6 +103,29 @@ def test_malformed_bodies_get_422_with_a_code(client: TestClient, body: bytes, c
     reply = client.post("/v1/models/churn/predict", content=body)
     assert reply.status_code == 422
     assert reply.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [(5, "a number (5)"), (2**53 + 1, "a number (9007199254740993)"), (True, "a boolean")],
+)
+def test_a_request_key_must_be_a_string(client: TestClient, key: Any, said: str) -> None:
+    # Refused rather than converted: a numeric id may have lost digits in a JavaScript client
+    # already, and the key routes the canary and names the request in feedback.
+    reply = client.post("/v1/models/churn/predict", json={"records": [churn_record()], "key": key})
+    assert reply.status_code == 422
+    error = reply.json()["error"]
+    assert error["code"] == "request.invalid_body"
+    (problem,) = error["problems"]
+    assert (problem["code"], problem["field"]) == ("request.invalid_key", "key")
+    assert problem["message"] == f"'key' must be a string, not {said}"
+    assert problem["hint"] == 'Send the key as a JSON string, e.g. "key": "order-1234".'
+    text = client.post(
+        "/v1/models/churn/predict", json={"records": [churn_record()], "key": str(key)}
+    )
+    assert text.status_code == 200
+    logged = client.get(f"/v1/predictions/{text.json()['predictions'][0]['prediction_id']}")
+    assert logged.json()["key"] == str(key)
 
 
 def test_too_many_records_is_413(client: TestClient) -> None:
@@ -200,3 +241,116 @@ def test_oversized_bodies_are_refused_declared_or_streamed(
     streamed = client.post("/v1/models/churn/predict", content=chunks())
     assert streamed.status_code == 413
     assert streamed.json()["error"]["code"] == "request.too_large"
+
+
+# --- missing values: the model's own answer, not a repaired one ---------------------------
+
+Shoppers = tuple[TestClient, dict[str, tuple[Any, pd.DataFrame]]]
+NULLABLE = ["region", "segment", "age", "income"]
+
+
+@pytest.fixture
+def shoppers(settings: Settings, tmp_path: Path) -> Iterator[Shoppers]:
+    """The issue's user's models, registered the ways a user does, served over HTTP: a
+    pipeline with its own imputers (skops and joblib files through ``plinth.register``;
+    trained on a table that spells a missing string None, through the Registry), and a
+    plain regression that cannot take a NaN."""
+    table, none_table = shoppers_table(), shoppers_table(missing=None)
+    pipeline, none_pipeline = imputing_pipeline(table), imputing_pipeline(none_table)
+    numbers = numbers_only_model(table)
+    sio.dump(pipeline, tmp_path / "shoppers.skops")
+    joblib.dump(pipeline, tmp_path / "shoppers.joblib")
+    common: dict[str, Any] = {"train": table, "target": "bought", "settings": settings}
+    plinth.register(tmp_path / "shoppers.skops", name="skops", **common)
+    plinth.register(tmp_path / "shoppers.joblib", name="joblib", trust_pickle=True, **common)
+    with open_registry(settings) as registry:
+        registry.register(none_pipeline, name="none", train=none_table, target="bought")
+        registry.register(numbers, name="numbers", train=table, target="bought")
+    models = {
+        "skops": (pipeline, table),
+        "joblib": (pipeline, table),
+        "none": (none_pipeline, none_table),
+        "numbers": (numbers, table),
+    }
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client, models
+
+
+def _plain(row: pd.Series) -> dict[str, Any]:
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+def _emptied(table: pd.DataFrame, row: int, fields: list[str]) -> pd.DataFrame:
+    """One training row as a one-row frame, ``fields`` emptied the way the table spells a
+    gap in each column (NaN, or None in an object column built from records)."""
+    frame = table[SHOPPERS_FEATURES].loc[[row]].reset_index(drop=True)
+    for name in fields:
+        marker = table[name][table[name].isna()].iloc[0]
+        frame[name] = pd.Series([marker], dtype=frame[name].dtype)
+    return frame
+
+
+def _served(client: TestClient, name: str, record: dict[str, Any]) -> tuple[Any, pd.DataFrame]:
+    """The answer, and the frame the model saw (rebuilt from the logged features)."""
+    reply = client.post(f"/v1/models/{name}/predict", json={"records": [record]})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()["predictions"][0]
+    logged = client.get(f"/v1/predictions/{answer['prediction_id']}").json()
+    contract = Contract.from_dict(
+        client.get(f"/v1/models/{name}").json()["versions"][0]["contract"]
+    )
+    return answer, contract.frame([logged["features"]])
+
+
+@pytest.mark.parametrize("name", ["skops", "joblib", "none"])
+def test_a_model_with_its_own_imputers_answers_a_null_as_it_would_itself(
+    shoppers: Shoppers, name: str
+) -> None:
+    client, models = shoppers
+    model, table = models[name]
+    complete = table[SHOPPERS_FEATURES].dropna().index[:3].tolist()
+    for row in complete:
+        for fields in [[f] for f in NULLABLE] + [NULLABLE]:
+            record = {**_plain(table.loc[row, SHOPPERS_FEATURES]), **dict.fromkeys(fields)}
+            answer, seen = _served(client, name, record)
+            own = _emptied(table, row, fields)
+            assert_frame_equal(seen, own)  # dtypes, and NaN versus None, included
+            expected = model.predict_proba(own)[0].tolist()
+            assert [answer["probabilities"][c] for c in ("no", "yes")] == expected  # exactly
+            flagged = sorted((w["field"], w["code"]) for w in answer["warnings"])
+            assert flagged == sorted((f, "contract.null_passed") for f in fields)
+
+
+def test_a_model_that_cannot_take_a_null_gets_the_training_value_and_says_so(
+    shoppers: Shoppers,
+) -> None:
+    client, models = shoppers
+    model, table = models["numbers"]
+    contract = Contract.from_dict(
+        client.get("/v1/models/numbers").json()["versions"][0]["contract"]
+    )
+    impute = {f.name: f.impute for f in contract.fields}
+    row = table[SHOPPERS_NUMBERS].dropna().index[0]
+    for field in ("age", "income"):
+        record = {**_plain(table.loc[row, SHOPPERS_NUMBERS]), field: None}
+        answer, seen = _served(client, "numbers", record)
+        assert [(w["field"], w["code"]) for w in answer["warnings"]] == [
+            (field, "contract.imputed")
+        ]
+        own = table[SHOPPERS_NUMBERS].loc[[row]].reset_index(drop=True)
+        own[field] = impute[field]
+        assert_frame_equal(seen, own)
+        expected = model.predict_proba(own)[0].tolist()
+        assert [answer["probabilities"][c] for c in ("no", "yes")] == expected
+
+
+@pytest.mark.parametrize("name", ["skops", "numbers"])
+def test_a_null_in_a_required_field_is_refused_whatever_the_model(
+    shoppers: Shoppers, name: str
+) -> None:
+    client, models = shoppers
+    _, table = models[name]
+    record = {**_plain(table[SHOPPERS_FEATURES].dropna().iloc[0]), "visits": None}
+    reply = client.post(f"/v1/models/{name}/predict", json={"records": [record]})
+    assert reply.status_code == 422
+    assert _codes(reply.json()) == {(0, "visits", "contract.null_value")}

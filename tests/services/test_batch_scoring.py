@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,12 +12,24 @@ import pytest
 
 from plinth.core.review import ReviewPolicy
 from plinth.services.batch_scoring import score_frame
+from plinth.services.datasets import read_table
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.review.queue import ReviewQueue
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.serving.logwriter import LogWriter
 from plinth.services.serving.scoring import Job, score
-from tests.support import churn_model, churn_table, regression_table, ridge_model
+from tests.support import (
+    SHOPPERS_FEATURES,
+    SHOPPERS_NUMBERS,
+    churn_model,
+    churn_table,
+    imputing_pipeline,
+    numbers_only_model,
+    regression_table,
+    ridge_model,
+    shoppers_table,
+    write_csv,
+)
 
 
 @pytest.fixture
@@ -118,3 +131,36 @@ def test_a_regressor_is_gated_on_the_ood_reference_stored_at_registration(
     items = ReviewQueue(registry.store).list_items(model="prices")
     assert {i["gate"]["measure"] for i in items} == {"ood"}
     assert all(i["gate"]["score"] > 0.99 for i in items)
+
+
+def test_rows_with_gaps_get_the_models_own_answer_or_a_flagged_imputation(
+    registry: Registry, writers: tuple[LogWriter, ReviewWriter], tmp_path: Path
+) -> None:
+    train = shoppers_table()
+    pipeline, numbers = imputing_pipeline(train), numbers_only_model(train)
+    registry.register(pipeline, name="shoppers", train=train, target="bought")
+    registry.register(numbers, name="numbers", train=train, target="bought")
+    # What `plinth predict` reads: a file with gaps in every nullable column.
+    today = shoppers_table(3, rows=120).drop(columns="bought")
+    frame = read_table(write_csv(today, tmp_path / "today.csv"))
+    gaps = frame[SHOPPERS_FEATURES].isna()
+    log, _ = writers
+
+    scored, summary = score_frame(_served(registry, "shoppers", None), frame, log)
+    assert (summary.scored, summary.failed) == (120, 0)
+    # The pipeline's imputers fill the gaps: the answers are its own, bit for bit.
+    own = pipeline.predict_proba(frame[SHOPPERS_FEATURES])
+    assert scored["probability_yes"].tolist() == own[:, 1].tolist()
+    assert gaps.any(axis=1).sum() > 20
+    flagged = scored["warnings"].str.contains("contract.null_passed")
+    assert flagged.tolist() == gaps.any(axis=1).tolist()
+    assert not scored["warnings"].str.contains("contract.imputed").any()
+
+    model = _served(registry, "numbers", None)
+    scored, summary = score_frame(model, frame[SHOPPERS_NUMBERS], log)
+    assert (summary.scored, summary.failed) == (120, 0)
+    filled = frame[SHOPPERS_NUMBERS].fillna({f.name: f.impute for f in model.contract.fields})
+    assert scored["probability_yes"].tolist() == numbers.predict_proba(filled)[:, 1].tolist()
+    flagged = scored["warnings"].str.contains("contract.imputed")
+    assert flagged.tolist() == gaps[SHOPPERS_NUMBERS].any(axis=1).tolist()
+    assert not scored["warnings"].str.contains("contract.null_passed").any()

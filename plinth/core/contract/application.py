@@ -44,6 +44,7 @@ from plinth.errors.contract import (
     IMPUTED,
     MISSING_FIELD,
     NON_FINITE,
+    NULL_PASSED,
     NULL_VALUE,
     OUT_OF_RANGE,
     UNSEEN_CATEGORY,
@@ -114,6 +115,7 @@ class _Plan:
     tz: Any
     int_bounds: tuple[int, int]
     passes_nulls: bool  # can a null reach the frame? then its dtype must hold one
+    null: Any  # what a passed null is in an object column: NaN or None (FieldSpec.null_as)
     expects: str
     hint: str
 
@@ -160,7 +162,7 @@ class _Plan:
         else:
             cat_mode = "any"
         expects, hint = _describe(spec, cats)
-        on_null = "pass" if spec.on_null == "impute" and impute is None else spec.on_null
+        on_null = spec.null_policy
         return cls(
             spec=spec,
             dtype=dtype,
@@ -174,6 +176,7 @@ class _Plan:
             tz=tz,
             int_bounds=int_bounds,
             passes_nulls=on_null == "pass" and (spec.nullable or not spec.required),
+            null=None if spec.null_as == "none" else np.nan,
             expects=expects,
             hint=hint,
         )
@@ -337,6 +340,13 @@ def _slow(
                 batch.field(plan, i, code, f"field {spec.name!r} is {what}; nulls are rejected")
             elif plan.on_null == "pass":
                 null[i] = True
+                batch.field(
+                    plan,
+                    i,
+                    NULL_PASSED,
+                    f"field {spec.name!r} was {what}; passed to the model as a missing value",
+                    f"send {spec.name!r} if it is known; {plan.hint}",
+                )
             else:
                 out[i] = plan.impute
                 batch.field(
@@ -479,7 +489,7 @@ def _parse_boolean_value(plan: _Plan, v: Any) -> _Parsed:
     if isinstance(v, (bool, np.bool_)):
         return _OK, bool(v)
     if isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1):
-        return _OK, bool(v)
+        return _COERCE, bool(v)  # 1 is not true in JSON: say so, as for "true"
     if isinstance(v, str):
         low = v.strip().lower()
         if low in _TRUE or low in _FALSE:
@@ -750,7 +760,7 @@ def _build(plan: _Plan, column: _Column, keep: np.ndarray) -> Any:
         if _is_object(dtype):
             values = values.copy()
             if null is not None:
-                values[null] = np.nan
+                values[null] = plan.null
             return values
         return pd.array(values, dtype=dtype)
     if _is_extension(dtype):
@@ -762,7 +772,7 @@ def _build(plan: _Plan, column: _Column, keep: np.ndarray) -> Any:
         # a numpy bool column cannot hold a null: a field that passes nulls is always object
         objects = values.astype(object)
         if null is not None:
-            objects[null] = np.nan
+            objects[null] = plan.null
         return objects
     if plan.passes_nulls and kind == "integer":
         # likewise a numpy int column: a field that passes nulls is always float64, decided
@@ -782,9 +792,22 @@ def _assemble(names: pd.Index, columns: list[Any], rows: int) -> pd.DataFrame:
         return pd.DataFrame(np.column_stack(columns), columns=names, copy=False)
     if _FROM_ARRAYS is not None:
         # pandas' own constructor for ready-made columns: a quarter of the dict path's cost
-        # on the request hot path; the public path below stays as the fallback
-        return cast(pd.DataFrame, _FROM_ARRAYS(columns, columns=names, index=pd.RangeIndex(rows)))
-    return pd.DataFrame(dict(zip(names, columns, strict=True)), copy=False)
+        # on the request hot path; the public path below stays as the fallback. Without
+        # verify_integrity (every column is already a 1-D array of the right length and
+        # dtype), an object column stays object: pandas 3 would infer its strings as str,
+        # so the model would see a dtype it was not trained with, and one that depends on
+        # the batch (a column of nulls alone stays object).
+        frame = _FROM_ARRAYS(
+            columns, columns=names, index=pd.RangeIndex(rows), verify_integrity=False
+        )
+        return cast(pd.DataFrame, frame)
+    return pd.DataFrame(
+        {
+            name: pd.Series(c, dtype=object, copy=False) if _is_object(c.dtype) else c
+            for name, c in zip(names, columns, strict=True)
+        },
+        copy=False,
+    )
 
 
 _FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)

@@ -220,6 +220,7 @@ class Contract:
                 f.nullable,
                 f.on_null,
                 f.on_unseen,
+                f.null_as,
                 f.impute,
                 f.minimum,
                 f.maximum,

@@ -56,6 +56,8 @@ def _infer_field(name: str, s: pd.Series) -> FieldSpec:
         "nullable": nullable,
         "required": not nullable,
     }
+    if nullable and _is_object(dtype):
+        common["null_as"] = _null_marker(s[s.isna()])
     if is_bool_dtype(dtype):
         return _infer_boolean(common, nonnull)
     if is_integer_dtype(dtype):
@@ -132,6 +134,13 @@ def _infer_numeric(common: dict[str, Any], nonnull: pd.Series) -> FieldSpec:
         maximum=float(values.max()),
         **common,
     )
+
+
+def _null_marker(nulls: pd.Series) -> str:
+    """How the training table spelled "missing" in an object column: None, or NaN (and any
+    other marker pandas reads as missing), whichever is more common."""
+    none = sum(v is None for v in nulls.tolist())
+    return "none" if none > len(nulls) - none else "nan"
 
 
 def _mode(nonnull: pd.Series) -> Any:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 FieldKind = Literal["numeric", "integer", "boolean", "categorical", "datetime", "text"]
 NullPolicy = Literal["impute", "pass", "reject"]
 UnseenPolicy = Literal["pass", "impute", "reject"]
+NullMarker = Literal["nan", "none"]
 
 # A string column is categorical when it has at most 50 distinct values, or when its
 # distinct values are at most 5 % of its non-null rows (capped at 1000, so a stored
@@ -38,6 +39,7 @@ MAX_EXTRA_WARNINGS = 10
 _KINDS = get_args(FieldKind)
 _NULL_POLICIES = get_args(NullPolicy)
 _UNSEEN_POLICIES = get_args(UnseenPolicy)
+_NULL_MARKERS = get_args(NullMarker)
 _ISO_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")  # keeps "now"/"today" out of the parser
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
@@ -63,12 +65,19 @@ class FieldSpec:
     dtype: str  # pandas dtype name seen in training, used to rebuild an identical frame
     required: bool = True  # the key must be present (unless nullable)
     nullable: bool = False  # null / missing allowed -> repaired per on_null
-    on_null: NullPolicy = "impute"  # impute = training median (numbers) / mode (others)
+    # impute = training median (numbers) / mode (others); pass = the model handles it
+    # (registration probes the model and picks pass when it does); reject = invalid record
+    on_null: NullPolicy = "impute"
     impute: Any = None  # JSON-ready value used for imputation
     minimum: float | str | None = None  # observed range (datetime: ISO string)
     maximum: float | str | None = None
     categories: list[Any] | None = None  # observed category set (categorical only)
     on_unseen: UnseenPolicy = "pass"  # pass through, replace by the mode, or reject
+    # How a passed null reaches the model in an ``object`` column: as NaN (pandas' marker,
+    # what read_csv gives) or as None, whichever the training table held. A pipeline treats
+    # the two differently (its imputer sees NaN; an encoder may have learned None as a
+    # category), so the model gets the one it was trained with.
+    null_as: NullMarker = "nan"
 
     def __post_init__(self) -> None:
         bad = []
@@ -80,10 +89,37 @@ class FieldSpec:
             bad.append(f"on_null must be one of {', '.join(_NULL_POLICIES)}")
         if self.on_unseen not in _UNSEEN_POLICIES:
             bad.append(f"on_unseen must be one of {', '.join(_UNSEEN_POLICIES)}")
+        if self.null_as not in _NULL_MARKERS:
+            bad.append(f"null_as must be one of {', '.join(_NULL_MARKERS)}")
         if self.categories is not None and not isinstance(self.categories, list):
             bad.append("categories must be a list or null")
         if bad:
             raise InvalidContractSpecError(self.name, "; ".join(bad))
+
+    @property
+    def null_policy(self) -> NullPolicy:
+        """``on_null`` as applied: ``impute`` with no training value to impute passes."""
+        return "pass" if self.on_null == "impute" and self.impute is None else self.on_null
+
+    def null_handling(self) -> dict[str, str]:
+        """What a null value and an absent key really get, in words: ``reject``,
+        ``impute <value>`` or ``pass to model``.
+
+        A field that is not nullable rejects nulls (and, if required, absent keys)
+        whatever ``on_null`` says; this is what ``plinth show`` prints.
+        """
+        policy = self.null_policy
+        accepted = (
+            f"impute {_show(self.impute)}"
+            if policy == "impute"
+            else "pass to model"
+            if policy == "pass"
+            else "reject"
+        )
+        return {
+            "null": accepted if self.nullable else "reject",
+            "missing": accepted if self.nullable or not self.required else "reject",
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` reads it back unchanged."""

@@ -316,8 +316,8 @@ def _parse(index: int, item: Any, model: str | None, source: str) -> _Parsed | I
         return _fail(index, 422, INVALID_ITEM, "give exactly one of prediction_id and key", hint)
     if prediction_id is not None and not isinstance(prediction_id, str):
         return _fail(index, 422, INVALID_ITEM, "prediction_id must be a string", hint)
-    if key is not None and not isinstance(key, str | int):
-        return _fail(index, 422, INVALID_ITEM, "key must be a string", hint)
+    if key is not None and not isinstance(key, str):
+        return _fail(index, 422, INVALID_ITEM, "key must be a string", hint)  # as in predict
     if "label" not in item or item["label"] is None:
         return _fail(index, 422, MISSING_LABEL, "the label is missing", hint)
     item_model = item.get("model", model)

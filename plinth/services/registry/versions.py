@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from plinth.store.artifacts import ArtifactStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNSEEN_PROBE = "__plinth_unseen_category__"
+NULL_PROBE_ROWS = 8  # training rows per field the null probe feeds the model
 
 
 @dataclass
@@ -140,10 +142,11 @@ class Registry:
 
         features, y = _split_target(train, target, artifact.flavor)
         resolved_task = _resolve_task(task, artifact.flavor, y)
-        contract = _with_unseen_policies(infer_contract(features), artifact.flavor, features)
         classes = _classes(artifact.flavor, y, resolved_task)
         _check_labels(y, classes)
         output = OutputContract(task=resolved_task, classes=classes)  # type: ignore[arg-type]
+        contract = _with_unseen_policies(infer_contract(features), artifact.flavor, features)
+        contract = _with_null_policies(contract, artifact.flavor, output, features)
 
         if holdout is not None:
             h_features, h_y = _split_target(holdout, target, artifact.flavor)
@@ -336,6 +339,69 @@ def _with_unseen_policies(contract: Contract, flavor: Flavor, features: pd.DataF
         except Exception:
             spec["on_unseen"] = "reject"
     return Contract.from_dict(document)
+
+
+def _with_null_policies(
+    contract: Contract, flavor: Flavor, output: OutputContract, features: pd.DataFrame
+) -> Contract:
+    """Pass a field's nulls to the model when the model handles them itself.
+
+    A pipeline with its own imputer must get the null, not Plinth's median or mode: its
+    answer would differ from the model's own (training/serving skew made by the serving
+    layer). For each field a null or absent key can reach, training rows with that field
+    null are built exactly as serving will build them and scored; finite, well-formed
+    answers make ``on_null`` ``pass`` (flagged ``contract.null_passed`` on each request),
+    anything else keeps ``impute``. Fields that reject nulls are not probed.
+    """
+    document = contract.to_dict()
+    probed = [
+        f["name"]
+        for f in document["fields"]
+        if f["on_null"] == "impute"
+        and f["impute"] is not None
+        and (f["nullable"] or not f["required"])
+    ]
+    if not probed:
+        return contract
+    # Complete rows: training rows, their own nulls repaired by the inferred contract.
+    base = contract.apply(_records(features.head(NULL_PROBE_ROWS))).features()
+    if not base:  # no evidence either way: keep imputing
+        return contract
+    # One call for all fields (the usual pipeline imputes everything); a field that failed
+    # it (or all, if the call raised) is tried again alone.
+    together = _answers_nulls(flavor, output, _passing(document, probed), base, probed)
+    handled = [
+        ok or _answers_nulls(flavor, output, _passing(document, [name]), base, [name])[0]
+        for name, ok in zip(probed, together, strict=True)
+    ]
+    return _passing(document, [name for name, ok in zip(probed, handled, strict=True) if ok])
+
+
+def _passing(document: dict[str, Any], names: list[str]) -> Contract:
+    """The contract with ``on_null: pass`` for ``names``."""
+    fields = [{**f, "on_null": "pass"} if f["name"] in names else f for f in document["fields"]]
+    return Contract.from_dict({**document, "fields": fields})
+
+
+def _answers_nulls(
+    flavor: Flavor,
+    output: OutputContract,
+    contract: Contract,
+    base: list[dict[str, Any]],
+    names: list[str],
+) -> list[bool]:
+    """Per name, whether the model answers every base row with that field null well."""
+    frame = contract.frame([{**row, name: None} for name in names for row in base])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a model may warn about a NaN; its answer counts
+            predictions = flavor.predict(frame)
+            probabilities = flavor.predict_proba(frame) if output.task == "classification" else None
+        verdicts = output.check(predictions, probabilities, len(frame))
+    except Exception:
+        return [False] * len(names)
+    good = [v is None for v in verdicts]
+    return [all(good[k * len(base) : (k + 1) * len(base)]) for k in range(len(names))]
 
 
 @dataclass

@@ -83,6 +83,18 @@ def test_valid_items_are_stored_while_bad_ones_fail_alone(churn: Registry) -> No
     assert sql.get_label("p2") is None
 
 
+def test_a_key_must_be_a_string_as_in_the_predict_request(churn: Registry) -> None:
+    log_prediction(churn, "churn", "p1", key="5")
+    result = Feedback(churn.store).ingest(
+        [{"key": 5, "model": "churn", "label": "no"}, {"key": "5", "model": "churn", "label": "no"}]
+    )
+    assert [(i.status, i.code) for i in result.items] == [
+        (422, "feedback.invalid_item"),
+        (201, None),
+    ]
+    assert result.items[0].message == "key must be a string"
+
+
 def test_second_label_replaces_first_and_history_keeps_it(churn: Registry) -> None:
     log_prediction(churn, "churn", "p1")
     feedback = Feedback(churn.store)

@@ -3,19 +3,34 @@ from __future__ import annotations
 import hashlib
 import pickle
 from pathlib import Path
+from typing import Any
 
+import joblib
+import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
+from plinth.core.contract import FieldSpec
 from plinth.errors import PlinthError, RegistryError
 from plinth.services.registry.versions import Registry
 from tests.support import (
+    SHOPPERS_FEATURES,
+    SHOPPERS_NUMBERS,
     BrokenModel,
     churn_model,
     churn_table,
+    imputing_pipeline,
+    numbers_only_model,
     regression_table,
     ridge_model,
+    shoppers_table,
     strict_category_model,
 )
 
@@ -74,6 +89,107 @@ def test_unseen_category_policy_follows_what_the_pipeline_can_handle(registry: R
     record = registry.register(strict_category_model(train), name="s", train=train, target="churn")
     fields = {f["name"]: f for f in record.metadata["contract"]["fields"]}
     assert fields["city"]["on_unseen"] == "reject"
+
+
+def _fields(record: Any) -> dict[str, FieldSpec]:
+    return {f["name"]: FieldSpec.from_dict(f) for f in record.metadata["contract"]["fields"]}
+
+
+@pytest.mark.parametrize("saved", ["object", "skops", "joblib"])
+def test_nulls_go_to_a_model_that_handles_them_itself(
+    registry: Registry, tmp_path: Path, saved: str
+) -> None:
+    train = shoppers_table()
+    model: Any = imputing_pipeline(train)
+    if saved == "skops":
+        sio.dump(model, tmp_path / "model.skops")
+        model = tmp_path / "model.skops"
+    elif saved == "joblib":
+        joblib.dump(model, tmp_path / "model.joblib")
+        model = tmp_path / "model.joblib"
+    record = registry.register(
+        model, name="shoppers", train=train, target="bought", trust_pickle=saved == "joblib"
+    )
+    fields = _fields(record)
+    assert {n: f.on_null for n, f in fields.items()} == {
+        "region": "pass",
+        "segment": "pass",
+        "age": "pass",
+        "income": "pass",
+        "visits": "impute",  # required: never probed, and a null is refused anyway
+    }
+    assert fields["visits"].null_handling() == {"null": "reject", "missing": "reject"}
+    assert fields["age"].null_handling() == {"null": "pass to model", "missing": "pass to model"}
+
+
+def test_nulls_are_imputed_for_a_model_that_cannot_take_them(registry: Registry) -> None:
+    train = shoppers_table()
+    record = registry.register(numbers_only_model(train), name="n", train=train, target="bought")
+    fields = _fields(record)
+    assert [(n, f.on_null) for n, f in fields.items()] == [
+        ("age", "impute"),
+        ("income", "impute"),
+        ("visits", "impute"),
+    ]
+    age = train["age"].dropna()
+    assert fields["age"].null_handling()["null"] == f"impute {float(np.median(age))!r}"
+
+
+def test_the_null_policy_is_decided_field_by_field(registry: Registry) -> None:
+    # region has an imputer in front of its encoder; the numbers go to the regression bare.
+    train = shoppers_table()
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                (
+                    "region",
+                    make_pipeline(
+                        SimpleImputer(strategy="most_frequent"),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    ["region"],
+                ),
+                ("numbers", "passthrough", SHOPPERS_NUMBERS),
+            ]
+        ),
+        LogisticRegression(max_iter=1000),
+    )
+    features = train[SHOPPERS_FEATURES].copy()
+    features[SHOPPERS_NUMBERS] = features[SHOPPERS_NUMBERS].fillna(0.0)
+    model.fit(features.drop(columns="segment"), train["bought"])
+    record = registry.register(
+        model, name="m", train=train.drop(columns="segment"), target="bought"
+    )
+    on_null = {n: f.on_null for n, f in _fields(record).items()}
+    assert on_null == {"region": "pass", "age": "impute", "income": "impute", "visits": "impute"}
+
+
+class NaNForNaN:
+    """A model that answers a missing value with NaN instead of raising."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["a"].to_numpy(dtype=float) * 2.0 + frame["b"].to_numpy(dtype=float)
+
+
+def test_a_model_that_answers_nan_for_a_null_gets_imputed_values(registry: Registry) -> None:
+    train = regression_table()
+    train.loc[::10, "a"] = np.nan
+    record = registry.register(
+        NaNForNaN(), name="nan", train=train, target="y", task="regression", trust_pickle=True
+    )
+    assert _fields(record)["a"].on_null == "impute"
+
+
+def test_a_null_reaches_the_model_as_the_training_table_spelled_it(registry: Registry) -> None:
+    # A frame built from records or SQL rows holds None in an object column; the pipeline
+    # learned None as a category there, so NaN would be an unseen value for it.
+    train = shoppers_table(missing=None)
+    record = registry.register(imputing_pipeline(train), name="n", train=train, target="bought")
+    fields = _fields(record)
+    assert (fields["region"].null_as, fields["region"].on_null) == ("none", "pass")
+    contract = registry.load(record).contract
+    frame = contract.frame([{**train[SHOPPERS_FEATURES].iloc[0].to_dict(), "region": None}])
+    assert frame["region"][0] is None
 
 
 def test_regression_version_has_regression_metrics(registry: Registry) -> None:
