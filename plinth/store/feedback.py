@@ -18,7 +18,6 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from plinth.store.prediction_log import logged_features
 from plinth.store.schema import api_tokens, label_history, labels, predictions, review_items
 from plinth.store.store import Store, _aware
 
@@ -226,10 +225,16 @@ class FeedbackStore:
         with self.store.reading() as conn:
             for part in _chunks(list(ids)):
                 query = sa.select(
-                    predictions.c.id, predictions.c.features, predictions.c.input
+                    predictions.c.id,
+                    predictions.c.model,
+                    predictions.c.version,
+                    predictions.c.features,
+                    predictions.c.input,
                 ).where(predictions.c.id.in_(part))
+                layouts = self.store.layouts
                 found.update(
-                    (r.id, logged_features(r.features, r.input)) for r in conn.execute(query)
+                    (r.id, layouts.input_and_features(r.model, r.version, r.input, r.features)[1])
+                    for r in conn.execute(query)
                 )
         return found
 
@@ -238,7 +243,13 @@ class FeedbackStore:
             row = conn.execute(
                 sa.select(predictions).where(predictions.c.id == prediction_id)
             ).first()
-        return None if row is None else dict(row._mapping)
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        found["input"], found["features"] = self.store.layouts.input_and_features(
+            found["model"], found["version"], found["input"], found["features"]
+        )
+        return found
 
     # -- labels -----------------------------------------------------------------------------
 
@@ -422,7 +433,12 @@ class FeedbackStore:
         prediction logged: precedent for the next reviewer."""
         query = (
             sa.select(
-                review_items.c.id, predictions.c.features, predictions.c.input, review_items.c.label
+                review_items.c.id,
+                predictions.c.model,
+                predictions.c.version,
+                predictions.c.features,
+                predictions.c.input,
+                review_items.c.label,
             )
             .join(predictions, predictions.c.id == review_items.c.prediction_id)
             .where(review_items.c.model == model, review_items.c.status == "resolved")
@@ -431,7 +447,13 @@ class FeedbackStore:
         )
         with self.store.reading() as conn:
             return [
-                (r.id, logged_features(r.features, r.input), _dec(r.label))
+                (
+                    r.id,
+                    self.store.layouts.input_and_features(r.model, r.version, r.input, r.features)[
+                        1
+                    ],
+                    _dec(r.label),
+                )
                 for r in conn.execute(query)
             ]
 

@@ -51,7 +51,9 @@ class PredictionRecord:
 
     ``id`` is time-sortable (a ULID string). ``input`` is the raw record as received,
     ``features`` the repaired features the model actually saw, ``output`` holds
-    ``prediction`` and, for classifiers, ``probabilities``.
+    ``prediction`` and, for classifiers, ``probabilities``. ``fields`` (the version's
+    contract fields, in order) lets the log store a record that has exactly those keys as
+    a positional array; it is not part of the record's meaning.
     """
 
     id: str
@@ -68,3 +70,4 @@ class PredictionRecord:
     warnings: list[dict[str, Any]]
     request_id: str
     key: str | None = None
+    fields: tuple[str, ...] | None = field(default=None, compare=False, repr=False)

@@ -42,7 +42,7 @@ from plinth.errors import (
     VersionNotFoundError,
 )
 from plinth.store import migrations
-from plinth.store.prediction_log import PredictionAppender, RowBuilder, logged_features
+from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
 from plinth.store.schema import model_versions, models, predictions
 
@@ -85,6 +85,8 @@ class Store:
         # ignores the option.
         self.write_engine = self._engine.execution_options(**{_WRITE: True})
         self._log_rows = RowBuilder(self._engine.dialect, _dumps, UnstorableValueError)
+        #: Turns positional log rows back into records (see plinth.store.prediction_log).
+        self.layouts = Layouts(self._contract_fields)
         _dispose_after_fork(self._engine)
         if migrate:
             try:
@@ -188,6 +190,10 @@ class Store:
                 )
             ).first()
         return None if row is None else _version(row)
+
+    def _contract_fields(self, name: str, version: int) -> list[str]:
+        contract = self.get_version(name, version).metadata.get("contract") or {}
+        return [str(f["name"]) for f in contract.get("fields", [])]
 
     def get_version(self, name: str, version: int | None = None) -> VersionRecord:
         """One version, or the latest when ``version`` is None; the error lists what exists."""
@@ -308,7 +314,7 @@ class Store:
                 hint="Predictions older than the retention window (30 days by default, "
                 "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
             )
-        return _prediction(row)
+        return _prediction(row, self.layouts)
 
     def list_predictions(
         self, model: str | None = None, limit: int = 100, since: datetime | None = None
@@ -324,7 +330,7 @@ class Store:
         query = query.order_by(predictions.c.ts.desc(), predictions.c.id.desc()).limit(limit)
         with self.reading() as conn:
             rows = conn.execute(query).all()
-        return [_prediction(row) for row in rows]
+        return [_prediction(row, self.layouts) for row in rows]
 
     def count_predictions(self, model: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(predictions)
@@ -591,8 +597,9 @@ def _version(row: Row[Any]) -> VersionRecord:
     )
 
 
-def _prediction(row: Row[Any]) -> PredictionRecord:
+def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
     m = row._mapping
+    given, seen = layouts.input_and_features(m["model"], m["version"], m["input"], m["features"])
     return PredictionRecord(
         id=m["id"],
         ts=m["ts"],
@@ -600,8 +607,8 @@ def _prediction(row: Row[Any]) -> PredictionRecord:
         version=m["version"],
         sha256=m["sha256"],
         route=m["route"],
-        input=m["input"],
-        features=logged_features(m["features"], m["input"]),
+        input=given,
+        features=seen,
         output=m["output"],
         confidence=m["confidence"],
         latency_ms=m["latency_ms"],

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from plinth.errors import StoreError
 from plinth.store import Store
-from tests.store.test_store import assert_exact, prediction
+from plinth.store.feedback import FeedbackStore
+from tests.store.test_store import assert_exact, prediction, version_record
 
 
 def test_appended_rows_read_back_exactly_like_inserted_ones(store: Store) -> None:
@@ -77,3 +78,52 @@ def test_a_dropped_connection_fails_one_group_and_the_next_reconnects(
     finally:
         appender.close()
     assert {p.id for p in store.list_predictions()} == {prediction(1).id, prediction(3).id}
+
+
+def _stored_inputs(store: Store) -> dict[str, tuple[str, str]]:
+    with store._engine.connect() as conn:
+        query = "SELECT id, CAST(input AS TEXT), CAST(features AS TEXT) FROM predictions"
+        return {i: (given, seen) for i, given, seen in conn.exec_driver_sql(query).all()}
+
+
+def test_a_record_with_exactly_the_contract_fields_is_stored_positionally(store: Store) -> None:
+    contract = {"fields": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}
+    store.add_version(version_record("iris", metadata={"contract": contract}))
+    fields = ("a", "b", "c")
+    sent = {"c": "x", "a": 0.1 + 0.2, "b": None}  # any key order: order is not meaning
+    exact = prediction(1, input=dict(sent), features=dict(sent), fields=fields)
+    repaired = prediction(2, input={"a": "2.5", "b": 1, "c": "x"},
+                          features={"a": 2.5, "b": 1.0, "c": "x"}, fields=fields)  # fmt: skip
+    extra = prediction(3, input={"a": 1.0, "b": 2.0, "c": "x", "note": "hi"},
+                       features={"a": 1.0, "b": 2.0, "c": "x"}, fields=fields)  # fmt: skip
+    missing = prediction(4, input={"a": 1.0}, features={"a": 1.0, "b": None, "c": None},
+                         fields=fields)  # fmt: skip
+    appender = store.prediction_appender()
+    try:
+        appender.append([exact, repaired, extra])
+    finally:
+        appender.close()
+    store.insert_predictions([missing])
+
+    raw = {
+        k: (g.replace(" ", ""), s.replace(" ", "")) for k, (g, s) in _stored_inputs(store).items()
+    }
+    assert raw[exact.id] == ('[0.30000000000000004,null,"x"]', "null")
+    assert raw[repaired.id] == ('["2.5",1,"x"]', '[2.5,1.0,"x"]')
+    assert raw[extra.id][0].startswith("{")  # an extra key: kept as sent
+    assert raw[missing.id][0] == '{"a":1.0}'
+
+    for record in (exact, repaired, extra, missing):
+        got = store.get_prediction(record.id)
+        assert got.input == record.input and got.features == record.features
+        for key, value in record.input.items():  # same types, bit-identical floats
+            assert_exact(got.input[key], value, key)
+    assert list(store.get_prediction(exact.id).input) == ["a", "b", "c"]  # contract order
+    floats = store.get_prediction(exact.id).input["a"]
+    assert floats.hex() == (0.1 + 0.2).hex()
+    listed = {r.id: r for r in store.list_predictions(model="iris")}
+    assert listed[repaired.id].features == {"a": 2.5, "b": 1.0, "c": "x"}
+    found = FeedbackStore(store).prediction_features([exact.id, repaired.id, extra.id])
+    assert found[exact.id] == sent and found[extra.id] == extra.features
+    row = FeedbackStore(store).prediction_row(repaired.id)
+    assert row is not None and row["input"] == repaired.input

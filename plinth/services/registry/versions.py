@@ -7,6 +7,7 @@ same artifact bytes under the same name again returns the existing version.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import warnings
@@ -97,6 +98,11 @@ class ServedModel:
     @property
     def sha256(self) -> str:
         return self.record.sha256
+
+    @functools.cached_property
+    def field_order(self) -> tuple[str, ...]:
+        """The contract's fields in order: how the log stores a record positionally."""
+        return tuple(self.contract.feature_names)
 
 
 class Registry:

@@ -148,6 +148,7 @@ def answer_and_row(
         warnings=warnings,
         request_id=request_id,
         key=key,
+        fields=model.field_order,
     )
     return answer, row
 
