@@ -110,7 +110,8 @@ predictions = sa.Table(
     # its own schedule; a versions lookup per row would cost more than it protects.
     # Version included: counting a window per version reads the index alone (0006).
     sa.Index("ix_predictions_model_ts_version", "model", "ts", "version"),
-    sa.Index("ix_predictions_ts", "ts"),
+    # No index on ts alone (0007): the all-models listing walks the ULID key, and the prune
+    # finds old rows at the start of the table; one index fewer to write per prediction.
 )
 
 # -- Versioned rollout (deployments) -----------------------------------------------------------
@@ -254,5 +255,12 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
-# Feedback by request key looks predictions up by (model, key).
-sa.Index("ix_predictions_model_key", predictions.c.model, predictions.c.key)
+# Feedback by request key looks predictions up by (model, key). Partial (0007): most requests
+# carry no key, and those rows need no entry.
+sa.Index(
+    "ix_predictions_model_key",
+    predictions.c.model,
+    predictions.c.key,
+    sqlite_where=predictions.c.key.isnot(None),
+    postgresql_where=predictions.c.key.isnot(None),
+)

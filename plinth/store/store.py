@@ -327,7 +327,10 @@ class Store:
             query = query.where(predictions.c.model == model)
         if since is not None:
             query = query.where(predictions.c.ts >= _aware(since, "since"))
-        query = query.order_by(predictions.c.ts.desc(), predictions.c.id.desc()).limit(limit)
+        if model is None:  # ULIDs sort by time: the primary key is the all-models time index
+            query = query.order_by(predictions.c.id.desc()).limit(limit)
+        else:
+            query = query.order_by(predictions.c.ts.desc(), predictions.c.id.desc()).limit(limit)
         with self.reading() as conn:
             rows = conn.execute(query).all()
         return [_prediction(row, self.layouts) for row in rows]

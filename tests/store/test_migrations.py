@@ -63,3 +63,20 @@ def test_counting_a_window_per_version_reads_the_index_alone(store: Store) -> No
     with store._engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(query))
     assert "COVERING INDEX ix_predictions_model_ts_version" in plan, plan
+
+
+def test_label_lookup_by_key_uses_the_partial_key_index(store: Store) -> None:
+    # 0007 keeps only rows with a key in (model, key); a lookup by key must still find it.
+    if store._engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan is stable on an empty table; PostgreSQL's depends on stats")
+    query = "EXPLAIN QUERY PLAN SELECT id FROM predictions WHERE model = 'm' AND key IN ('a', 'b')"
+    with store._engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(query))
+    assert "INDEX ix_predictions_model_key" in plan, plan
+
+
+def test_a_logged_prediction_writes_three_index_entries_not_four(store: Store) -> None:
+    # Primary key, (model, ts, version) and, only for keyed rows, (model, key): migration 0007.
+    names = {ix["name"] for ix in sa.inspect(store._engine).get_indexes("predictions")}
+    assert "ix_predictions_ts" not in names
+    assert names >= {"ix_predictions_model_ts_version", "ix_predictions_model_key"}
