@@ -8,18 +8,23 @@ ULID spec's monotonic mode prescribes, so a batch's ids sort in answer order and
 unique. The encoding is ULID's Crockford base32 (26 characters, the first 10 the time),
 readable by any ULID library.
 
-Randomness comes from ``random.SystemRandom`` once per batch (a kernel-seeded draw, so two
-processes never collide by construction), never per id.
+Randomness comes from ``random.SystemRandom`` (the kernel's), drawn once per millisecond, not
+per batch or per id: within a millisecond the process carries on from its last id, as the
+monotonic mode does across batches too, so a request id and the prediction ids that follow in
+the same millisecond cost an increment each. Two processes never share a random start, so
+they never collide by construction.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _TRIPLES = [a + b + c for a in _ALPHABET for b in _ALPHABET for c in _ALPHABET]  # 15 bits each
 _RANDOM_BITS = 80
+_START_BITS = 79  # a fresh millisecond starts in the lower half: 2**79 increments of room
 _SOURCE = random.SystemRandom()
 
 
@@ -54,13 +59,43 @@ def new_ids(
     """
     if count <= 0:
         return []
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    # Leave room for ``count`` increments so the random part never carries into the time.
-    start = (rng or _SOURCE).randrange((1 << _RANDOM_BITS) - count)
-    base = (ms << _RANDOM_BITS) | start
+    if now_ms is not None or rng is not None:  # a pure draw (examples, tests)
+        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        start = (rng or _SOURCE).randrange((1 << _RANDOM_BITS) - count)
+        base = (ms << _RANDOM_BITS) | start
+    else:
+        base = _MONOTONIC.take(count)
     return [encode(base + i) for i in range(count)]
 
 
 def new_id() -> str:
     """One fresh ULID (a request id, a review item id)."""
-    return new_ids(1)[0]
+    return encode(_MONOTONIC.take(1))
+
+
+class _Monotonic:
+    """The process's id counter: one kernel draw per millisecond, increments within it.
+
+    Thread-safe (the event loop and scoring threads both mint ids). A clock that steps back
+    keeps the last millisecond, so ids never go backwards within a process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = -1
+        self._next = 0  # the next free 128-bit value
+
+    def take(self, count: int) -> int:
+        now = time.time_ns() // 1_000_000
+        with self._lock:
+            limit = ((self._ms + 1) << _RANDOM_BITS) - count
+            if now > self._ms or self._next > limit:
+                ms = max(now, self._ms + (self._next > limit))
+                self._ms = ms
+                self._next = (ms << _RANDOM_BITS) | _SOURCE.getrandbits(_START_BITS)
+            base = self._next
+            self._next = base + count
+            return base
+
+
+_MONOTONIC = _Monotonic()

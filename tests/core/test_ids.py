@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ulid import ULID
 
-from plinth.core.ids import encode, new_id, new_ids
+from plinth.core.ids import _Monotonic, encode, new_id, new_ids
 
 
 @given(st.integers(min_value=0, max_value=(1 << 128) - 1))
@@ -38,3 +40,44 @@ def test_separate_calls_do_not_collide() -> None:
     seen = {new_id() for _ in range(2_000)} | set(new_ids(2_000))
     assert len(seen) == 4_000
     assert new_ids(0) == []
+
+
+def test_ids_from_one_process_only_go_up_across_calls_and_threads() -> None:
+    # Within a millisecond the process carries on from its last id (one kernel draw per ms).
+    minted: list[list[str]] = [[] for _ in range(4)]
+
+    def mint(out: list[str]) -> None:
+        for _ in range(500):
+            out.extend(new_ids(3))
+            out.append(new_id())
+
+    threads = [threading.Thread(target=mint, args=(out,)) for out in minted]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in minted:
+        assert out == sorted(out)
+    everything = [i for out in minted for i in out]
+    assert len(set(everything)) == len(everything) == 8_000
+
+
+def test_a_full_millisecond_moves_on_to_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = _Monotonic()
+    monkeypatch.setattr(time, "time_ns", lambda: 5_000_000_000)  # the clock stands still
+    first = counter.take(1)
+    counter._next = ((5_000 + 1) << 80) - 1  # one id of room left in ms 5000
+    last_in_ms = counter.take(1)
+    spilled = counter.take(2)
+    assert first >> 80 == last_in_ms >> 80 == 5_000
+    assert spilled >> 80 == 5_001 and spilled > last_in_ms
+
+
+def test_a_clock_that_steps_back_never_sends_ids_backwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = _Monotonic()
+    monkeypatch.setattr(time, "time_ns", lambda: 9_000_000_000)
+    later = counter.take(1)
+    monkeypatch.setattr(time, "time_ns", lambda: 8_000_000_000)
+    assert counter.take(1) > later
