@@ -33,6 +33,7 @@ from plinth.store.records import PredictionRecord
 from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
+SQLITE_AUTOCHECKPOINT = 1000  # SQLite's default, in WAL pages
 SAME_AS_INPUT = "null"  # the stored features of a record the model saw exactly as sent
 
 
@@ -144,11 +145,17 @@ class PredictionAppender:
         engine: Engine,
         builder: RowBuilder,
         errors: Callable[[str, exc.DBAPIError], PlinthError],
+        *,
+        checkpoints: bool = True,
     ) -> None:
         self._engine = engine
         self._builder = builder
         self._errors = errors
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite checkpoints the WAL on the commit that crosses 1,000 pages, on whichever
+        # thread commits. The scoring thread's appender opts out (its commits are on the
+        # request path); the log writer's thread checkpoints for it (``checkpoint``).
+        self._manual_checkpoints = self._sqlite and not checkpoints
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._conn: Any = None
 
@@ -184,11 +191,27 @@ class PredictionAppender:
                 raise self._errors("write the prediction log", error) from error
             raise
 
+    def checkpoint(self) -> None:
+        """Copy committed WAL pages into the SQLite database without waiting for anyone
+        (a no-op elsewhere); best effort: a failure leaves the WAL for the next one."""
+        if not self._sqlite:
+            return
+        try:
+            cursor = self._connection().cursor()
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                cursor.close()
+        except (self._dbapi_error, exc.SQLAlchemyError):
+            self._discard()
+
     def close(self) -> None:
         """Give the connection back to the pool (call before ``Store.close``)."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
+                if self._manual_checkpoints:  # pooled: the next user checkpoints as usual
+                    conn.cursor().execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}")
                 conn.close()
             except self._dbapi_error:  # pragma: no cover - a dead socket closes anyway
                 conn.invalidate()
@@ -196,6 +219,8 @@ class PredictionAppender:
     def _connection(self) -> Any:
         if self._conn is None:
             self._conn = self._engine.raw_connection()
+            if self._manual_checkpoints:
+                self._conn.cursor().execute("PRAGMA wal_autocheckpoint=0")
         return self._conn
 
     def _discard(self) -> None:

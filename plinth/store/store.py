@@ -297,10 +297,13 @@ class Store:
         with self.writing() as conn:
             conn.exec_driver_sql(self._log_rows.sql, params)
 
-    def prediction_appender(self) -> PredictionAppender:
-        """A dedicated log connection for the log writer's thread (see prediction_log)."""
+    def prediction_appender(self, *, checkpoints: bool = True) -> PredictionAppender:
+        """A dedicated log connection for one thread (see prediction_log); with
+        ``checkpoints=False`` its commits never checkpoint SQLite's WAL themselves."""
         self._check_open()
-        return PredictionAppender(self._engine, self._log_rows, self._database_error)
+        return PredictionAppender(
+            self._engine, self._log_rows, self._database_error, checkpoints=checkpoints
+        )
 
     def get_prediction(self, prediction_id: str) -> PredictionRecord:
         """One logged prediction by id, for replay and audit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -127,3 +128,33 @@ def test_a_record_with_exactly_the_contract_fields_is_stored_positionally(store:
     assert found[exact.id] == sent and found[extra.id] == extra.features
     row = FeedbackStore(store).prediction_row(repaired.id)
     assert row is not None and row["input"] == repaired.input
+
+
+def test_an_appender_without_checkpoints_leaves_the_wal_to_checkpoint(
+    store: Store, database_url: str
+) -> None:
+    # The scoring thread's appender: its commits never checkpoint SQLite's WAL (a checkpoint
+    # would stall the next model call); ``checkpoint`` from another connection does it.
+    if not database_url.startswith("sqlite"):
+        pytest.skip("WAL checkpoints are SQLite's")
+    wal = Path(store._engine.url.database + "-wal")
+    direct = store.prediction_appender(checkpoints=False)
+    other = store.prediction_appender()
+    try:
+        direct.append([prediction(0)])
+        assert direct._conn.cursor().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        for i in range(1, 40):  # well past 1,000 WAL pages with autocheckpoint on
+            direct.append([prediction(i * 1000 + j, input={"x": "y" * 2000}) for j in range(100)])
+        grown = wal.stat().st_size
+        assert grown > 1000 * 4096  # nothing checkpointed it: the WAL only grew
+        other.checkpoint()
+        for i in range(40, 44):  # the next commits start the WAL over from its beginning
+            direct.append([prediction(i * 1000 + j, input={"x": "y" * 2000}) for j in range(100)])
+        assert store.count_predictions() == 1 + 43 * 100
+    finally:
+        direct.close()
+        other.close()
+    with store._engine.connect() as conn:  # pooled connections checkpoint as usual again
+        setting = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").fetchone()
+    assert setting == (1000,)
+    assert wal.stat().st_size <= grown

@@ -7,6 +7,9 @@ Handing rows to a writer thread instead cost a third of logging's CPU at 64 clie
 the next batch start before this one's callers were answered. Everything else (batch
 scoring, fallback answers) calls ``submit`` and gets a future: one background thread
 commits whatever arrived while its previous commit ran in one transaction.
+
+On SQLite that thread also checkpoints the WAL for the scoring threads' commits (at most
+every ``CHECKPOINT_EVERY_S``), so a checkpoint never stalls a model call.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from plinth.store import PredictionRecord, Store
 from plinth.store.prediction_log import PredictionAppender
 
 _STOP = object()
+CHECKPOINT_EVERY_S = 1.0
 
 
 class LogWriter:
@@ -38,6 +42,7 @@ class LogWriter:
         # anyway), so a worker holds two log connections however many versions it serves.
         self._direct: PredictionAppender | None = None
         self._direct_lock = threading.Lock()
+        self._unchecked = False  # direct commits since the last checkpoint
 
     def start(self) -> None:
         if not self._started:
@@ -60,8 +65,9 @@ class LogWriter:
             return
         with self._direct_lock:
             if self._direct is None:
-                self._direct = self.store.prediction_appender()
+                self._direct = self.store.prediction_appender(checkpoints=False)
             error = self._append(self._direct, rows)
+            self._unchecked = True
         if error is not None:
             raise error
 
@@ -86,8 +92,16 @@ class LogWriter:
 
     def _loop(self, appender: PredictionAppender) -> None:
         stopping = False
+        checked = time.monotonic()
         while not stopping:
-            item = self._queue.get()
+            if self._unchecked and time.monotonic() - checked >= CHECKPOINT_EVERY_S:
+                self._unchecked = False
+                appender.checkpoint()
+                checked = time.monotonic()
+            try:
+                item = self._queue.get(timeout=CHECKPOINT_EVERY_S)
+            except queue.Empty:
+                continue
             if item is _STOP:
                 break
             group = [item]
