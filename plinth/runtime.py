@@ -265,6 +265,8 @@ class Runtime:
             self._start(analyzer.run(settings.canary_interval_s))
         if gauges:
             self._start(_every(settings.performance_refresh_s, self._publish_gauges, "gauges"))
+        # PostgreSQL: the log's daily partitions a week ahead (a no-op elsewhere).
+        self._start(_every(PARTITION_CHECK_S, self.store.ensure_log_partitions, "log partitions"))
 
     def _start(self, work: Awaitable[None]) -> None:
         self._tasks.append(asyncio.ensure_future(work))
@@ -303,6 +305,9 @@ class Runtime:
                 "This process is not serving models (yet).",
             )
         return self.serving
+
+
+PARTITION_CHECK_S = 3600.0
 
 
 async def _every(seconds: float, work: Callable[[], None], what: str) -> None:

@@ -41,7 +41,7 @@ from plinth.errors import (
     UnstorableValueError,
     VersionNotFoundError,
 )
-from plinth.store import migrations
+from plinth.store import migrations, partitions
 from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
 from plinth.store.schema import model_versions, models, predictions
@@ -91,6 +91,7 @@ class Store:
         if migrate:
             try:
                 self._migrate()
+                self.ensure_log_partitions()
             except BaseException:
                 self._engine.dispose()
                 raise
@@ -349,20 +350,36 @@ class Store:
     def prune_predictions(self, older_than: datetime) -> int:
         """Delete predictions logged before ``older_than``; returns how many went.
 
-        Deletes in chunks, each its own transaction, so a large prune never holds the
-        write lock long enough to stall the log writer.
+        On PostgreSQL a day wholly before the cut-off goes as a whole partition (a catalogue
+        change, no row-by-row delete). What is left (part of a day, the default partition,
+        SQLite) is deleted in chunks, each its own transaction, so a large prune never holds
+        the write lock long enough to stall the log writer.
         """
         cutoff = _aware(older_than, "older_than")
+        total = 0
+        if self.dialect == "postgresql":
+            with self.writing() as conn:
+                for name in partitions.expired_days(conn, cutoff):
+                    rows = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
+                    conn.exec_driver_sql(f"DROP TABLE {name}")
+                    total += int(rows)
         oldest = (
             sa.select(predictions.c.id).where(predictions.c.ts < cutoff).limit(PRUNE_CHUNK_ROWS)
         )
-        total = 0
         while True:
             with self.writing() as conn:
                 deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
             total += deleted.rowcount
             if deleted.rowcount < PRUNE_CHUNK_ROWS:
                 return total
+
+    def ensure_log_partitions(self, now: datetime | None = None) -> list[str]:
+        """On PostgreSQL, create the prediction log's daily partitions from yesterday to a
+        week ahead (idempotent, safe from many processes); returns the ones made."""
+        if self.dialect != "postgresql":
+            return []
+        with self.writing() as conn:
+            return partitions.ensure_around(conn, now or datetime.now(UTC))
 
     # -- plumbing ---------------------------------------------------------------------------
 

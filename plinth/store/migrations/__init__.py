@@ -39,8 +39,8 @@ def current_revision(conn: Connection) -> str | None:
     ).get_current_revision()
 
 
-def upgrade(conn: Connection) -> None:
-    """Run every pending script inside the caller's transaction on ``conn``."""
+def upgrade(conn: Connection, target: str = "head") -> None:
+    """Run every pending script (up to ``target``) inside the caller's transaction."""
     config = _config()
     config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    command.upgrade(config, target)
