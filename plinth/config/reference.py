@@ -7,6 +7,7 @@ every plinth.toml key from the policy file's schema (``plinth.config.policies``)
 
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import MISSING, fields
 from datetime import timedelta
@@ -65,6 +66,8 @@ def render() -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.default_factory is socket.gethostname:  # differs per machine: say what it is
+        return "the host name"
     value = info.get_default(call_default_factory=True)
     return "unset" if value is None else f"`{value}`"
 

@@ -7,6 +7,7 @@ it receives values from here.
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; defaults to SQLite at $PLINTH_HOME/plinth.db.",
+    )
+    replica: str = Field(
+        default_factory=socket.gethostname,
+        description="This replica's name in the x-plinth-replica reply header (the host name).",
     )
     max_records_per_request: int = Field(
         default=10_000, ge=1, description="Most records in one predict request (413 beyond)."

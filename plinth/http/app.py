@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         app.state,
         max_body_bytes=settings.max_body_bytes,
         max_records=settings.max_records_per_request,
+        replica=settings.replica,
     )
 
     @app.exception_handler(PlinthError)

@@ -65,10 +65,16 @@ class _DisconnectedError(Exception):
 class PredictHandler:
     """``POST /v1/models/{name}/predict`` for one app; state is read per request."""
 
-    def __init__(self, state: Any, *, max_body_bytes: int, max_records: int) -> None:
+    def __init__(
+        self, state: Any, *, max_body_bytes: int, max_records: int, replica: str = ""
+    ) -> None:
         self.state = state  # the app's ``state``: runtime and auth appear during start-up
         self.max_body_bytes = max_body_bytes
         self.max_records = max_records
+        # Who answered, behind a load balancer: the replica (host) and the worker (pid).
+        self.identity = [(b"x-plinth-worker", _PID)]
+        if replica:
+            self.identity.append((b"x-plinth-replica", replica.encode("latin-1", "replace")))
 
     async def __call__(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.perf_counter()
@@ -88,7 +94,7 @@ class PredictHandler:
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id
-        await respond(send, status, body, request_id, extra)
+        await respond(send, status, body, request_id, extra, self.identity)
 
     async def _answer(
         self,
@@ -151,14 +157,15 @@ async def respond(
     body: dict[str, Any],
     request_id: str,
     extra: dict[bytes, bytes] | None = None,
+    identity: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """One JSON response, with the request id and the answering worker in the headers."""
+    """One JSON response, with the request id and who answered it in the headers."""
     data = orjson.dumps(body, option=JSON_OPTIONS)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(data)).encode()),
         (b"x-request-id", request_id.encode()),
-        (b"x-plinth-worker", _PID),
+        *(identity or [(b"x-plinth-worker", _PID)]),
     ]
     if extra:
         headers.extend(extra.items())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,7 @@ def test_predict_answers_carry_request_and_worker_headers(client: TestClient) ->
     assert reply.status_code == 200
     assert reply.headers["x-request-id"] == "req-42" and reply.json()["request_id"] == "req-42"
     assert reply.headers["x-plinth-worker"].isdigit()
+    assert reply.headers["x-plinth-replica"] == socket.gethostname()  # PLINTH_REPLICA's default
     assert reply.headers["content-type"] == "application/json"
     failed = client.post("/v1/models/churn/predict", content=b"{", headers={"x-request-id": "r7"})
     assert failed.headers["x-request-id"] == "r7"
