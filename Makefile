@@ -28,11 +28,15 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The monitoring tests scrape /metrics with a real Prometheus (Debian's package).
+# Debian packages the tests run for real: Prometheus (scrapes /metrics), HAProxy (balances
+# replicas), PgBouncer (transaction pooling in front of PostgreSQL).
+SYSTEM_PACKAGES := prometheus haproxy pgbouncer
 system-deps:
-	@command -v prometheus >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
-	  else echo "make test needs Debian's prometheus package: sudo apt-get install prometheus" >&2; exit 1; fi; }
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "make test needs Debian's packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
 
 test: system-deps lint typecheck
 	$(BIN)/pytest --doctest-modules plinth/core plinth/config tests --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)

@@ -84,7 +84,10 @@ class Runtime:
         """Open the store (migrating it if needed); everything else is built on first use."""
         settings = settings or Settings()
         store = Store(
-            settings.resolved_database_url(), sqlite_synchronous=settings.sqlite_synchronous
+            settings.resolved_database_url(),
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
         )
         return cls(settings, store, policies=policies)
 
@@ -266,10 +269,13 @@ class Runtime:
         if gauges:
             self._start(_every(settings.performance_refresh_s, self._publish_gauges, "gauges"))
         # PostgreSQL: the log's daily partitions a week ahead (a no-op elsewhere).
-        self._start(_every(PARTITION_CHECK_S, self.store.ensure_log_partitions, "log partitions"))
+        self._start(_every(PARTITION_CHECK_S, self._ensure_partitions, "log partitions"))
 
     def _start(self, work: Awaitable[None]) -> None:
         self._tasks.append(asyncio.ensure_future(work))
+
+    def _ensure_partitions(self) -> None:
+        self.store.ensure_log_partitions()
 
     def _publish_gauges(self) -> None:
         """The performance and review-queue gauges on /metrics (latest window)."""

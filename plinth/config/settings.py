@@ -32,6 +32,16 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; defaults to SQLite at $PLINTH_HOME/plinth.db.",
     )
+    database_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="PostgreSQL connections each process keeps open (its pool; SQLite: unused).",
+    )
+    database_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="PostgreSQL connections a process may open beyond its pool under load.",
+    )
     replica: str = Field(
         default_factory=socket.gethostname,
         description="This replica's name in the x-plinth-replica reply header (the host name).",

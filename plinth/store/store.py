@@ -69,7 +69,13 @@ class Store:
     dialect: str
 
     def __init__(
-        self, url: str, *, sqlite_synchronous: str = "NORMAL", migrate: bool = True
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        migrate: bool = True,
+        pool_size: int = 5,
+        max_overflow: int = 10,
     ) -> None:
         parsed = _parse_url(url)
         self.url = url
@@ -80,7 +86,7 @@ class Store:
         if self.dialect == "sqlite":
             self._engine = _sqlite_engine(parsed, sqlite_synchronous)
         else:
-            self._engine = _postgresql_engine(parsed)
+            self._engine = _postgresql_engine(parsed, pool_size, max_overflow)
         # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
         # ignores the option.
         self.write_engine = self._engine.execution_options(**{_WRITE: True})
@@ -581,13 +587,18 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def _postgresql_engine(url: URL) -> Engine:
-    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+def _postgresql_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
+    connect_args: dict[str, Any] = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+    # No server-side prepared statements: behind PgBouncer in transaction mode the next
+    # transaction may run on another server connection, where they do not exist.
+    connect_args["prepare_threshold"] = None
     return sa.create_engine(
         url,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
         pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         connect_args=connect_args,
     )
 

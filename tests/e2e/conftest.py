@@ -58,8 +58,8 @@ def plinth_env(tmp_path: Path, database_url: str) -> Env:
     return Env(home, env)
 
 
-def start_server(plinth_env: Env, *extra: str) -> Server:
-    port = free_port()
+def start_server(plinth_env: Env, *extra: str, port: int | None = None) -> Server:
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(plinth_env.home.parent / f"server-{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
