@@ -115,6 +115,8 @@ def test_watch_stops_cleanly_on_sigint(plinth_env: Env, drifted: Store) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background inherits SIGINT ignored; Ctrl-C must work here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as process:
         try:
             assert process.stderr is not None and process.stdout is not None
