@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from plinth.services.serving.logwriter import LogWriter
     from plinth.services.serving.pool import ModelPool
     from plinth.services.serving.routing import Router
+    from plinth.store.notifications import Listener
 
 log = logging.getLogger("plinth.runtime")
 
@@ -62,6 +63,8 @@ class Serving:
     flush_task: asyncio.Task[None]
     #: Models that failed to load at start-up, by name: their error as a caller sees it.
     load_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: PostgreSQL's notifications of new deployment revisions (None elsewhere, or off).
+    listener: Listener | None = None
 
 
 class Runtime:
@@ -232,8 +235,16 @@ class Runtime:
             except PlinthError as exc:
                 log.error("could not load %s: %s", summary.name, exc)
                 serving.load_errors[summary.name] = exc.to_dict()["error"]
-        # The live deployments are applied before the worker reports ready, then polled.
+        # The live deployments are applied before the worker reports ready, then polled;
+        # on PostgreSQL a notification makes the poll happen at once.
         await router.start()
+        if settings.deployment_listen:
+            loop = asyncio.get_running_loop()
+
+            def wake_router() -> None:
+                loop.call_soon_threadsafe(router.wake)
+
+            serving.listener = router.deployments.listen(wake_router)
         return serving
 
     async def start_background(
@@ -293,6 +304,8 @@ class Runtime:
         serving, self.serving = self.serving, None
         await _cancel(tasks)
         if serving is not None:
+            if serving.listener is not None:
+                await asyncio.to_thread(serving.listener.stop)
             await serving.router.close()
             await serving.pool.close()
             await _cancel([serving.flush_task])  # after the pool: every batch is counted

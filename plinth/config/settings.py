@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     deployment_poll_s: float = Field(
         default=0.25, description="How often each worker checks the store for a new revision."
     )
+    deployment_listen: bool = Field(
+        default=True,
+        description=(
+            "PostgreSQL: also LISTEN for new revisions, so a change is applied at once "
+            "(turn off behind PgBouncer in transaction mode; polling still applies it)."
+        ),
+    )
     breaker_failures: int = Field(
         default=5, description="Consecutive failures that open a version's circuit breaker."
     )

@@ -16,10 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Row
 
+from plinth.store.notifications import Listener
 from plinth.store.schema import deployment_revisions as revisions
 from plinth.store.store import Store, _aware
 
 APPEND_ATTEMPTS: Final = 5
+CHANNEL: Final = "plinth_deployments"  # NOTIFY'd on every committed revision (PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,14 @@ class DeploymentStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def listen(self, on_change: Callable[[], None]) -> Listener | None:
+        """On PostgreSQL, call ``on_change`` (from a thread) whenever a revision is committed;
+        None elsewhere. Polling ``change_counter`` stays the source of truth: a notification
+        only makes the poll happen now."""
+        if self.store.dialect != "postgresql":
+            return None
+        return Listener(self.store.url, CHANNEL, on_change)
 
     def append(
         self, name: str, build: Callable[[RevisionRecord | None], NewRevision]
@@ -95,6 +105,9 @@ class DeploymentStore:
                             )
                             .returning(revisions.c.id)
                         ).scalar_one()
+                        if self.store.dialect == "postgresql":
+                            # Delivered on commit to every listening worker (notifications).
+                            conn.execute(sa.text(f"NOTIFY {CHANNEL}"))
                         return RevisionRecord(
                             id=int(inserted),
                             name=name,

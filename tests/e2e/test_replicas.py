@@ -210,3 +210,22 @@ def test_replicas_behind_haproxy(
     finally:
         for server in replicas:
             stop_server(server)
+
+
+def test_a_notification_applies_a_deploy_long_before_the_next_poll(plinth_env: Env) -> None:
+    # Polling every minute: only PostgreSQL's LISTEN/NOTIFY can bring the change sooner.
+    database_url = plinth_env.env["PLINTH_DATABASE_URL"]
+    if not database_url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's")
+    with open_registry(Settings(home=plinth_env.home, database_url=database_url)) as registry:
+        for value in (1.0, 2.0):
+            register(registry, "m", ConstantModel(value))
+    plinth_env.cli("deploy", "m", "1", "--reason", "start")
+    slow = replace(plinth_env, env={**plinth_env.env, "PLINTH_DEPLOYMENT_POLL_S": "60"})
+    server = start_server(slow)
+    try:
+        assert _all_serve([server], 1, 10) < 10
+        plinth_env.cli("deploy", "m", "2", "--reason", "new")
+        assert _all_serve([server], 2, 10) < SWITCH_BUDGET_S
+    finally:
+        stop_server(server)

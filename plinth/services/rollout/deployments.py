@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import getpass
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ from plinth.errors.rollout import (
 )
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
+from plinth.store.notifications import Listener
 
 DEFAULT = "default"
 MAX_DEADLINE_MS = 600_000
@@ -229,6 +230,11 @@ class Deployments:
 
     def change_counter(self) -> int:
         return self.revisions.change_counter()
+
+    def listen(self, on_change: Callable[[], None]) -> Listener | None:
+        """Be told (on another thread) as soon as any revision is committed; PostgreSQL only,
+        None elsewhere. A hint to poll now: ``change_counter`` stays the truth."""
+        return self.revisions.listen(on_change)
 
     # -- changing ----------------------------------------------------------------------------
 

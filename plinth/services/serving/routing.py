@@ -232,6 +232,10 @@ class Router:
         self._background.clear()
         self._tasks.clear()
 
+    def wake(self) -> None:
+        """Check for a new revision now instead of at the next poll (call on the loop)."""
+        self._wake.set()
+
     def plan(self, name: str) -> Plan | None:
         return self._plans.get(name)
 
