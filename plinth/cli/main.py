@@ -5,6 +5,7 @@ Every command shows a PlinthError as its code, message and hint and exits non-ze
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
@@ -29,7 +30,7 @@ from plinth.cli.common import (
 )
 from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
-from plinth.config.settings import SETTINGS_HANDOFF
+from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
 from plinth.flavors.mlflow import read_mlflow_model
@@ -305,6 +306,13 @@ def serve(
     )
 
 
+class Engine(enum.StrEnum):
+    """Where ``plinth predict`` scores."""
+
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 @handle_errors
 def predict(
@@ -322,18 +330,44 @@ def predict(
             "policy plinth serve uses: plinth.toml, then PLINTH_REVIEW_BELOW]."
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="Where to score: this process, or a Ray cluster (the `ray` extra)."),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to use with --engine ray, e.g. ray://head:10001 "
+            "[default: a local Ray started for this run]."
+        ),
+    ] = None,
+    block_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows per block with --engine ray: the unit a Ray worker "
+            "scores, logs and, if it dies, scores again.",
+        ),
+    ] = 5_000,
     home: HomeOption = None,
 ) -> None:
     """Score a file through the same contract, log and review gate as online traffic.
 
     Rows under the model's review gate become review items, like unsure online answers;
-    the output then has review_id and review_status columns.
+    the output then has review_id and review_status columns. With --engine ray the rows
+    are split over a Ray cluster's workers, each scoring its blocks the same way; they
+    need the same database and artifacts folder.
     """
     model_name, version = _parse_ref(name)
     frame = read_table(input)
     settings = open_settings(home)
     if review_below is not None:  # as PLINTH_REVIEW_BELOW: plinth.toml's per-model gates win
         settings = settings.model_copy(update={"review_below": review_below})
+    if engine is Engine.ray:
+        _predict_on_ray(settings, model_name, version, frame, output, address, block_rows)
+        return
+    if address is not None:
+        raise typer.BadParameter("--address needs --engine ray", param_hint="--address")
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
@@ -355,6 +389,38 @@ def predict(
     )
     if summary.reviewed:
         console.print(f"review them with: plinth review list --model {model.name}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1 if summary.scored == 0 else 0)
+
+
+def _predict_on_ray(
+    settings: Settings,
+    name: str,
+    version: int | None,
+    frame: Any,
+    output: Path,
+    address: str | None,
+    block_rows: int,
+) -> None:
+    try:
+        from plinth.engines.ray_data import score_on_ray
+    except ImportError as error:  # pragma: no cover - the extra is part of the dev install
+        raise typer.BadParameter(
+            f"--engine ray needs Ray: pip install 'plinth-ml[ray]' ({error})", param_hint="--engine"
+        ) from error
+    with open_runtime(None, settings) as runtime:  # the version exists, before any cluster
+        shown = runtime.store.get_version(name, version)
+    console.print(f"scoring {name}:{shown.version} on Ray ({address or 'local'})", highlight=False)
+    scored, summary = score_on_ray(
+        settings, name, shown.version, frame, address=address, block_rows=block_rows
+    )
+    write_table(scored, output)
+    console.print(
+        f"[green]scored[/] {summary.scored}/{summary.rows} rows with {name}:{shown.version} "
+        f"on Ray → {output} ({summary.warned} with warnings, {summary.failed} failed, "
+        f"{summary.reviewed} sent to review)",
+        highlight=False,
+    )
     if summary.failed:
         raise typer.Exit(1 if summary.scored == 0 else 0)
 
