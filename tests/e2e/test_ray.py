@@ -105,7 +105,6 @@ def test_ray_scoring_matches_local_scoring(plinth_env: Env, tmp_path: Path, ray_
 
 
 def test_address_without_ray_is_refused(plinth_env: Env, tmp_path: Path) -> None:
-    _register_churn(plinth_env, tmp_path)
     churn_table(1, rows=5).to_csv(tmp_path / "in.csv", index=False)
     done = plinth_env.cli(
         "predict", "churn", "-i", str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.csv"),
