@@ -20,9 +20,14 @@ WIDTH, HEIGHT = 640, 160
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 22
 
 
+def seconds(value: float) -> str:
+    """A latency for people: 8.1 ms, 412 ms, 1.12 s."""
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
 UNITS: dict[str, Callable[[float], str]] = {
     "count": lambda v: f"{v:,.0f}" if v >= 1 or v == 0 else f"{v:.2g}",
-    "seconds": lambda v: f"{v * 1000:.3g} ms",
+    "seconds": seconds,
 }
 
 
@@ -48,20 +53,26 @@ def line_chart(
     starts: Sequence[str],
     series: dict[str, Sequence[float | None]],
     unit: str = "count",
+    resolution_s: float | None = None,
 ) -> Markup:
-    """One chart of one or more aligned series (None: no value in that interval);
+    """One chart of one or more series aligned with ``starts`` (None: no value in that
+    interval), placed by time: a line breaks where intervals are missing (no traffic).
     ``unit`` is ``count`` or ``seconds`` (shown in ms)."""
     fmt = UNITS[unit]
     if not starts:
         return Markup(f'<p class="muted">{escape(title)}: no intervals in this window.</p>')
-    reduced = {k: _reduce(v, MAX_POINTS) for k, v in series.items()}
-    n = max(len(v) for v in reduced.values())
+    times = [datetime.fromisoformat(s).timestamp() for s in starts]
+    step = max(1, math.ceil(len(times) / MAX_POINTS))
+    times = times[::step]
+    reduced = {k: _reduce(v, len(times)) for k, v in series.items()}
+    gap = 2.5 * max(resolution_s or 0.0, step * (resolution_s or 0.0))
     finite = [v for vs in reduced.values() for v in vs if v is not None and math.isfinite(v)]
     top = max(finite, default=0.0) or 1.0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    first, span = times[0], max(times[-1] - times[0], 1e-9)
 
     def x(i: int) -> float:
-        return LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+        return LEFT + (plot_w * (times[i] - first) / span if len(times) > 1 else plot_w / 2)
 
     def y(v: float) -> float:
         return TOP + plot_h * (1 - v / top)
@@ -81,11 +92,15 @@ def line_chart(
     ]
     for k, (label, values) in enumerate(reduced.items()):
         runs: list[list[str]] = [[]]
+        previous: float | None = None
         for i, v in enumerate(values):
             if v is None or not math.isfinite(v):
                 if runs[-1]:
                     runs.append([])
                 continue
+            if previous is not None and gap and times[i] - previous > gap and runs[-1]:
+                runs.append([])
+            previous = times[i]
             runs[-1].append(f"{x(i):.1f},{y(v):.1f}")
         for run in runs:
             if len(run) == 1:

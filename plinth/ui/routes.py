@@ -78,7 +78,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda v, d=1: "—" if v is None else f"{v * 100:.{d}f} %"
-    env.filters["ms"] = lambda v: "—" if v is None else f"{v * 1000:.3g} ms"
+    env.filters["ms"] = lambda v: "—" if v is None else charts.seconds(v)
     env.filters["num"] = _num
     env.filters["when"] = lambda v: "—" if not v else str(v)[:19].replace("T", " ")
     env.filters["age"] = _age
@@ -96,6 +96,8 @@ def _num(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
+        if 1e4 <= abs(value) < 1e15:
+            return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
 

@@ -60,7 +60,7 @@ def test_the_open_console_shows_and_changes_everything(client: TestClient) -> No
 
     page = client.get("/ui/models/churn?window=1h")
     assert page.status_code == 200
-    assert "Requests per interval" in page.text and 'id="actions"' in page.text
+    assert "Requests and records per interval" in page.text and 'id="actions"' in page.text
     bad = client.get("/ui/models/churn?window=2h")
     assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
     assert "request.invalid" in bad.text and "window must be one of 1h, 24h, 7d, 30d" in bad.text

@@ -447,6 +447,7 @@ def series(data: WindowData) -> dict[str, Any]:
         "starts": [s.isoformat() for s in data.starts],
         "resolution_s": data.resolution_s,
         "requests": requests,
+        "records": data.records.tolist(),
         "errors": (errors - data.validation_failures).tolist(),
         "validation_failures": data.validation_failures.tolist(),
     }
