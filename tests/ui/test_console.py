@@ -72,12 +72,16 @@ def test_operator_sees_drift_and_rolls_back_from_the_page(page: Page, world: Wor
 
 
 def test_reviewer_claims_and_corrects_a_case(page: Page, world: World) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
     sign_in(page, world, "reviewer", "/ui/review?model=churn")
     first = page.locator("table.queue tr[data-review]").first
     review_id = str(first.get_attribute("data-review"))
     first.locator("button", has_text="Claim").click()
     expect(page).to_have_url(re.compile(f"/ui/review/{review_id}$"))
     expect(page.locator(".lease")).to_contain_text("Claimed by reviewer-1")
+    # At phone width the case fits: no sideways scrolling, both buttons on screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    expect(page.locator("button[value=correct]")).to_be_in_viewport(ratio=1)
     predicted = page.locator(".answer b").inner_text()
     other = "no" if predicted == "yes" else "yes"
     page.fill("input[name=note]", "checked the contract")

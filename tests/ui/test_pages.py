@@ -57,6 +57,11 @@ def test_the_open_console_shows_and_changes_everything(client: TestClient) -> No
     assert home.status_code == 200 and "open (no tokens)" in home.text
     assert 'data-model="churn"' in home.text
     assert client.get("/ui/login", follow_redirects=False).headers["location"] == "/ui"
+    lost = client.get("/ui/nowhere")
+    assert lost.status_code == 404 and "text/html" in lost.headers["content-type"]
+    assert "request.not_found" in lost.text
+    assert client.get("/v1/nowhere").json()["error"]["code"] == "request.not_found"  # API: JSON
+    assert client.get("/ui/static/console.css").status_code == 200
 
     page = client.get("/ui/models/churn?window=1h")
     assert page.status_code == 200
@@ -125,6 +130,10 @@ def test_sign_in_sign_out_and_revocation(client: TestClient, settings: Settings)
     assert signed.headers["location"] == "/ui"  # never a redirect out of the console
     cookie = signed.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback; over TLS it is Secure:
+    tls = TestClient(client.app, base_url="https://testserver")
+    over_tls = post(tls, "/ui/login", csrf(tls.get("/ui/login")), token=token)
+    assert over_tls.status_code == 303 and "Secure" in over_tls.headers["set-cookie"]
     home = client.get("/ui")
     assert "rita (reviewer)" in home.text and "Review</a>" in home.text
     assert 'id="actions"' not in client.get("/ui/models/churn").text
