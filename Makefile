@@ -29,8 +29,9 @@ typecheck: install
 	$(BIN)/lint-imports
 
 # Debian packages the tests run for real: Prometheus (scrapes /metrics), HAProxy (balances
-# replicas), PgBouncer (transaction pooling in front of PostgreSQL).
-SYSTEM_PACKAGES := prometheus haproxy pgbouncer
+# replicas), PgBouncer (transaction pooling in front of PostgreSQL), Chromium (drives the
+# console in tests/ui through Playwright; nothing is downloaded).
+SYSTEM_PACKAGES := prometheus haproxy pgbouncer chromium
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \

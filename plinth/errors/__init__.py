@@ -49,6 +49,7 @@ every problem code; ``python -m plinth.errors`` writes it and a test keeps it in
 
 from plinth.errors.access import (
     AuthError,
+    CsrfError,
     ForbiddenError,
     InvalidTokenError,
     MissingTokenError,
@@ -230,6 +231,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ContractViolationError",
+    "CsrfError",
     "DataError",
     "DataFileNotFoundError",
     "DatabaseUrlError",

@@ -47,13 +47,26 @@ from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
+from plinth.ui.routes import PREFIX as CONSOLE_PREFIX
+from plinth.ui.routes import error_page as console_error_page
+from plinth.ui.routes import mount as mount_console
 from plinth.version import __version__
 
 log = logging.getLogger("plinth.http")
 
 
-def error_response(error: PlinthError, request_id: str) -> Response:
+def error_response(error: PlinthError, request_id: str, request: Request | None = None) -> Response:
+    """The error as JSON; for a console page (``/ui``), as an HTML page for a person."""
+    if request is not None and _is_console(request):
+        response = console_error_page(request, error)
+        response.headers["x-request-id"] = request_id
+        return response
     return json_response(error_body(error, request_id), error.status, {"x-request-id": request_id})
+
+
+def _is_console(request: Request) -> bool:
+    path = request.url.path
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 def _request_id(request: Request) -> str:
@@ -125,7 +138,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     @app.exception_handler(PlinthError)
     async def plinth_error(request: Request, exc: PlinthError) -> Response:
-        return error_response(exc, _request_id(request))
+        return error_response(exc, _request_id(request), request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -139,7 +152,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             for e in exc.errors()
         ]
         error = InvalidParametersError("The request's parameters are invalid.", problems=problems)
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -148,13 +161,13 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             if exc.status_code == 404
             else HttpStatusError(str(exc.detail), exc.status_code)
         )
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(InternalError(request_id), request_id)
+        return error_response(InternalError(request_id), request_id, request)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -234,6 +247,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)
+    mount_console(app)  # the web console at /ui: same process, same services and roles
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

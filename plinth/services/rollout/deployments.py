@@ -375,15 +375,17 @@ class Deployments:
         evidence: dict[str, Any],
         who: str = "canary-analysis",
         expect_revision: int | None = None,
+        action: str = "auto-rollback",
     ) -> Revision:
-        """Stop the canary (champion keeps all traffic); the analysis's "roll back"."""
+        """Stop the canary (champion keeps all traffic): the analysis's "roll back", and
+        the console's "stop canary" (``action="stop-canary"``)."""
         known = self._known_versions(name)
 
         def build(latest: RevisionRecord | None) -> NewRevision:
             base, _ = _with_canary(name, latest, expect_revision, "stop")
             spec = replace(base, canary=None)
             validate(spec, known)
-            return self._new(spec, "auto-rollback", reason, who, evidence)
+            return self._new(spec, action, reason, who, evidence)
 
         return Revision.from_record(self.revisions.append(name, build))
 
