@@ -10,7 +10,7 @@ else constructs or wires services. It has three stages, each undone by the next 
 - ``await start_serving()`` starts the request path of one worker: log writer, review writer,
   monitoring collector, model pool and router, with every live deployment loaded and warmed;
 - ``await start_background()`` starts what runs beside it under store leases: alert rules,
-  canary analysis, the performance and review gauges;
+  canary analysis, retraining (triggers and jobs), the performance and review gauges;
 - ``await stop()`` stops both in reverse order (every answered batch still counted and
   logged), ``close()`` closes the store.
 """
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from plinth.services.serving.logwriter import LogWriter
     from plinth.services.serving.pool import ModelPool
     from plinth.services.serving.routing import Router
+    from plinth.services.training.jobs import Retraining
     from plinth.store.notifications import Listener
 
 log = logging.getLogger("plinth.runtime")
@@ -155,6 +156,19 @@ class Runtime:
 
         return Tokens(self.store, self.settings.tokens)
 
+    @cached_property
+    def retraining(self) -> Retraining:
+        from plinth.services.training.jobs import Retraining
+
+        return Retraining(
+            self.store,
+            self.registry,
+            self.policies,
+            workdir=self.settings.home / "training",
+            lease_s=self.settings.training_lease_s,
+            code_dir=(self.policies.source.parent if self.policies.source else None),
+        )
+
     def monitor(self, name: str) -> Monitor:
         """The report builder for ``name``, with its drift detectors from the policies."""
         from plinth.services.monitoring.report import Monitor
@@ -248,7 +262,12 @@ class Runtime:
         return serving
 
     async def start_background(
-        self, *, alerts: bool | None = None, canary: bool | None = None, gauges: bool = True
+        self,
+        *,
+        alerts: bool | None = None,
+        canary: bool | None = None,
+        gauges: bool = True,
+        training: bool | None = None,
     ) -> None:
         """Start the work that runs beside serving; each kind takes a lease in the store, so
         exactly one process of a deployment does it at a time."""
@@ -277,6 +296,9 @@ class Runtime:
                 lease_s=max(3 * settings.canary_interval_s, 5.0),
             )
             self._start(analyzer.run(settings.canary_interval_s))
+        if settings.training_jobs if training is None else training:
+            # Triggers, queued jobs and the canaries jobs started; a job runs in one process.
+            self._start(self.retraining.run(settings.training_interval_s))
         if gauges:
             self._start(_every(settings.performance_refresh_s, self._publish_gauges, "gauges"))
         # PostgreSQL: the log's daily partitions a week ahead (a no-op elsewhere).
@@ -302,6 +324,8 @@ class Runtime:
         their batches counted before the collector's last flush and the writers close."""
         tasks, self._tasks = self._tasks, []
         serving, self.serving = self.serving, None
+        if "retraining" in self.__dict__:
+            self.retraining.stopping.set()  # a trainer still running is stopped, not awaited
         await _cancel(tasks)
         if serving is not None:
             if serving.listener is not None:

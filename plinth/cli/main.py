@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli import feedback, rollout
+from plinth.cli import feedback, rollout, training
 from plinth.cli.common import (
     HomeOption,
     console,
@@ -540,6 +540,7 @@ def prune(
 
 rollout.register(app, handle_errors)  # deploy, promote, rollback, history
 feedback.register(app, handle_errors)  # feedback, performance, review, tokens
+training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
 app.add_typer(contract_app)
 app.command()(handle_errors(monitor))  # plinth monitor
 

@@ -110,6 +110,20 @@ class Settings(BaseSettings):
         default=30.0, description="How often live canaries are judged (by one worker)."
     )
     canary_analysis: bool = Field(default=True, description="Judge canaries in `serve`.")
+    # Retraining (plinth.services.training); recipes in plinth.toml [models.NAME.training].
+    training_jobs: bool = Field(
+        default=True,
+        description="Check retraining triggers and run training jobs in `serve` (one job "
+        "runs in exactly one process, under the store's lease).",
+    )
+    training_interval_s: float = Field(
+        default=15.0, description="How often triggers are checked and queued jobs claimed."
+    )
+    training_lease_s: float = Field(
+        default=60.0,
+        description="A running job's lease, renewed every second while it trains; a job "
+        "whose worker stops renewing is failed this long after.",
+    )
     # Monitoring (plinth.services.monitoring and plinth.services.monitoring.alerts).
     profile_interval_s: float = Field(
         default=60.0, description="Length of one interval profile; each is stored at its end."

@@ -28,6 +28,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
+    ├── TrainingError                    training.*               409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -214,6 +215,17 @@ from plinth.errors.store import (
     StoreWriteError,
     UnstorableValueError,
 )
+from plinth.errors.training import (
+    JobActiveError,
+    JobLeaseLostError,
+    JobNotFoundError,
+    NotAwaitingApprovalError,
+    NoTrainingDataError,
+    TrainerFailedError,
+    TrainerTimeoutError,
+    TrainingError,
+    TrainingNotConfiguredError,
+)
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
@@ -277,6 +289,9 @@ __all__ = [
     "InvalidTokenError",
     "InvalidTrainingDataError",
     "InvalidWindowError",
+    "JobActiveError",
+    "JobLeaseLostError",
+    "JobNotFoundError",
     "LabelsFileColumnsError",
     "LightGBMLabelsError",
     "MalformedJsonError",
@@ -305,7 +320,9 @@ __all__ = [
     "NoMetricsDataError",
     "NoOodReferenceError",
     "NoReferenceProfileError",
+    "NoTrainingDataError",
     "NonFiniteMetricsInputError",
+    "NotAwaitingApprovalError",
     "NotFittedError",
     "NotFoundError",
     "NotServingError",
@@ -342,6 +359,10 @@ __all__ = [
     "TokenNotFoundError",
     "TokensSettingError",
     "TooManyRecordsError",
+    "TrainerFailedError",
+    "TrainerTimeoutError",
+    "TrainingError",
+    "TrainingNotConfiguredError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",
     "UnknownOutputFormatError",

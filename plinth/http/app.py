@@ -45,6 +45,7 @@ from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
+from plinth.http.training import router as training_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
 from plinth.ui.routes import PREFIX as CONSOLE_PREFIX
@@ -248,6 +249,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app.include_router(review_router)
     app.include_router(monitoring_router)
     mount_console(app)  # the web console at /ui: same process, same services and roles
+    app.include_router(training_router)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

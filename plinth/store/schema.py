@@ -264,3 +264,39 @@ sa.Index(
     sqlite_where=predictions.c.key.isnot(None),
     postgresql_where=predictions.c.key.isnot(None),
 )
+
+# -- Retraining: one row per training job (issue 13, migration 0009) --------------------------
+# At most one queued or running job per model: the partial unique index is the guard, so two
+# triggers racing (in one process or on two replicas) start one job.
+
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # a ULID: sorts by creation time
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # queued | running | succeeded | rejected | failed
+    sa.Column("trigger", sa.Text, nullable=False),  # manual | schedule | labels | drift | ...
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("holder", sa.Text, nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("parent_version", sa.Integer, nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("data", _json(), nullable=True),
+    sa.Column("gate", _json(), nullable=True),
+    sa.Column("error", _json(), nullable=True),
+    sa.Index("ix_training_jobs_model_created", "model", "created_at"),
+)
+
+_ACTIVE_JOB = training_jobs.c.state.in_(["queued", "running"])
+sa.Index(
+    "ix_training_jobs_one_active",
+    training_jobs.c.model,
+    unique=True,
+    sqlite_where=_ACTIVE_JOB,
+    postgresql_where=_ACTIVE_JOB,
+)

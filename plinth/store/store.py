@@ -134,19 +134,26 @@ class Store:
 
     # -- registry ---------------------------------------------------------------------------
 
-    def add_version(self, record: VersionRecord) -> VersionRecord:
+    def add_version(
+        self, record: VersionRecord, *, guard: Callable[[Connection, int], None] | None = None
+    ) -> VersionRecord:
         """Store a new version with the next number for its name, or return the existing one.
 
         Registration is idempotent on (name, sha256). Numbering is safe across processes:
         SQLite serialises writers; on PostgreSQL the models row is locked, and a unique
-        violation from any remaining race is retried.
+        violation from any remaining race is retried. ``guard`` runs in the same transaction
+        with the version's number (a training job's lease check, ``TrainingStore``); if it
+        raises, nothing is stored.
         """
         created_at = _aware(record.created_at, "created_at")
         with self.translated_errors("register a model version"):
             for attempt in range(1, REGISTER_ATTEMPTS + 1):
                 try:
                     with self.write_engine.begin() as conn:
-                        return self._add_version(conn, record, created_at)
+                        added = self._add_version(conn, record, created_at)
+                        if guard is not None:
+                            guard(conn, added.version)
+                        return added
                 except exc.IntegrityError:
                     if attempt == REGISTER_ATTEMPTS:
                         raise

@@ -8,9 +8,12 @@ same artifact bytes under the same name again returns the existing version.
 from __future__ import annotations
 
 import functools
+import io
+import logging
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +46,7 @@ from plinth.flavors.base import (
     dump_model,
     load_artifact,
     read_model_file,
+    read_verified,
 )
 from plinth.services.datasets import frame_sha256
 from plinth.services.registry.lineage import git_commit, library_versions
@@ -54,6 +58,8 @@ from plinth.services.registry.review_assets import (
 )
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore
+
+log = logging.getLogger("plinth.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNSEEN_PROBE = "__plinth_unseen_category__"
@@ -127,6 +133,7 @@ class Registry:
         train_sha256: str | None = None,
         workdir: Path | None = None,
         lineage: dict[str, Any] | None = None,
+        guard: Callable[[Any, int], None] | None = None,
     ) -> VersionRecord:
         """Record a new version of ``name`` (or return the identical existing one).
 
@@ -209,6 +216,12 @@ class Registry:
         )
         metadata.update(fitted.metadata)
         metadata["review_context"] = store_assets(self.artifacts, fitted.assets)
+        # The tables themselves, so retraining can start from them (docs/retraining.md).
+        metadata["tables"] = {
+            split: stored
+            for split, frame in (("train", train), ("holdout", holdout))
+            if frame is not None and (stored := _store_table(self.artifacts, frame)) is not None
+        }
         self.artifacts.put(artifact.data)
         record = VersionRecord(
             name=name,
@@ -219,7 +232,16 @@ class Registry:
             created_at=datetime.now(UTC),
             metadata=metadata,
         )
-        return self.store.add_version(record)
+        return self.store.add_version(record, guard=guard)
+
+    def table(self, record: VersionRecord, split: str = "train") -> pd.DataFrame | None:
+        """The training (or holdout) table stored with a version, sha256-checked; None for
+        versions registered before tables were kept, or whose table could not be stored."""
+        pointer = (record.metadata.get("tables") or {}).get(split)
+        if pointer is None:
+            return None
+        data = read_verified(self.artifacts.path(pointer["sha256"]), pointer["sha256"], "Table")
+        return pd.read_parquet(io.BytesIO(data))
 
     def load(self, record: VersionRecord) -> ServedModel:
         """Load a version for serving; the artifact's hash is checked on every load."""
@@ -237,6 +259,19 @@ class Registry:
             output=OutputContract.from_dict(record.metadata["output_contract"]),
             artifacts=self.artifacts,
         )
+
+
+def _store_table(artifacts: ArtifactStore, frame: pd.DataFrame) -> dict[str, Any] | None:
+    """Keep a table as Parquet in the artifact store; None (logged) if Parquet cannot hold
+    it (mixed-type object columns): registration never fails for want of a copy."""
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except Exception as exc:
+        log.warning("not keeping a copy of the table (%s: %s)", type(exc).__name__, exc)
+        return None
+    data = buffer.getvalue()
+    return {"sha256": artifacts.put(data), "rows": len(frame), "format": "parquet"}
 
 
 def _check_name(name: str) -> None:
