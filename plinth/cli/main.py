@@ -41,6 +41,7 @@ from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help is plain text: "[default: …]" must survive
     name="plinth",
     help="Run a trained model in production: contract, serving, prediction log, replay.",
     no_args_is_help=True,
@@ -48,6 +49,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _parse_ref = parse_ref
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from plinth.version import __version__
+
+        print(f"plinth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run a trained model in production: contract, serving, prediction log, replay."""
 
 
 def _parse_tags(tags: list[str]) -> dict[str, str]:
