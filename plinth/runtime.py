@@ -210,6 +210,7 @@ class Runtime:
         """Build and start one worker's request path; every registered model is loaded and
         every live deployment applied (versions loaded and warmed) before this returns."""
         from plinth.services.monitoring.collector import MonitorCollector
+        from plinth.services.rollout.applied import WorkerReporter
         from plinth.services.rollout.deployments import Deployments
         from plinth.services.serving.logwriter import LogWriter
         from plinth.services.serving.pool import ModelPool
@@ -240,10 +241,14 @@ class Runtime:
             breaker_cooldown_s=settings.breaker_cooldown_s,
             poll_s=settings.deployment_poll_s,
             shadow_queue_size=settings.shadow_queue_size,
+            reporter=WorkerReporter(self.store, settings.replica),
         )
         serving = Serving(log_writer, review_writer, collector, pool, router, flush_task)
         self.serving = serving
+        deployed = {r.name for r in await asyncio.to_thread(router.deployments.live)}
         for summary in await asyncio.to_thread(self.store.list_models):
+            if summary.name in deployed:
+                continue  # the router loads what the live revision routes to, not the newest
             try:
                 await pool.get(summary.name)
             except PlinthError as exc:

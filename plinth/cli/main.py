@@ -42,6 +42,7 @@ from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help is plain text: "[default: …]" must survive
     name="plinth",
     help="Run a trained model in production: contract, serving, prediction log, replay.",
     no_args_is_help=True,
@@ -49,6 +50,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _parse_ref = parse_ref
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from plinth.version import __version__
+
+        print(f"plinth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run a trained model in production: contract, serving, prediction log, replay."""
 
 
 def _parse_tags(tags: list[str]) -> dict[str, str]:
@@ -147,9 +168,10 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """List registered models."""
+    """List registered models, with the versions that serve (champion, canary, shadows)."""
     with open_runtime(home) as runtime:
         summaries = runtime.store.list_models()
+        live = {r.name: r.spec for r in runtime.deployments.live()}
     if as_json:
         print(
             json.dumps(
@@ -160,6 +182,7 @@ def models(
                         "latest_version": s.latest_version,
                         "versions": s.versions,
                         "updated_at": s.updated_at.isoformat(),
+                        **_roles(live.get(s.name), s.latest_version),
                     }
                     for s in summaries
                 ],
@@ -167,16 +190,29 @@ def models(
             )
         )
         return
-    table = Table("name", "task", "latest", "versions", "updated")
+    table = Table("name", "task", "champion", "canary", "shadows", "latest", "versions", "updated")
     for s in summaries:
+        roles = _roles(live.get(s.name), s.latest_version)
+        canary = roles["canary"]
         table.add_row(
             s.name,
             s.task,
+            str(roles["champion"]),
+            "" if canary is None else f"{canary['version']} @ {canary['weight']:g}%",
+            ", ".join(map(str, roles["shadows"])),
             str(s.latest_version),
             str(s.versions),
             s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table if summaries else "No models registered yet: see `plinth register --help`.")
+
+
+def _roles(spec: Any, latest: int) -> dict[str, Any]:
+    """Who serves: the live deployment's roles, or the newest version when never deployed."""
+    if spec is None:
+        return {"champion": latest, "canary": None, "shadows": []}
+    canary = None if spec.canary is None else spec.canary.to_dict()
+    return {"champion": spec.champion, "canary": canary, "shadows": list(spec.shadows)}
 
 
 @app.command()

@@ -162,11 +162,13 @@ from plinth.errors.request import (
     UnsupportedDataFormatError,
 )
 from plinth.errors.rollout import (
+    ApplyTimeoutError,
     DeployError,
     DeploymentChangedError,
     InvalidDeploymentError,
     NoCanaryError,
     NothingToRollBackError,
+    RevisionNotAppliedError,
     RevisionNotFoundError,
 )
 from plinth.errors.serving import (
@@ -231,6 +233,7 @@ __all__ = [
     "MAX_LISTED_PROBLEMS",
     "PROBLEM_CODES",
     "AlreadyResolvedError",
+    "ApplyTimeoutError",
     "ArtifactMissingError",
     "AuthError",
     "BadModelOutputError",
@@ -344,6 +347,7 @@ __all__ = [
     "ReviewClaimedError",
     "ReviewError",
     "ReviewItemNotFoundError",
+    "RevisionNotAppliedError",
     "RevisionNotFoundError",
     "RouteError",
     "SchemaMissingError",

@@ -125,7 +125,7 @@ class ArtifactMissingError(RegistryError):
     """A stored artifact cannot be read from $PLINTH_HOME/artifacts."""
 
     code = "registry.artifact_missing"
-    status = 500
+    status = 503  # the server cannot serve this version now: not a bug, not the caller's fault
     hint = "Restore $PLINTH_HOME/artifacts from backup or register the model again."
 
 
@@ -133,7 +133,7 @@ class HashMismatchError(RegistryError):
     """A stored artifact (or its record) changed since registration: its sha256 differs."""
 
     code = "registry.hash_mismatch"
-    status = 500
+    status = 503  # refused on purpose, with a code: 500 is kept for unexpected errors
     hint = "Someone modified the stored file; restore it or register the model again."
 
 

@@ -134,6 +134,52 @@ deployment_revisions = sa.Table(
     sa.UniqueConstraint("name", "revision", name="uq_deployment_revisions_name_revision"),
 )
 
+# -- What every serving worker has applied (0010) ---------------------------------------------
+
+# One row per contract edit: the change counter workers poll for contracts (max(id)), and the
+# record of who changed which version's contract when (the document itself lives in the
+# version's metadata, with its history).
+contract_revisions = sa.Table(
+    "contract_revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("who", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "name", "version", "revision", name="uq_contract_revisions_name_version_revision"
+    ),
+)
+
+# A serving worker's heartbeat: it is live while ``seen_at`` is recent.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker", sa.Text, primary_key=True),
+    sa.Column("replica", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+# What one worker applied per model: the deployment revision it tried (applied or failed,
+# with the load error) and the contract revision of each version it has loaded.
+worker_states = sa.Table(
+    "worker_states",
+    metadata,
+    sa.Column("worker", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("revision_id", sa.Integer, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=True),
+    sa.Column("state", sa.Text, nullable=False),  # applied | failed
+    sa.Column("error", _json(), nullable=True),
+    sa.Column("contracts", _json(), nullable=False),  # {"VERSION": contract revision}
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("worker", "name", name="pk_worker_states"),
+)
+
 # -- Monitoring: interval profiles, alerts and the evaluator's lease (issue 3) ----------------
 
 interval_profiles = sa.Table(

@@ -328,8 +328,8 @@ class Store:
         if row is None:
             raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
-                hint="Predictions older than the retention window (30 days by default, "
-                "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
+                hint="Predictions older than the retention window (`plinth prune --older-than`, "
+                "30 days by default) are deleted; check the id came from this deployment.",
             )
         return _prediction(row, self.layouts)
 

@@ -34,6 +34,7 @@ from plinth.errors import (
     NoReferenceProfileError,
     UnknownBaselineError,
 )
+from plinth.services.rollout.deployments import Deployments
 from plinth.store import Store
 from plinth.store.monitoring import ROLLUP_SECONDS, IntervalRow, MonitoringStore
 from plinth.store.records import VersionRecord
@@ -199,11 +200,21 @@ class Monitor:
         self.charts = charts or ChartSpec()
 
     def resolve_version(self, name: str, start: datetime, end: datetime) -> VersionRecord:
-        """The newest version with traffic in the window, else the newest registered."""
-        versions = self.rows.versions_with_intervals(name, start, end)
-        if versions:
-            return self.store.get_version(name, versions[-1])
-        return self.store.get_version(name)
+        """What serves ``name`` now: the live deployment's champion (the newest version when
+        it was never deployed). Not the newest with traffic: a shadow or a canary registered
+        later would hide the version that takes the traffic."""
+        spec, _ = Deployments(self.store).effective(name)
+        return self.store.get_version(name, spec.champion)
+
+    def roles(self, name: str) -> dict[str, Any]:
+        """Champion, canary and shadows of the live deployment, for the report's header."""
+        spec, revision = Deployments(self.store).effective(name)
+        return {
+            "champion": spec.champion,
+            "canary": None if spec.canary is None else spec.canary.to_dict(),
+            "shadows": list(spec.shadows),
+            "revision": None if revision is None else revision.revision,
+        }
 
     def window(
         self, record: VersionRecord, layout: ProfileLayout, start: datetime, end: datetime
@@ -252,6 +263,7 @@ class Monitor:
         body: dict[str, Any] = {
             "model": name,
             "version": record.version,
+            "deployment": self.roles(name),
             "window": {
                 "label": label or _label(window),
                 "start": start.isoformat(),
@@ -463,3 +475,15 @@ def _label(window: timedelta) -> str:
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def describe_roles(version: int, deployment: dict[str, Any]) -> str:
+    """'champion 1; canary 3 at 10%; shadows 2', saying which of them the report is about."""
+    parts = [f"champion {deployment['champion']}"]
+    canary = deployment.get("canary")
+    if canary:
+        parts.append(f"canary {canary['version']} at {canary['weight']:g}%")
+    if deployment.get("shadows"):
+        parts.append("shadows " + ", ".join(map(str, deployment["shadows"])))
+    shown = "" if version == deployment["champion"] else f"; this report is about {version}"
+    return "serving: " + "; ".join(parts) + shown

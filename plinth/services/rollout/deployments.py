@@ -46,6 +46,7 @@ from plinth.errors.rollout import (
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
 from plinth.store.notifications import Listener
+from plinth.store.workers import ContractEdit, WorkerStore
 
 DEFAULT = "default"
 MAX_DEADLINE_MS = 600_000
@@ -231,9 +232,17 @@ class Deployments:
     def change_counter(self) -> int:
         return self.revisions.change_counter()
 
+    def counters(self) -> tuple[int, int]:
+        """(deployment change counter, contract-edit counter) in one read: what workers poll."""
+        return WorkerStore(self.store).counters()
+
+    def contract_edits_since(self, after_id: int) -> list[ContractEdit]:
+        return WorkerStore(self.store).contract_edits_since(after_id)
+
     def listen(self, on_change: Callable[[], None]) -> Listener | None:
         """Be told (on another thread) as soon as any revision is committed; PostgreSQL only,
-        None elsewhere. A hint to poll now: ``change_counter`` stays the truth."""
+        None elsewhere (contract edits send the same notification). A hint to poll now:
+        ``counters`` stays the truth."""
         return self.revisions.listen(on_change)
 
     # -- changing ----------------------------------------------------------------------------
