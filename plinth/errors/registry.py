@@ -125,7 +125,7 @@ class ArtifactMissingError(RegistryError):
     """A stored artifact cannot be read from $PLINTH_HOME/artifacts."""
 
     code = "registry.artifact_missing"
-    status = 500
+    status = 503  # the server stays up and serves every other model; this one is unavailable
     hint = "Restore $PLINTH_HOME/artifacts from backup or register the model again."
 
 
@@ -133,7 +133,7 @@ class HashMismatchError(RegistryError):
     """A stored artifact (or its record) changed since registration: its sha256 differs."""
 
     code = "registry.hash_mismatch"
-    status = 500
+    status = 503  # refused, as a missing file is: unavailable, never served unverified
     hint = "Someone modified the stored file; restore it or register the model again."
 
 

@@ -24,6 +24,12 @@ RECORDS = Counter(
     "Records scored (a request may carry many).",
     ["model", "version", "route"],
 )
+SHED = Counter(
+    "plinth_requests_shed",
+    "Prediction requests refused at admission (503 server.overloaded): the model's queue "
+    "was full or could not answer them before their deadline.",
+    ["model"],
+)
 REQUEST_SECONDS = Histogram(
     "plinth_request_duration_seconds",
     "Time from receiving a prediction request to having its reply ready.",
