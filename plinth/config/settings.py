@@ -98,6 +98,19 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",
     )
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a write waits for another process's write lock before "
+        "it fails with 503 store.unavailable.",
+    )
+    store_probe_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="After the prediction log failed to commit, predictions are refused at "
+        "once (503 store.unavailable) and /readyz is not ready; one request (or /readyz) "
+        "tries the store again at most this often, and the first success ends it.",
+    )
     # Versioned rollout (plinth.services.serving.routing).
     deployment_poll_s: float = Field(
         default=0.25, description="How often each worker checks the store for a new revision."

@@ -330,6 +330,10 @@ class Router:
         version: int | None = None,
     ) -> Routed:
         """Answer one request through the plan for ``name`` (or the pinned ``version``)."""
+        if self.pool.log is not None:
+            refused = self.pool.log.refuse()  # the log cannot commit: fail fast, no model call
+            if refused is not None:
+                return Routed(error=refused)
         hard_deadline = received + self.request_timeout_s
         if version is not None:  # pinned by the caller: no routing, no fallback
             batcher = await self.pool.get(name, version)
