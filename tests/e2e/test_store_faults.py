@@ -17,109 +17,18 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from plinth.api import open_registry
-from plinth.config.settings import Settings
 from plinth.store import Store
-from tests.e2e.conftest import REPO, Env, start_server, stop_server
-from tests.support import churn_model, churn_record, churn_table, free_port
+from tests.e2e.conftest import start_server, stop_server
+from tests.e2e.faults_support import Traffic, logged, prepare, readyz, wait_for
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Traffic:
-    """Four callers in a loop; what they were told, and every acknowledged prediction id."""
-
-    url: str
-    acknowledged: list[str] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    hints: dict[str, str] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __enter__(self) -> Traffic:
-        for seed in range(4):
-            thread = threading.Thread(target=self._call, args=(seed,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _call(self, seed: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                body = {"records": [churn_record(age=20 + (seed * 7 + n) % 50)]}
-                try:
-                    reply = http.post("/v1/models/churn/predict", json=body)
-                except httpx.HTTPError as exc:
-                    with self._lock:
-                        self.outcomes[f"client {type(exc).__name__}"] += 1
-                    continue
-                with self._lock:
-                    if reply.status_code == 200:
-                        self.outcomes["200"] += 1
-                        self.acknowledged.extend(
-                            p["prediction_id"] for p in reply.json()["predictions"]
-                        )
-                    else:
-                        error = reply.json()["error"]
-                        self.outcomes[f"{reply.status_code} {error['code']}"] += 1
-                        self.hints[error["code"]] = error.get("hint", "")
-                time.sleep(0.01)
-
-    def ok(self) -> int:
-        with self._lock:
-            return self.outcomes["200"]
-
-    def seen(self, outcome: str) -> bool:
-        with self._lock:
-            return self.outcomes[outcome] > 0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def readyz(url: str) -> httpx.Response:
-    return httpx.get(f"{url}/readyz", timeout=30)
-
-
-def prepare(home: Path, database_url: str) -> Env:
-    train = churn_table()
-    with open_registry(Settings(home=home, database_url=database_url)) as registry:
-        registry.register(churn_model(train), name="churn", train=train, target="churn")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update(
-        PLINTH_HOME=str(home),
-        PLINTH_DATABASE_URL=database_url,
-        PYTHONPATH=str(REPO),
-        PLINTH_SQLITE_BUSY_TIMEOUT_S="0.5",
-        PLINTH_STORE_PROBE_S="0.2",
-        PLINTH_ALERTS_ENABLED="false",
-        PLINTH_CANARY_ANALYSIS="false",
-    )
-    return Env(home, env)
 
 
 def outage(url: str, database_url: str, cut: Callable[[], None], mend: Callable[[], None]) -> str:
@@ -141,17 +50,9 @@ def outage(url: str, database_url: str, cut: Callable[[], None], mend: Callable[
     # Only two answers, ever: served, or refused because the store was away.
     assert set(traffic.outcomes) == {"200", "503 store.unavailable"}, traffic.outcomes
     with Store(database_url, migrate=False) as store:
-        missing = [i for i in traffic.acknowledged if not _logged(store, i)]
+        missing = [i for i in traffic.acknowledged if not logged(store, i)]
     assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
     return traffic.hints["store.unavailable"]
-
-
-def _logged(store: Store, prediction_id: str) -> bool:
-    try:
-        store.get_prediction(prediction_id)
-    except Exception:
-        return False
-    return True
 
 
 def test_sqlite_locked_by_another_process(tmp_path: Path) -> None:
