@@ -9,6 +9,11 @@ runs open loop: requests leave on schedule whether or not earlier ones were answ
 which is what real callers do. With admission on (the default) the server sheds what its
 queue cannot answer in time; ``--no-shed`` runs the same levels without it, for contrast.
 
+Client-side latency counts from the moment the request is sent, so it also holds any wait
+before the server reads it (the kernel's accept queue, a starved event loop); the
+server-side p99 comes from the server's own histogram (``plinth_request_duration_seconds``,
+from the request's arrival; it also counts requests abandoned at their deadline).
+
     .venv/bin/python bench/overload.py                 # about a minute
     .venv/bin/python bench/overload.py --no-shed --duration 5
 """
@@ -44,6 +49,8 @@ class Level:
     latencies_ok: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
 
+    server_p99_ms: float = float("nan")  # from the server's own latency histogram
+
     def row(self) -> str:
         ok = len(self.latencies_ok)
         p50 = np.percentile(self.latencies_ok, 50) * 1e3 if ok else float("nan")
@@ -56,7 +63,8 @@ class Level:
         )
         return (
             f"| {self.multiple:g}x | {self.offered_rps:.0f} | {self.sent} | {ok} | "
-            f"{p50:.0f} | {p99:.0f} | {shed / max(self.sent, 1):.1%} | {other_5xx} | "
+            f"{p50:.0f} | {p99:.0f} | {self.server_p99_ms:.0f} | "
+            f"{shed / max(self.sent, 1):.1%} | {other_5xx} | "
             f"{self.outcomes['client error']} |"
         )
 
@@ -143,6 +151,34 @@ async def open_loop(url: str, body: bytes, level: Level, seconds: float) -> None
         await asyncio.gather(*tasks)
 
 
+def latency_buckets(base: str) -> dict[float, float]:
+    """The server's ``plinth_request_duration_seconds`` buckets (served requests only)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("plinth_request_duration_seconds_bucket{") and 'model="cancer"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            found[float(le)] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Milliseconds, interpolated within the bucket as Prometheus does, over one level."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank, lower, below = q * counts[-1], 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower * 1e3
+            share = (rank - below) / max(cumulative - below, 1e-9)
+            return (lower + (bound - lower) * share) * 1e3
+        lower, below = bound, cumulative
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per level")
@@ -180,17 +216,20 @@ def main() -> None:
                 "deadline 250 ms; batches of <= 4 records; server on one core\n"
             )
             print(
-                "| load | offered req/s | sent | 200 | p50 ms | admitted p99 ms | shed "
-                "(503 server.overloaded) | other 5xx | client errors |"
+                "| load | offered req/s | sent | 200 | p50 ms | admitted p99 ms (client) | "
+                "admitted p99 ms (server) | shed (503 server.overloaded) | other 5xx | "
+                "client errors |"
             )
-            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for multiple in (float(m) for m in args.multiples.split(",")):
                 level = Level(multiple, capacity * multiple)
+                before = latency_buckets(base)
                 asyncio.run(open_loop(url, body, level, args.duration))
+                level.server_p99_ms = histogram_quantile(0.99, before, latency_buckets(base))
                 print(level.row(), flush=True)
                 others = {k: n for k, n in level.outcomes.items() if k not in ("200",)}
                 if others:
-                    print(f"|  | outcomes: {dict(others)} |||||||", flush=True)
+                    print(f"|  | outcomes: {dict(others)} ||||||||", flush=True)
                 time.sleep(1.0)
         finally:
             procs.stop(server)

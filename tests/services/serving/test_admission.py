@@ -22,7 +22,7 @@ from plinth.services.rollout.deployments import Deployments
 from plinth.services.serving.logwriter import LogWriter
 from plinth.services.serving.pool import ModelPool
 from plinth.services.serving.routing import Routed, Router
-from tests.rollout_support import ConstantModel, SlowModel, register
+from tests.rollout_support import HANG_RELEASE, ConstantModel, HangingModel, SlowModel, register
 
 SLOW = {"a": 900.0, "b": 0.0}  # SlowModel sleeps on a > 500
 
@@ -109,21 +109,24 @@ def test_without_shedding_everything_queues(registry: Registry) -> None:
 def test_a_hung_model_answers_by_its_fallback_and_holds_up_no_other_model(
     registry: Registry,
 ) -> None:
-    hung = register(registry, "m", SlowModel(1.5)).version
+    hung = register(registry, "m", HangingModel()).version
     register(registry, "other", ConstantModel(2.0))
     Deployments(registry.store).deploy("m", hung, fallback=["default"], deadline_ms=100)
+    HANG_RELEASE.clear()
 
     async def scenario() -> tuple[Routed, list[Routed], bool]:
         async with router_over(registry, {}) as router:
-            first = asyncio.ensure_future(predict(router, "m", SLOW))
-            await asyncio.sleep(0.01)  # m's scoring thread is now asleep in the model
-            others = [await predict(router, "other", {"a": 1.0, "b": 0.0}) for _ in range(20)]
-            batcher = await router.pool.get("m", hung)
-            still_hung = batcher._running is not None
-            return await first, others, still_hung
+            try:
+                answered = await predict(router, "m", SLOW)  # its call hangs past 100 ms
+                others = [await predict(router, "other", {"a": 1.0, "b": 0.0}) for _ in range(20)]
+                batcher = await router.pool.get("m", hung)
+                still_hung = batcher._running is not None
+                return answered, others, still_hung
+            finally:
+                HANG_RELEASE.set()  # let the hung call return, so the pool can close
 
     answered, others, still_hung = asyncio.run(scenario())
-    assert still_hung  # twenty answers from 'other' came while m's call had not returned
+    assert still_hung  # every answer below came while m's model call had not returned
     assert all(r.error is None and r.answers[0]["prediction"] == 2.0 for r in others)
     assert answered.error is None and answered.route == "fallback"
     codes = [w["code"] for w in answered.answers[0]["warnings"]]
