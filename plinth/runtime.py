@@ -90,6 +90,7 @@ class Runtime:
         store = Store(
             settings.resolved_database_url(),
             sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
         )
@@ -220,7 +221,9 @@ class Runtime:
         policies = self.policies
         log_writer = None
         if settings.log_predictions:
-            log_writer = LogWriter(self.store, max_rows=settings.log_max_batch_rows)
+            log_writer = LogWriter(
+                self.store, max_rows=settings.log_max_batch_rows, probe_s=settings.store_probe_s
+            )
             log_writer.start()
         collector = MonitorCollector(self.store, interval_s=settings.profile_interval_s)
         flush_task = asyncio.create_task(collector.run())

@@ -11,7 +11,7 @@ The file's shape::
     [monitoring]            # alert rules for every model (AlertRules)
     [monitoring.drift]      # drift detectors (plinth.core.drift.DriftConfig)
     [canary]                # canary analysis for every model (plinth.core.canary.CanaryPolicy)
-    [models.NAME]           # batching and the review gate of one model
+    [models.NAME]           # batching, admission and the review gate of one model
     [models.NAME.monitoring], [models.NAME.canary]   # per-model overrides
     [models.NAME.training]  # retraining recipe, data, holdout, gate, triggers (TrainingPolicy)
 """
@@ -103,10 +103,13 @@ class CanaryPolicies:
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """Most records per model call, and the longest a batch may wait for more."""
+    """Most records per model call, the longest a batch may wait for more, and admission:
+    most records waiting (0: no bound) and whether to shed what cannot meet its deadline."""
 
     max_batch_size: int = 64
     max_wait_s: float = 0.0
+    max_queue_records: int = 0
+    shed: bool = True
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,8 @@ class _Training(_Section):
 class _Model(_Section):
     max_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    max_queue_records: int | None = Field(default=None, ge=0)
+    shed: bool | None = None
     review_below: float | None = Field(default=None, ge=0, le=1)
     review_above: float | None = Field(default=None, ge=0)
     review_measure: Literal["top_probability", "margin", "tree_spread", "ood"] | None = None
@@ -395,6 +400,8 @@ def read_policies(
     *,
     max_batch_size: int = 64,
     max_wait_ms: float = 0.0,
+    max_queue_records: int = 0,
+    shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
 ) -> Policies:
@@ -411,6 +418,8 @@ def read_policies(
         source=path,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        max_queue_records=max_queue_records,
+        shed=shed,
         review_below=review_below,
         review_measure=review_measure,
     )
@@ -422,6 +431,8 @@ def parse_policies(
     source: Path | None = None,
     max_batch_size: int = 64,
     max_wait_ms: float = 0.0,
+    max_queue_records: int = 0,
+    shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
 ) -> Policies:
@@ -451,7 +462,9 @@ def parse_policies(
     default_gate = _gate(review_below, review_measure, "PLINTH_REVIEW_BELOW", problems)
     alert_defaults = _alert_rules(AlertRules(), parsed.monitoring, "monitoring", problems)
     canary_defaults = _canary(CanaryPolicy(), parsed.canary, "canary", problems)
-    batching_default = BatchingPolicy(max_batch_size, max_wait_ms / 1000.0)
+    batching_default = BatchingPolicy(
+        max_batch_size, max_wait_ms / 1000.0, max_queue_records=max_queue_records, shed=shed
+    )
     alerts: dict[str, AlertRules] = {}
     canaries: dict[str, CanaryPolicy] = {}
     batching: dict[str, BatchingPolicy] = {}
@@ -467,15 +480,15 @@ def parse_policies(
             )
         if section.canary is not None:
             canaries[name] = _canary(canary_defaults, section.canary, f"{at}.canary", problems)
-        if section.max_batch_size is not None or section.max_wait_ms is not None:
-            batching[name] = BatchingPolicy(
-                section.max_batch_size or batching_default.max_batch_size,
-                (
-                    batching_default.max_wait_s
-                    if section.max_wait_ms is None
-                    else section.max_wait_ms / 1000.0
-                ),
-            )
+        given = section.model_dump(
+            exclude_unset=True,
+            include={"max_batch_size", "max_wait_ms", "max_queue_records", "shed"},
+        )
+        if given:
+            wait_ms = given.pop("max_wait_ms", None)
+            if wait_ms is not None:
+                given["max_wait_s"] = wait_ms / 1000.0
+            batching[name] = replace(batching_default, **given)
         measure = section.review_measure or review_measure
         threshold = section.review_above if section.review_above is not None else None
         threshold = section.review_below if threshold is None else threshold

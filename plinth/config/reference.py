@@ -138,7 +138,8 @@ def _describe(annotation: Any) -> str:
 
 def _policy_default(defaults: Any, key: str) -> str:
     if defaults is None:
-        return "the setting" if key in ("max_batch_size", "max_wait_ms") else "unset"
+        batching = ("max_batch_size", "max_wait_ms", "max_queue_records", "shed")
+        return "the setting" if key in batching else "unset"
     names = {f.name: f for f in fields(defaults)}
     if key == "features":
         return "none"

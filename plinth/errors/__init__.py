@@ -41,7 +41,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── InternalError                    internal.error           500
     ├── RemoteError                      http.error               the server's
     ├── MissingExtraError                extra.missing            500
-    └── NotServingError                  server.not_serving       503
+    └── ServerError                      server.*                 503
 
 Each family lives in its own module (``plinth.errors.contract`` …) with the problem and
 warning codes its errors carry inside ``problems``. docs/errors.md lists every leaf and
@@ -64,10 +64,12 @@ from plinth.errors.base import (
     MissingExtraError,
     NotFoundError,
     NotServingError,
+    OverloadedError,
     PlinthError,
     Problem,
     ProblemCode,
     RemoteError,
+    ServerError,
     error_class,
     leaves,
     problem_code,
@@ -330,6 +332,7 @@ __all__ = [
     "NotFoundError",
     "NotServingError",
     "NothingToRollBackError",
+    "OverloadedError",
     "PathNotFoundError",
     "PerformanceError",
     "PickleNotTrustedError",
@@ -353,6 +356,7 @@ __all__ = [
     "SchemaMissingError",
     "SchemaTooNewError",
     "ScoringFailedError",
+    "ServerError",
     "SqliteSynchronousError",
     "StoreClosedError",
     "StoreConflictError",

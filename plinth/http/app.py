@@ -231,13 +231,18 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> Response:
-        """Ready: the store answers and every registered model loaded."""
+        """Ready: the store answers (and takes writes, after the log failed to commit) and
+        every registered model loaded; otherwise 503 naming what is wrong."""
         runtime = runtime_of(request)
+        serving = runtime.require_serving()
         try:
             await asyncio.to_thread(runtime.store.ping)
+            writer = serving.log_writer
+            failure = None if writer is None else await asyncio.to_thread(writer.probe)
+            if failure is not None:
+                raise failure
         except PlinthError as exc:
             return json_response({"status": "unavailable", "store": exc.to_dict()["error"]}, 503)
-        serving = runtime.require_serving()
         errors = serving.load_errors
         loaded = sorted(f"{m.name}:{m.version}" for m in serving.pool.loaded)
         if errors:

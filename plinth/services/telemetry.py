@@ -24,6 +24,18 @@ RECORDS = Counter(
     "Records scored (a request may carry many).",
     ["model", "version", "route"],
 )
+STORE_UP = Gauge(
+    "plinth_store_up",
+    "1 while the prediction log commits, 0 from a commit that failed because the store "
+    "was unavailable until the next that worked (predictions are refused meanwhile).",
+    multiprocess_mode="livemin",
+)
+SHED = Counter(
+    "plinth_requests_shed",
+    "Prediction requests refused at admission (503 server.overloaded): the model's queue "
+    "was full or could not answer them before their deadline.",
+    ["model"],
+)
 REQUEST_SECONDS = Histogram(
     "plinth_request_duration_seconds",
     "Time from receiving a prediction request to having its reply ready.",

@@ -91,6 +91,8 @@ class ModelPool:
             self.log,
             max_batch_records=batching.max_batch_size,
             max_wait_s=batching.max_wait_s,
+            max_queue_records=batching.max_queue_records,
+            shed=batching.shed,
             observers=self.observers,
             reviews=self.reviews,
         )

@@ -1,7 +1,8 @@
 """The router: which version answers a request, what happens when it fails, and who gets copies.
 
 Per request: pick champion or canary (by a stable hash of the caller's key, else at random),
-give that version the deployment's deadline, and if it raises, breaks its output contract or
+give that version the deployment's deadline (refused at once, ``server.overloaded``, when
+its queue cannot meet it: ``Batcher.admit``), and if it raises, breaks its output contract or
 misses the deadline, walk the fallback chain — other versions, then ``default`` (the
 majority-class / median answer stored at registration). A caller's mistake (422) never falls
 back: another version would refuse it too. A circuit breaker per version skips one that
@@ -409,9 +410,16 @@ class Router:
         version: int | None = None,
     ) -> Routed:
         """Answer one request through the plan for ``name`` (or the pinned ``version``)."""
+        if self.pool.log is not None:
+            refused = self.pool.log.refuse()  # the log cannot commit: fail fast, no model call
+            if refused is not None:
+                return Routed(error=refused)
         hard_deadline = received + self.request_timeout_s
         if version is not None:  # pinned by the caller: no routing, no fallback
             batcher = await self.pool.get(name, version)
+            shed = batcher.admit(len(records), hard_deadline)
+            if shed is not None:
+                return Routed(error=shed)
             job = Job(records, request_id, received, hard_deadline, route=CHAMPION, key=key)
             result = await batcher.submit(job)
             return Routed(result.answers, version, CHAMPION, None, result.error)
@@ -453,6 +461,9 @@ class Router:
             if plan.spec.deadline_ms is not None:
                 deadline = min(hard_deadline, started + plan.spec.deadline_ms / 1000.0)
             batcher = await self.pool.get(name, target)
+            shed = batcher.admit(len(records), deadline)
+            if shed is not None:  # overload is not the model's failure: no fallback, no breaker
+                return Routed(error=shed, revision=plan.revision)
             job = Job(records, request_id, received, deadline, route=entry_route, key=key)
             pending = batcher.enqueue(job)
             try:
