@@ -45,6 +45,8 @@ from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
+from plinth.http.v2 import INFER_PATH, InferHandler, v2_error_body
+from plinth.http.v2 import router as v2_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
 from plinth.version import __version__
@@ -52,8 +54,14 @@ from plinth.version import __version__
 log = logging.getLogger("plinth.http")
 
 
-def error_response(error: PlinthError, request_id: str) -> Response:
-    return json_response(error_body(error, request_id), error.status, {"x-request-id": request_id})
+def error_response(error: PlinthError, request_id: str, path: str = "") -> Response:
+    """The error in ``/v1``'s shape, or in the Open Inference Protocol's under ``/v2``."""
+    body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
+    return json_response(body, error.status, {"x-request-id": request_id})
+
+
+def _is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def _request_id(request: Request) -> str:
@@ -64,12 +72,17 @@ class PlinthApp(FastAPI):
     """FastAPI, except that the predict route is answered before FastAPI's own routing."""
 
     predict_handler: PredictHandler | None = None
+    infer_handler: InferHandler | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
             match = PREDICT_PATH.fullmatch(scope["path"])
             if match is not None:
                 await self.predict_handler(match.group(1), scope, receive, send)
+                return
+            match = INFER_PATH.fullmatch(scope["path"])
+            if match is not None and self.infer_handler is not None:
+                await self.infer_handler(match.group(1), match.group(2), scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -122,10 +135,16 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         max_records=settings.max_records_per_request,
         replica=settings.replica,
     )
+    app.infer_handler = InferHandler(
+        app.state,
+        max_body_bytes=settings.max_body_bytes,
+        max_records=settings.max_records_per_request,
+        replica=settings.replica,
+    )
 
     @app.exception_handler(PlinthError)
     async def plinth_error(request: Request, exc: PlinthError) -> Response:
-        return error_response(exc, _request_id(request))
+        return error_response(exc, _request_id(request), request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -139,7 +158,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             for e in exc.errors()
         ]
         error = InvalidParametersError("The request's parameters are invalid.", problems=problems)
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -148,13 +167,13 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             if exc.status_code == 404
             else HttpStatusError(str(exc.detail), exc.status_code)
         )
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request.url.path)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(InternalError(request_id), request_id)
+        return error_response(InternalError(request_id), request_id, request.url.path)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -234,6 +253,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)
+    app.include_router(v2_router)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

@@ -58,7 +58,7 @@ SPLIT_HINT = "Split the records over several requests or use `plinth predict` fo
 _PID = str(os.getpid()).encode()
 
 
-class _DisconnectedError(Exception):
+class DisconnectedError(Exception):
     """The client went away before its body arrived: there is no one to answer."""
 
 
@@ -84,7 +84,7 @@ class PredictHandler:
             status, body, extra = await self._answer(
                 name, scope, headers, receive, received, request_id
             )
-        except _DisconnectedError:
+        except DisconnectedError:
             return
         except PlinthError as exc:
             status, body, extra = exc.status, exc.to_dict(), {}
@@ -105,12 +105,9 @@ class PredictHandler:
         received: float,
         request_id: str,
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
-        auth: Auth | None = getattr(self.state, "auth", None)
-        if auth is not None:
-            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
-            check_role(role, PREDICT_ROLES)
+        await self._authorize(headers)
         version = _version_param(scope.get("query_string", b""))
-        payload = await self._read_json(headers, receive)
+        payload = parse_json(await self._read_body(headers, receive), BODY_HINT)
         records, key = parse_predict_body(payload, self.max_records)
         runtime: Runtime = self.state.runtime
         router = runtime.require_serving().router
@@ -131,7 +128,14 @@ class PredictHandler:
         }
         return 200, body, extra
 
-    async def _read_json(self, headers: dict[bytes, bytes], receive: Receive) -> Any:
+    async def _authorize(self, headers: dict[bytes, bytes]) -> None:
+        auth: Auth | None = getattr(self.state, "auth", None)
+        if auth is not None:
+            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
+            check_role(role, PREDICT_ROLES)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The whole body, refused past the size limit (declared or read)."""
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise BodyTooLargeError(int(length), self.max_body_bytes, hint=SPLIT_HINT)
@@ -140,7 +144,7 @@ class PredictHandler:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _DisconnectedError
+                raise DisconnectedError
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -148,7 +152,7 @@ class PredictHandler:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks), BODY_HINT)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def respond(
@@ -161,8 +165,21 @@ async def respond(
 ) -> None:
     """One JSON response, with the request id and who answered it in the headers."""
     data = orjson.dumps(body, option=JSON_OPTIONS)
+    await respond_bytes(send, status, data, b"application/json", request_id, extra, identity)
+
+
+async def respond_bytes(
+    send: Send,
+    status: int,
+    data: bytes,
+    content_type: bytes,
+    request_id: str,
+    extra: dict[bytes, bytes] | None = None,
+    identity: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """One response of any content type, with the same headers as ``respond``."""
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(data)).encode()),
         (b"x-request-id", request_id.encode()),
         *(identity or [(b"x-plinth-worker", _PID)]),
