@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         "never wait, take what queued during the previous call); it waits only when the "
         "model's learned cost says the wait pays.",
     )
+    tracing: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP/HTTP (the otel extra); the "
+        "endpoint, headers and service name come from the standard OTEL_* variables "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...).",
+    )
     log_predictions: bool = Field(
         default=True, description="Write every prediction to the log (off only for benchmarks)."
     )

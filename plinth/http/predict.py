@@ -44,6 +44,7 @@ from plinth.http.edge import (
     parse_json,
 )
 from plinth.runtime import Runtime
+from plinth.services.tracing import RequestTrace
 
 log = logging.getLogger("plinth.http")
 
@@ -80,9 +81,10 @@ class PredictHandler:
         received = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = new_request_id(headers.get(b"x-request-id"))
+        trace = self._start_trace("POST /v1/models/{name}/predict", name, request_id, headers)
         try:
             status, body, extra = await self._answer(
-                name, scope, headers, receive, received, request_id
+                name, scope, headers, receive, received, request_id, trace
             )
         except DisconnectedError:
             return
@@ -94,6 +96,10 @@ class PredictHandler:
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id
+        if trace is not None:
+            extra[b"traceparent"] = self._end_trace(
+                trace, status, body["error"]["code"] if "error" in body else None
+            )
         await respond(send, status, body, request_id, extra, self.identity)
 
     async def _answer(
@@ -104,6 +110,7 @@ class PredictHandler:
         receive: Receive,
         received: float,
         request_id: str,
+        trace: RequestTrace | None = None,
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
         await self._authorize(headers)
         version = _version_param(scope.get("query_string", b""))
@@ -112,8 +119,16 @@ class PredictHandler:
         runtime: Runtime = self.state.runtime
         router = runtime.require_serving().router
         routed = await router.predict(
-            name, records, request_id=request_id, received=received, key=key, version=version
+            name,
+            records,
+            request_id=request_id,
+            received=received,
+            key=key,
+            version=version,
+            trace=trace,
         )
+        if trace is not None:
+            trace.version, trace.route = routed.version, routed.route
         extra: dict[bytes, bytes] = {}
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
@@ -127,6 +142,25 @@ class PredictHandler:
             "predictions": routed.answers,
         }
         return 200, body, extra
+
+    def _start_trace(
+        self, route: str, name: str, request_id: str, headers: dict[bytes, bytes]
+    ) -> RequestTrace | None:
+        """The request's span when tracing is on (None, at the cost of one lookup, when off)."""
+        runtime: Runtime | None = getattr(self.state, "runtime", None)
+        tracing = None if runtime is None else runtime.tracing
+        if tracing is None:
+            return None
+        return tracing.start_request(route, name, request_id, headers.get(b"traceparent"))
+
+    @staticmethod
+    def _end_trace(trace: RequestTrace, status: int, error_code: str | None) -> bytes:
+        """End the request's span; its ``traceparent`` goes back in the reply."""
+        try:
+            trace.tracing.end_request(trace, status, error_code)
+        except Exception:  # tracing never fails a reply
+            log.exception("could not end a request's span")
+        return trace.traceparent().encode()
 
     async def _authorize(self, headers: dict[bytes, bytes]) -> None:
         auth: Auth | None = getattr(self.state, "auth", None)

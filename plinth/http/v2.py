@@ -54,6 +54,7 @@ from plinth.http.predict import (
     respond_bytes,
 )
 from plinth.runtime import Runtime
+from plinth.services.tracing import RequestTrace
 from plinth.store import VersionRecord
 from plinth.version import __version__
 
@@ -90,20 +91,26 @@ class InferHandler(PredictHandler):
         headers = dict(scope["headers"])
         request_id = new_request_id(headers.get(b"x-request-id"))
         content_type = b"application/json"
+        trace = self._start_trace("POST /v2/models/{name}/infer", name, request_id, headers)
+        error_code: str | None = None
         try:
             status, data, extra = await self._infer(
-                name, version, headers, receive, received, request_id
+                name, version, headers, receive, received, request_id, trace
             )
             if HEADER_LENGTH in extra:
                 content_type = b"application/octet-stream"
         except DisconnectedError:
             return
         except PlinthError as exc:
+            error_code = exc.code
             status, data, extra = exc.status, _dumps(v2_error_body(exc, request_id)), {}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
             error = InternalError(request_id)
+            error_code = error.code
             status, data, extra = error.status, _dumps(v2_error_body(error, request_id)), {}
+        if trace is not None:
+            extra[b"traceparent"] = self._end_trace(trace, status, error_code)
         await respond_bytes(send, status, data, content_type, request_id, extra, self.identity)
 
     async def _infer(
@@ -114,6 +121,7 @@ class InferHandler(PredictHandler):
         receive: Receive,
         received: float,
         request_id: str,
+        trace: RequestTrace | None,
     ) -> tuple[int, bytes, dict[bytes, bytes]]:
         await self._authorize(headers)
         version = _version(version_text)
@@ -140,13 +148,21 @@ class InferHandler(PredictHandler):
                 ],
             )
         routed = await serving.router.predict(
-            name, records, request_id=request_id, received=received, key=key, version=version
+            name,
+            records,
+            request_id=request_id,
+            received=received,
+            key=key,
+            version=version,
+            trace=trace,
         )
         extra: dict[bytes, bytes] = {}
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
+        if trace is not None:
+            trace.version, trace.route = routed.version, routed.route
         if routed.error is not None:
-            return routed.error.status, _dumps(v2_error_body(routed.error, request_id)), extra
+            raise routed.error
         answering = contract_model
         if routed.version != contract_model.version:  # a canary or a fallback answered
             answering = (await serving.pool.get(name, routed.version)).model

@@ -218,6 +218,7 @@ def test_kserve_example_bodies(server: Server, models: Models) -> None:
     }
     reply = httpx.post(f"{server.url}/v2/models/iris/infer", json=body)
     assert reply.status_code == 200, reply.text
+    assert "traceparent" not in reply.headers  # tracing is off by default
     answer = reply.json()
     # JSON numbers are read as the numbers written (6.8, not float32's 6.8000002).
     frame = pd.DataFrame(

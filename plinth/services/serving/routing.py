@@ -51,6 +51,7 @@ from plinth.services.rollout.deployments import DEFAULT, Deployments, Deployment
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.pool import ModelPool
 from plinth.services.serving.scoring import Job, JobResult, answer_and_row, contract_error, score
+from plinth.services.tracing import RequestTrace
 
 log = logging.getLogger("plinth.routing")
 
@@ -327,12 +328,15 @@ class Router:
         received: float,
         key: str | None = None,
         version: int | None = None,
+        trace: RequestTrace | None = None,
     ) -> Routed:
         """Answer one request through the plan for ``name`` (or the pinned ``version``)."""
         hard_deadline = received + self.request_timeout_s
         if version is not None:  # pinned by the caller: no routing, no fallback
             batcher = await self.pool.get(name, version)
-            job = Job(records, request_id, received, hard_deadline, route=CHAMPION, key=key)
+            job = Job(
+                records, request_id, received, hard_deadline, route=CHAMPION, key=key, trace=trace
+            )
             result = await batcher.submit(job)
             return Routed(result.answers, version, CHAMPION, None, result.error)
 
@@ -373,7 +377,9 @@ class Router:
             if plan.spec.deadline_ms is not None:
                 deadline = min(hard_deadline, started + plan.spec.deadline_ms / 1000.0)
             batcher = await self.pool.get(name, target)
-            job = Job(records, request_id, received, deadline, route=entry_route, key=key)
+            job = Job(
+                records, request_id, received, deadline, route=entry_route, key=key, trace=trace
+            )
             pending = batcher.enqueue(job)
             try:
                 result = await within(pending, max(0.0, deadline - time.perf_counter()))
