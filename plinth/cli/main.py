@@ -271,15 +271,24 @@ def serve(
         float | None,
         typer.Option(help="Send answers below this confidence to human review."),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the Open Inference Protocol over gRPC (KServe v2 "
+            "GRPCInferenceService) on this port, on --host; needs the grpc extra."
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve every registered model over HTTP (FastAPI on uvicorn)."""
+    """Serve every registered model over HTTP (FastAPI on uvicorn), and gRPC if asked."""
     import uvicorn
 
     settings = open_settings(home)
     settings = settings.model_copy(update={"home": settings.home.resolve()})
     if review_below is not None:
         settings = settings.model_copy(update={"review_below": review_below})
+    if grpc_port is not None:
+        settings = settings.model_copy(update={"grpc_port": grpc_port, "grpc_host": host})
     settings.policies()  # a bad plinth.toml stops here, every problem listed (exit 2)
     # Apply migrations once here, before workers race to do it.
     Runtime.open(settings).close()
@@ -289,7 +298,8 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
     console.print(
         f"Plinth serving on http://{host}:{port} (home {settings.home}, "
-        f"{workers} worker{'s' if workers > 1 else ''})",
+        f"{workers} worker{'s' if workers > 1 else ''})"
+        + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
         highlight=False,
     )
     uvicorn.run(

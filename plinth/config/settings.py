@@ -68,6 +68,17 @@ class Settings(BaseSettings):
         "never wait, take what queued during the previous call); it waits only when the "
         "model's learned cost says the wait pays.",
     )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (the grpc "
+        "extra); unset, the default: no gRPC. `plinth serve --grpc-port N` sets it.",
+    )
+    grpc_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the gRPC server binds; `plinth serve` sets it to --host.",
+    )
     tracing: bool = Field(
         default=False,
         description="Export OpenTelemetry traces over OTLP/HTTP (the otel extra); the "

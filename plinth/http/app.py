@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -109,9 +110,21 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         runtime = await asyncio.to_thread(Runtime.open, settings, policies=policies)
         app.state.runtime = runtime
         app.state.auth = Auth(runtime.tokens, settings.auth_refresh_s)
+        grpc_server: Any = None
         try:
             await runtime.start_serving()
             await runtime.start_background()
+            if settings.grpc_port is not None:
+                from plinth.http.grpc_service import start_server
+
+                grpc_server = await start_server(
+                    runtime,
+                    app.state.auth,
+                    settings.grpc_host,
+                    settings.grpc_port,
+                    max_body_bytes=settings.max_body_bytes,
+                    max_records=settings.max_records_per_request,
+                )
             # Everything loaded so far (libraries, models) lives as long as the process: move
             # it out of the collector's sight, so a full collection under load walks only what
             # requests allocate (shorter GC pauses, a steadier p99).
@@ -119,6 +132,8 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             gc.freeze()
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(5.0)
             gc.unfreeze()  # an app built and stopped in a longer process must not leak
             await runtime.stop()
             await asyncio.to_thread(runtime.close)

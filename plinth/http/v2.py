@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -124,66 +125,27 @@ class InferHandler(PredictHandler):
         trace: RequestTrace | None,
     ) -> tuple[int, bytes, dict[bytes, bytes]]:
         await self._authorize(headers)
-        version = _version(version_text)
+        version = parse_version(version_text)
         body = await self._read_body(headers, receive)
         header, binary = _split(body, headers.get(HEADER_LENGTH))
         request = oip.parse_request(parse_json(header, oip.BODY_HINT), binary)
         runtime: Runtime = self.state.runtime
-        serving = runtime.require_serving()
-        contract_model = (await serving.pool.get(name, version)).model
-        records = oip.to_records(request.inputs, contract_model.contract.feature_names)
-        if len(records) > self.max_records:
-            raise TooManyRecordsError(len(records), self.max_records, hint=SPLIT_HINT)
-        key = request.parameters.get("key")
-        if key is not None and not isinstance(key, str):
-            raise InvalidBodyError(
-                "The inference request is malformed.",
-                problems=[
-                    Problem(
-                        INVALID_KEY,
-                        "parameters.key must be a string",
-                        'Send the key as a string, e.g. "parameters": {"key": "order-1234"}.',
-                        "parameters.key",
-                    )
-                ],
-            )
-        routed = await serving.router.predict(
-            name,
-            records,
-            request_id=request_id,
-            received=received,
-            key=key,
-            version=version,
-            trace=trace,
+        inferred = await infer(
+            runtime, name, version, request, request_id, received, trace, self.max_records
         )
         extra: dict[bytes, bytes] = {}
-        if routed.revision is not None:
-            extra[b"x-plinth-revision"] = str(routed.revision).encode()
-        if trace is not None:
-            trace.version, trace.route = routed.version, routed.route
-        if routed.error is not None:
-            raise routed.error
-        answering = contract_model
-        if routed.version != contract_model.version:  # a canary or a fallback answered
-            answering = (await serving.pool.get(name, routed.version)).model
-        output = answering.output
-        tensors = oip.to_outputs(routed.answers, output.task, output.classes, request.outputs)
+        if inferred.revision is not None:
+            extra[b"x-plinth-revision"] = str(inferred.revision).encode()
+        tensors = inferred.tensors
         if request.outputs is not None:
             binary_names = {o.name for o in request.outputs if o.binary}
         else:
             binary_names = {t.name for t in tensors} if request.binary_output else set()
-        warnings = sum(len(a.get("warnings", [])) for a in routed.answers)
-        reviews = sum(1 for a in routed.answers if "review" in a)
         reply: dict[str, Any] = {
             "model_name": name,
-            "model_version": str(routed.version),
+            "model_version": str(inferred.version),
             **({"id": request.id} if request.id is not None else {}),
-            "parameters": {
-                "request_id": request_id,
-                "route": routed.route,
-                "warnings": warnings,
-                "reviews": reviews,
-            },
+            "parameters": inferred.parameters(request_id),
             "outputs": [],
         }
         blobs: list[bytes] = []
@@ -207,6 +169,85 @@ class InferHandler(PredictHandler):
         return 200, b"".join([head, *blobs]), extra
 
 
+@dataclass
+class Inferred:
+    """One answered inference: the version and route that answered, and the outputs."""
+
+    version: int
+    route: str
+    revision: int | None
+    tensors: list[oip.OutputTensor]
+    warnings: int
+    reviews: int
+
+    def parameters(self, request_id: str) -> dict[str, Any]:
+        """The reply's ``parameters``: scalars only, as the gRPC form can carry them."""
+        return {
+            "request_id": request_id,
+            "route": self.route,
+            "warnings": self.warnings,
+            "reviews": self.reviews,
+        }
+
+
+async def infer(
+    runtime: Runtime,
+    name: str,
+    version: int | None,
+    request: oip.InferRequest,
+    request_id: str,
+    received: float,
+    trace: RequestTrace | None,
+    max_records: int,
+) -> Inferred:
+    """One v2 inference, REST or gRPC: tensors to records, the router (the /v1 path from
+    there on), answers to output tensors. Raises the request's error."""
+    serving = runtime.require_serving()
+    contract_model = (await serving.pool.get(name, version)).model
+    records = oip.to_records(request.inputs, contract_model.contract.feature_names)
+    if len(records) > max_records:
+        raise TooManyRecordsError(len(records), max_records, hint=SPLIT_HINT)
+    key = request.parameters.get("key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidBodyError(
+            "The inference request is malformed.",
+            problems=[
+                Problem(
+                    INVALID_KEY,
+                    "parameters.key must be a string",
+                    'Send the key as a string, e.g. "parameters": {"key": "order-1234"}.',
+                    "parameters.key",
+                )
+            ],
+        )
+    routed = await serving.router.predict(
+        name,
+        records,
+        request_id=request_id,
+        received=received,
+        key=key,
+        version=version,
+        trace=trace,
+    )
+    if trace is not None:
+        trace.version, trace.route = routed.version, routed.route
+    if routed.error is not None:
+        raise routed.error
+    assert routed.version is not None
+    answering = contract_model
+    if routed.version != contract_model.version:  # a canary or a fallback answered
+        answering = (await serving.pool.get(name, routed.version)).model
+    output = answering.output
+    return Inferred(
+        version=routed.version,
+        route=routed.route,
+        revision=routed.revision,
+        tensors=oip.to_outputs(routed.answers, output.task, output.classes, request.outputs),
+        warnings=sum(len(a.get("warnings", [])) for a in routed.answers),
+        reviews=sum(1 for a in routed.answers if "review" in a),
+    )
+
+
 def _split(body: bytes, header_length: bytes | None) -> tuple[bytes, memoryview]:
     """The JSON header and the binary tensor data after it (binary extension)."""
     if header_length is None:
@@ -221,7 +262,8 @@ def _split(body: bytes, header_length: bytes | None) -> tuple[bytes, memoryview]
     return body[:length], memoryview(body)[length:]
 
 
-def _version(text: str | None) -> int | None:
+def parse_version(text: str | None) -> int | None:
+    """A version named in a path or a gRPC request (empty: the served one)."""
     if text is None or text == "":
         return None
     if text.isdigit():
@@ -274,7 +316,7 @@ async def ready(request: Request) -> Response:
 @router.get("/v2/models/{name}/versions/{version}")
 async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
     """The version's inputs (one tensor per contract field) and outputs."""
-    record = await _record(request, name, _version(version))
+    record = await _record(request, name, parse_version(version))
     versions = await asyncio.to_thread(runtime_of(request).store.list_versions, name)
     return json_response(
         oip.model_metadata(
@@ -292,7 +334,7 @@ async def model_metadata(request: Request, name: str, version: str | None = None
     "/v2/models/{name}/versions/{version}/infer",
     dependencies=[Depends(require_role(*PREDICT_ROLES))],
 )
-async def infer(name: str, version: str | None = None) -> Response:
+async def infer_route(name: str, version: str | None = None) -> Response:
     """Score input tensors (JSON ``data`` or the binary tensor data extension).
 
     Documentation only: ``PlinthApp`` answers this path itself (``InferHandler``), before
@@ -305,7 +347,7 @@ async def infer(name: str, version: str | None = None) -> Response:
 @router.get("/v2/models/{name}/versions/{version}/ready")
 async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
     """Ready when this worker has the version (the served one by default) loaded."""
-    pinned = _version(version)
+    pinned = parse_version(version)
     record = await _record(request, name, pinned)
     loaded = runtime_of(request).require_serving().pool.versions_of(name)
     is_ready = record.version in loaded
