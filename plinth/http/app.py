@@ -28,6 +28,7 @@ from plinth.errors import (
     HttpStatusError,
     InternalError,
     InvalidParametersError,
+    MissingExtraError,
     PathNotFoundError,
     PlinthError,
     Problem,
@@ -115,7 +116,12 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             await runtime.start_serving()
             await runtime.start_background()
             if settings.grpc_port is not None:
-                from plinth.http.grpc_service import start_server
+                try:
+                    from plinth.http.grpc_service import start_server
+                except ImportError as exc:
+                    raise MissingExtraError(
+                        "grpc", "grpcio", str(exc), needed_by="plinth serve --grpc-port"
+                    ) from exc
 
                 grpc_server = await start_server(
                     runtime,

@@ -86,7 +86,9 @@ class Tracing:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
         except ImportError as exc:  # pragma: no cover - the extra is in dev
-            raise MissingExtraError("otel", "OpenTelemetry tracing (PLINTH_TRACING)") from exc
+            raise MissingExtraError(
+                "otel", "the OpenTelemetry SDK", str(exc), needed_by="PLINTH_TRACING=true"
+            ) from exc
         # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; with neither,
         # the SDK says "unknown_service", and Plinth names itself instead.
         resource = Resource.create()
