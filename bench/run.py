@@ -33,7 +33,9 @@ import targets
 import workload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_SERVERS = "plinth,plinth-v2,plinth-v2-binary,plinth-nolog,floor,bare,mlserver,bentoml"
+DEFAULT_SERVERS = (
+    "plinth,plinth-v2,plinth-v2-binary,plinth-otel,plinth-nolog,floor,bare,mlserver,bentoml"
+)
 
 
 def say(message: str) -> None:

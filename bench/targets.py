@@ -6,6 +6,7 @@ own environments (bench/.venvs/<peer>); Plinth and the bare endpoint run from th
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -242,6 +243,29 @@ def prepare_plinth_v2_binary(ctx: Context, port: int) -> Launch:
     return launch
 
 
+def _start_otlp_receiver(ctx: Context) -> str:
+    """The tests' OTLP/HTTP receiver (decodes every export with opentelemetry-proto), on the
+    load generator's core, for as long as the harness runs; its endpoint."""
+    receiver = ctx.state.get("otlp_receiver")
+    if receiver is None or receiver[0].poll() is not None:
+        port = procs.free_port()
+        argv = [str(MAIN_BIN / "python"), "-m", "tests.e2e.otlp_receiver", str(port), os.devnull]
+        process = subprocess.Popen(["taskset", "-c", "0", *argv], cwd=ROOT)
+        atexit.register(process.terminate)
+        receiver = ctx.state["otlp_receiver"] = (process, f"http://127.0.0.1:{port}")
+    return str(receiver[1])
+
+
+def prepare_plinth_otel(ctx: Context, port: int) -> Launch:
+    """Everything on, and OpenTelemetry tracing exporting every span over OTLP/HTTP."""
+    extra = {
+        "PLINTH_TRACING": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": _start_otlp_receiver(ctx),
+        "OTEL_SERVICE_NAME": "plinth-bench",
+    }
+    return _prepare_plinth(ctx, port, home_name="plinth-home-otel", extra_env=extra)
+
+
 def prepare_plinth_nolog(ctx: Context, port: int) -> Launch:
     # A separate home, so this variant's database starts as empty as the other's did.
     extra = {"PLINTH_LOG_PREDICTIONS": "false"}
@@ -274,6 +298,15 @@ TARGETS: dict[str, Target] = {
             None,
             prepare_plinth_v2_binary,
             note="Triton's binary tensor data extension in and out, everything on",
+            is_plinth=True,
+        ),
+        Target(
+            "plinth-otel",
+            "Plinth, OpenTelemetry tracing on",
+            None,
+            prepare_plinth_otel,
+            note="PLINTH_TRACING=true: every span exported over OTLP/HTTP to a receiver "
+            "process on the load generator's core",
             is_plinth=True,
         ),
         Target("bare", "bare FastAPI + uvicorn", None, prepare_bare, note="no batching"),

@@ -159,6 +159,10 @@ class Tracing:
         outcome (``error`` code or prediction ids) of its job."""
         from opentelemetry.trace import Link, SpanKind
 
+        # A request the sampler left out (OTEL_TRACES_SAMPLER) gets no stage spans at all.
+        traces = [t for t in traces if t[0].span.is_recording()]
+        if not traces:
+            return
         tracer = self.tracer
         records = sum(count for _, count, _ in traces)
         attributes: dict[str, Any] = {"plinth.model": model, "plinth.version": version}
