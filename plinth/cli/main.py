@@ -36,6 +36,7 @@ from plinth.flavors.mlflow import read_mlflow_model
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.monitoring.exports import grafana_dashboard, prometheus_rules, to_yaml
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
@@ -484,6 +485,34 @@ def prune(
 
 rollout.register(app, handle_errors)  # deploy, promote, rollback, history
 feedback.register(app, handle_errors)  # feedback, performance, review, tokens
+
+
+@app.command("prometheus-rules")
+@handle_errors
+def prometheus_rules_command(home: HomeOption = None) -> None:
+    """Print Plinth's alert rules (plinth.toml) as a Prometheus rules file (YAML).
+
+    The traffic rules are PromQL over the request metrics; drift, control charts and
+    performance fire from the gauges Plinth's own evaluator sets. Check it with
+    `promtool check rules FILE`.
+    """
+    settings = open_settings(home)
+    rules = prometheus_rules(settings.policies().monitoring, settings.review_sla_s)
+    typer.echo(to_yaml(rules))
+
+
+@app.command()
+@handle_errors
+def grafana(
+    name: Annotated[
+        str | None, typer.Argument(help="One model's dashboard [default: all, with a chooser].")
+    ] = None,
+) -> None:
+    """Print a Grafana dashboard (JSON) of Plinth's Prometheus metrics: traffic, latency
+    percentiles, errors, batch sizes, drift, performance, review queue, alerts firing."""
+    typer.echo(json.dumps(grafana_dashboard(name), indent=2))
+
+
 app.add_typer(contract_app)
 app.command()(handle_errors(monitor))  # plinth monitor
 
