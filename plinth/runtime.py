@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from plinth.services.serving.logwriter import LogWriter
     from plinth.services.serving.pool import ModelPool
     from plinth.services.serving.routing import Router
+    from plinth.services.tracing import Tracing
     from plinth.services.training.jobs import Retraining
     from plinth.store.notifications import Listener
 
@@ -77,6 +78,8 @@ class Runtime:
         self.settings = settings
         self.store = store
         self.serving: Serving | None = None
+        # OpenTelemetry tracing (PLINTH_TRACING); None when off, as by default.
+        self.tracing: Tracing | None = None
         self.evaluator: AlertEvaluator | None = None
         self._webhook: WebhookSink | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,6 +222,10 @@ class Runtime:
 
         settings = self.settings
         policies = self.policies
+        if settings.tracing and self.tracing is None:
+            from plinth.services.tracing import Tracing
+
+            self.tracing = Tracing.from_environment()
         log_writer = None
         if settings.log_predictions:
             log_writer = LogWriter(
@@ -348,6 +355,9 @@ class Runtime:
         if self._webhook is not None:
             await asyncio.to_thread(self._webhook.close)
             self._webhook = None
+        if self.tracing is not None:  # after the pool: every batch's spans are drawn
+            await asyncio.to_thread(self.tracing.shutdown)
+            self.tracing = None
 
     def require_serving(self) -> Serving:
         """The request path; a clear 503 when this runtime does not serve (yet)."""

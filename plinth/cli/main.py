@@ -37,6 +37,7 @@ from plinth.flavors.mlflow import read_mlflow_model
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.monitoring.exports import grafana_dashboard, prometheus_rules, to_yaml
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
@@ -308,15 +309,24 @@ def serve(
         float | None,
         typer.Option(help="Send answers below this confidence to human review."),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the Open Inference Protocol over gRPC (KServe v2 "
+            "GRPCInferenceService) on this port, on --host; needs the grpc extra."
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve every registered model over HTTP (FastAPI on uvicorn)."""
+    """Serve every registered model over HTTP (FastAPI on uvicorn), and gRPC if asked."""
     import uvicorn
 
     settings = open_settings(home)
     settings = settings.model_copy(update={"home": settings.home.resolve()})
     if review_below is not None:
         settings = settings.model_copy(update={"review_below": review_below})
+    if grpc_port is not None:
+        settings = settings.model_copy(update={"grpc_port": grpc_port, "grpc_host": host})
     settings.policies()  # a bad plinth.toml stops here, every problem listed (exit 2)
     # Apply migrations once here, before workers race to do it.
     Runtime.open(settings).close()
@@ -326,7 +336,8 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
     console.print(
         f"Plinth serving on http://{host}:{port} (home {settings.home}, "
-        f"{workers} worker{'s' if workers > 1 else ''})",
+        f"{workers} worker{'s' if workers > 1 else ''})"
+        + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
         highlight=False,
     )
     uvicorn.run(
@@ -577,6 +588,34 @@ def prune(
 rollout.register(app, handle_errors)  # deploy, promote, rollback, history
 feedback.register(app, handle_errors)  # feedback, performance, review, tokens
 training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
+
+
+@app.command("prometheus-rules")
+@handle_errors
+def prometheus_rules_command(home: HomeOption = None) -> None:
+    """Print Plinth's alert rules (plinth.toml) as a Prometheus rules file (YAML).
+
+    The traffic rules are PromQL over the request metrics; drift, control charts and
+    performance fire from the gauges Plinth's own evaluator sets. Check it with
+    `promtool check rules FILE`.
+    """
+    settings = open_settings(home)
+    rules = prometheus_rules(settings.policies().monitoring, settings.review_sla_s)
+    typer.echo(to_yaml(rules))
+
+
+@app.command()
+@handle_errors
+def grafana(
+    name: Annotated[
+        str | None, typer.Argument(help="One model's dashboard [default: all, with a chooser].")
+    ] = None,
+) -> None:
+    """Print a Grafana dashboard (JSON) of Plinth's Prometheus metrics: traffic, latency
+    percentiles, errors, batch sizes, drift, performance, review queue, alerts firing."""
+    typer.echo(json.dumps(grafana_dashboard(name), indent=2))
+
+
 app.add_typer(contract_app)
 app.command()(handle_errors(monitor))  # plinth monitor
 

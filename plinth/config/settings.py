@@ -81,6 +81,23 @@ class Settings(BaseSettings):
         "model's queue, at its learned call cost, cannot answer it before its deadline; "
         "per model: shed in [models.NAME].",
     )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (the grpc "
+        "extra); unset, the default: no gRPC. `plinth serve --grpc-port N` sets it.",
+    )
+    grpc_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the gRPC server binds; `plinth serve` sets it to --host.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP/HTTP (the otel extra); the "
+        "endpoint, headers and service name come from the standard OTEL_* variables "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...).",
+    )
     log_predictions: bool = Field(
         default=True, description="Write every prediction to the log (off only for benchmarks)."
     )

@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from plinth.store.records import split_trace
 from plinth.store.schema import api_tokens, label_history, labels, predictions, review_items
 from plinth.store.store import Store, _aware
 
@@ -136,7 +137,7 @@ def _ref(row: Any) -> PredictionRef:
         model=m["model"],
         version=m["version"],
         ts=m["ts"],
-        output=m["output"],
+        output=split_trace(m["output"])[0],
         request_id=m["request_id"],
         key=m["key"],
     )
@@ -217,7 +218,7 @@ class FeedbackStore:
             .limit(limit)
         )
         with self.store.reading() as conn:
-            return [row.output for row in conn.execute(query)]
+            return [split_trace(row.output)[0] for row in conn.execute(query)]
 
     def prediction_features(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The repaired features the model saw, per prediction id."""

@@ -29,7 +29,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Dialect, Engine
 
 from plinth.errors import PlinthError, StoreUnavailableError
-from plinth.store.records import PredictionRecord
+from plinth.store.records import TRACE_KEY, PredictionRecord
 from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
@@ -125,7 +125,7 @@ class RowBuilder:
                     r.key,
                     given,
                     SAME_AS_INPUT if seen == given else seen,
-                    dumps(r.output),
+                    dumps(r.output if r.trace_id is None else {**r.output, TRACE_KEY: r.trace_id}),
                     r.confidence,
                     r.latency_ms,
                     dumps(r.warnings),

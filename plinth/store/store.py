@@ -43,7 +43,7 @@ from plinth.errors import (
 )
 from plinth.store import migrations, partitions
 from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
-from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
+from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord, split_trace
 from plinth.store.schema import VERSION_TABLE, model_versions, models, predictions
 
 SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -656,6 +656,7 @@ def _version(row: Row[Any]) -> VersionRecord:
 def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
     m = row._mapping
     given, seen = layouts.input_and_features(m["model"], m["version"], m["input"], m["features"])
+    output, trace_id = split_trace(m["output"])
     return PredictionRecord(
         id=m["id"],
         ts=m["ts"],
@@ -665,12 +666,13 @@ def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
         route=m["route"],
         input=given,
         features=seen,
-        output=m["output"],
+        output=output,
         confidence=m["confidence"],
         latency_ms=m["latency_ms"],
         warnings=m["warnings"],
         request_id=m["request_id"],
         key=m["key"],
+        trace_id=trace_id,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ from plinth.services.serving.scoring import (
     ReplyObserver,
     score,
 )
+from plinth.services.tracing import StageTimes
+
+log = logging.getLogger("plinth.batcher")
 
 
 @dataclass
@@ -224,7 +228,21 @@ class Batcher:
         group and no request waits on another thread. A job whose caller gave up
         (deadline, then fallback) was never answered: it gets no log row.
         """
-        results = score(self.model, [p.job for p in batch], self.observers)
+        jobs = [p.job for p in batch]
+        traced = any(job.trace is not None for job in jobs)
+        times = StageTimes(start=StageTimes.now()) if traced else None
+        results = score(self.model, jobs, self.observers, times)
+        try:
+            return results, self._log(batch, results, times)
+        finally:
+            if times is not None:
+                self._trace(batch, results, times)
+
+    def _log(
+        self, batch: list[_Pending], results: list[JobResult], times: StageTimes | None
+    ) -> PlinthError | None:
+        if times is not None:
+            started = times.now()
         if self.log is not None:
             rows = [
                 row
@@ -235,8 +253,26 @@ class Batcher:
             try:
                 self.log.write(rows)
             except PlinthError as error:
-                return results, error
-        return results, None
+                return error
+            finally:
+                if times is not None:
+                    times.log = (started, times.now())
+        return None
+
+    def _trace(self, batch: list[_Pending], results: list[JobResult], times: StageTimes) -> None:
+        traced = [
+            (
+                p.job.trace,
+                len(p.job.records),
+                {"prediction_ids": [a["prediction_id"] for a in r.answers]},
+            )
+            for p, r in zip(batch, results, strict=True)
+            if p.job.trace is not None
+        ]
+        try:
+            traced[0][0].tracing.record_batch(self.model.name, self.model.version, traced, times)
+        except Exception:  # tracing never fails a reply
+            log.exception("could not record the trace of a batch")
 
     def _take(self, batch: list[_Pending], size: int) -> int:
         """Add whatever is queued, up to the batch limit; a request joins whole."""

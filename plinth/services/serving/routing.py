@@ -56,6 +56,7 @@ from plinth.services.rollout.deployments import DEFAULT, Deployments, Deployment
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.pool import ModelPool
 from plinth.services.serving.scoring import Job, JobResult, answer_and_row, contract_error, score
+from plinth.services.tracing import RequestTrace
 
 log = logging.getLogger("plinth.routing")
 
@@ -408,6 +409,7 @@ class Router:
         received: float,
         key: str | None = None,
         version: int | None = None,
+        trace: RequestTrace | None = None,
     ) -> Routed:
         """Answer one request through the plan for ``name`` (or the pinned ``version``)."""
         if self.pool.log is not None:
@@ -420,7 +422,9 @@ class Router:
             shed = batcher.admit(len(records), hard_deadline)
             if shed is not None:
                 return Routed(error=shed)
-            job = Job(records, request_id, received, hard_deadline, route=CHAMPION, key=key)
+            job = Job(
+                records, request_id, received, hard_deadline, route=CHAMPION, key=key, trace=trace
+            )
             result = await batcher.submit(job)
             return Routed(result.answers, version, CHAMPION, None, result.error)
 
@@ -464,7 +468,9 @@ class Router:
             shed = batcher.admit(len(records), deadline)
             if shed is not None:  # overload is not the model's failure: no fallback, no breaker
                 return Routed(error=shed, revision=plan.revision)
-            job = Job(records, request_id, received, deadline, route=entry_route, key=key)
+            job = Job(
+                records, request_id, received, deadline, route=entry_route, key=key, trace=trace
+            )
             pending = batcher.enqueue(job)
             try:
                 result = await within(pending, max(0.0, deadline - time.perf_counter()))

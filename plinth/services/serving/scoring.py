@@ -32,6 +32,7 @@ from plinth.errors import (
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving import review_gate
+from plinth.services.tracing import RequestTrace, StageTimes
 from plinth.store import PredictionRecord
 
 log = logging.getLogger("plinth.scoring")
@@ -60,6 +61,7 @@ class Job:
     deadline: float  # perf_counter() value after which the job is answered with an error
     route: str = "champion"
     key: str | None = None
+    trace: RequestTrace | None = None  # the request's span, when tracing is on
 
 
 @dataclass
@@ -74,9 +76,14 @@ class JobResult:
 
 
 def score(
-    model: ServedModel, jobs: list[Job], observers: Sequence[BatchObserver] = ()
+    model: ServedModel,
+    jobs: list[Job],
+    observers: Sequence[BatchObserver] = (),
+    times: StageTimes | None = None,
 ) -> list[JobResult]:
-    """Answer every job in ``jobs`` with one contract pass and (usually) one model call."""
+    """Answer every job in ``jobs`` with one contract pass and (usually) one model call.
+
+    ``times`` (tracing only) gets the epoch time at each stage's edges."""
     results = [JobResult() for _ in jobs]
     now = time.perf_counter()
     live: list[int] = []
@@ -92,7 +99,11 @@ def score(
         return results
 
     records = [r for i in live for r in jobs[i].records]
+    if times is not None:
+        started = times.now()
     checked = model.contract.apply(records)
+    if times is not None:
+        times.contract = (started, times.now())
     starts = np.cumsum([0] + [len(jobs[i].records) for i in live])
     valid_jobs: list[int] = []
     for n, i in enumerate(live):
@@ -103,7 +114,7 @@ def score(
             valid_jobs.append(n)
     if not valid_jobs:
         return results
-    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results, observers)
+    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results, observers, times)
     return results
 
 
@@ -121,6 +132,7 @@ def answer_and_row(
     latency_ms: float,
     request_id: str,
     key: str | None,
+    trace_id: str | None = None,
 ) -> tuple[dict[str, Any], PredictionRecord]:
     """One answer as the caller sees it and as the log keeps it (every path answers so:
     the model, the fallback chain's default responder)."""
@@ -149,6 +161,7 @@ def answer_and_row(
         request_id=request_id,
         key=key,
         fields=model.field_order,
+        trace_id=trace_id,
     )
     return answer, row
 
@@ -171,6 +184,7 @@ def _predict_jobs(
     checked: ContractResult,
     results: list[JobResult],
     observers: Sequence[BatchObserver],
+    times: StageTimes | None = None,
 ) -> None:
     # Position of each input record inside checked.frame (valid records only).
     frame_pos = np.full(int(starts[-1]), -1, dtype=np.int64)
@@ -183,25 +197,35 @@ def _predict_jobs(
     features = checked.features()
     try:
         t0 = time.perf_counter()
+        if times is not None and not times.model[0]:
+            times.model = (times.now(), 0)
         predictions, probabilities = call_model(model, frame)
         telemetry.MODEL_SECONDS.labels(model.name, str(model.version)).observe(
             time.perf_counter() - t0
         )
+        if times is not None:  # a batch split to find a culprit: first call to last
+            times.model = (times.model[0], times.now())
         telemetry.BATCH_RECORDS.labels(model.name).observe(len(frame))
     except Exception as exc:
         if len(valid_jobs) > 1:
             # Isolate the culprit: score each request on its own.
             for n in valid_jobs:
-                _predict_jobs(model, jobs, live, [n], starts, checked, results, observers)
+                _predict_jobs(model, jobs, live, [n], starts, checked, results, observers, times)
             return
         results[live[valid_jobs[0]]].error = ModelRaisedError(
             f"The model raised {type(exc).__name__}: {exc}",
         )
         return
+    if times is not None:
+        started = times.now()
     verdicts = model.output.check(predictions, probabilities, len(frame))
+    if times is not None:
+        times.output = (started, times.now())
     conf = top_probability(probabilities) if probabilities is not None else None
     # The review gate: one vectorised pass over the batch; None when the version has none.
     gated = review_gate.gate(model, frame, predictions, probabilities)
+    if times is not None and gated is not None:
+        times.review = (times.output[1], times.now())
     classes = [str(c) for c in model.output.classes or []]
     ts = datetime.now(UTC)
     done = time.perf_counter()
@@ -246,6 +270,7 @@ def _predict_jobs(
                 latency_ms=latency_ms,
                 request_id=job.request_id,
                 key=job.key,
+                trace_id=None if job.trace is None else job.trace.trace_id,
             )
             if gated is not None and gated[0][k]:
                 draft = review_gate.draft(model, prediction_id, ts, float(gated[1][k]), output)
