@@ -33,9 +33,11 @@ from plinth.config.settings import SETTINGS_HANDOFF
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
 from plinth.flavors.mlflow import read_mlflow_model
+from plinth.flavors.remote import RemoteSpec
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
-from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.datasets import file_sha256, read_examples, read_table, write_table
+from plinth.services.registry.compare import version_changes
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
@@ -67,15 +69,26 @@ def register(
         Path | None,
         typer.Argument(
             help="Model file: .skops, .onnx, XGBoost .ubj/.json, LightGBM .txt, "
-            "or .joblib/.pkl with --trust-pickle."
+            ".joblib/.pkl with --trust-pickle, or a remote model's spec .toml "
+            "(docs/remote-models.md)."
         ),
     ] = None,
     *,
     name: Annotated[str, typer.Option(help="Model name; versions are numbered per name.")],
     train: Annotated[
-        Path, typer.Option(help="Training table (.csv or .parquet), target included.")
-    ],
-    target: Annotated[str, typer.Option(help="Name of the target column in --train.")],
+        Path | None,
+        typer.Option(help="Training table (.csv or .parquet), target included."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Name of the target column in --train.")
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="Example inputs of a remote model (.jsonl, .csv or .parquet): the input "
+            "contract is inferred from them. Only with a spec .toml."
+        ),
+    ] = None,
     holdout: Annotated[Path | None, typer.Option(help="Held-out table for the metrics.")] = None,
     task: Annotated[
         str | None, typer.Option(help="classification or regression [default: inferred].")
@@ -103,11 +116,19 @@ def register(
     ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Register a trained model with its training data as a new version."""
+    """Register a trained model with its training data (or a remote model's spec with
+    example inputs) as a new version."""
     tags = _parse_tags(tag or [])
     if (model is None) == (from_mlflow is None):
         raise ModelSourceChoiceError(
             "Give either a model file or --from-mlflow URI.",
+        )
+    if model is not None and model.suffix.lower() == ".toml":
+        _register_remote(model, name=name, examples=examples, tags=tags, home=home)
+        return
+    if train is None or target is None or examples is not None:
+        raise ModelSourceChoiceError(
+            "A trained model needs --train and --target (--examples is for a remote spec).",
         )
     source: Any = model
     lineage = None
@@ -138,6 +159,34 @@ def register(
         highlight=False,
     )
     console.print(f"  {metrics.get('split', 'train')} metrics: {shown}", highlight=False)
+
+
+def _register_remote(
+    spec_path: Path, *, name: str, examples: Path | None, tags: dict[str, str], home: Path | None
+) -> None:
+    if examples is None:
+        raise ModelSourceChoiceError(
+            "A remote model's spec needs --examples: a file of example inputs.",
+        )
+    spec = RemoteSpec.read(spec_path)
+    frame = read_examples(examples)
+    with open_runtime(home) as runtime:
+        record = runtime.registry.register_remote(
+            spec, name=name, examples=frame, tags=tags, examples_sha256=file_sha256(examples)
+        )
+    endpoint = spec.endpoint
+    console.print(
+        f"[green]registered[/] {record.name}:{record.version} "
+        f"(remote, {record.task}, {endpoint['kind']} {endpoint['model'] or endpoint['base_url']}, "
+        f"sha256 {record.sha256[:12]}…)",
+        highlight=False,
+    )
+    contract = record.metadata["contract"]["fields"]
+    console.print(
+        f"  input contract from {len(frame)} examples: "
+        + ", ".join(f"{f['name']} ({f['kind']})" for f in contract),
+        highlight=False,
+    )
 
 
 @app.command()
@@ -392,6 +441,7 @@ def replay(
                     "logged": result.logged,
                     "replayed": result.replayed,
                     "differences": result.differences,
+                    "note": result.note,
                 },
                 indent=2,
             )
@@ -411,12 +461,49 @@ def replay(
             style = "" if repr(left) == repr(right) else "bold red"
             table.add_row(key, repr(left), repr(right), style=style)
         console.print(table)
+        if result.note:
+            console.print(f"[yellow]note:[/] {result.note}", highlight=False)
         if result.identical:
             console.print("[green]identical[/]")
         else:
             console.print("[bold red]differs:[/] " + "; ".join(result.differences), highlight=False)
     if not result.identical:
         raise typer.Exit(1)
+
+
+@app.command("diff")
+@handle_errors
+def diff_versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    before: Annotated[int, typer.Argument(help="The older version.")],
+    after: Annotated[int, typer.Argument(help="The newer version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show what changed between two versions: a remote model's prompt (as a diff),
+    parameters, schema and call settings; a trained model's artifact and parameters."""
+    with open_runtime(home) as runtime:
+        a = runtime.store.get_version(name, before)
+        b = runtime.store.get_version(name, after)
+    changes = version_changes(a, b)
+    if as_json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2, default=str))
+        return
+    if not changes:
+        console.print(f"{name}:{before} and {name}:{after} are the same", highlight=False)
+        return
+    for change in changes:
+        if change.lines:
+            console.print(f"[bold]{change.path}[/]", highlight=False)
+            for line in change.lines:
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                console.print(escape(line), style=style, highlight=False)
+        else:
+            console.print(
+                f"[bold]{change.path}[/]: {escape(repr(change.before))} → "
+                f"{escape(repr(change.after))}",
+                highlight=False,
+            )
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
