@@ -7,8 +7,11 @@ loopback port (``python -m tests.provider_sim --port N``) and script it per test
   are consumed one per request, in order: ``{"status": 429, "headers": {...}}``,
   ``{"status": 500}``, ``{"delay_s": 3}`` (then the next fields apply), ``{"content": "not
   json"}`` (a 200 whose message content is that text), ``{"raw": {...}}`` (a 200 with that
-  exact JSON body). When none are left, ``rules`` (``{"contains": "refund", "answer":
-  {...}}``) pick the answer by the last user message, else ``default``.
+  exact JSON body). When none are left, the first of the ``rules`` that matches the last user
+  message (``contains``) and the requested ``model`` answers (``answer`` or ``status``, e.g.
+  ``{"model": "sim-large", "status": 500}``), else ``default``.
+- ``latency_s`` in the script delays every reply (a provider's own time), and
+  ``keep_requests: false`` stops recording requests (for benchmarks).
 - ``GET /_requests`` — every request received (body, headers, monotonic time);
   ``POST /_reset`` forgets the script and the requests.
 
@@ -32,11 +35,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-STATE: dict[str, Any] = {"replies": [], "rules": [], "default": None, "requests": []}
+STATE: dict[str, Any] = {
+    "replies": [], "rules": [], "default": None, "requests": [], "latency_s": 0.0, "keep": True
+}  # fmt: skip
 
 
 def _reset() -> None:
-    STATE.update(replies=[], rules=[], default=None, requests=[])
+    STATE.update(replies=[], rules=[], default=None, requests=[], latency_s=0.0, keep=True)
 
 
 async def script(request: Request) -> Response:
@@ -44,6 +49,8 @@ async def script(request: Request) -> Response:
     STATE["replies"] = list(body.get("replies", []))
     STATE["rules"] = list(body.get("rules", []))
     STATE["default"] = body.get("default")
+    STATE["latency_s"] = float(body.get("latency_s", 0.0))
+    STATE["keep"] = bool(body.get("keep_requests", True))
     return JSONResponse({"ok": True})
 
 
@@ -86,9 +93,12 @@ def _completion(body: dict[str, Any], content: str) -> dict[str, Any]:
 
 async def chat(request: Request) -> Response:
     body = await request.json()
-    STATE["requests"].append(
-        {"body": body, "headers": dict(request.headers), "t": time.monotonic()}
-    )
+    if STATE["keep"]:
+        STATE["requests"].append(
+            {"body": body, "headers": dict(request.headers), "t": time.monotonic()}
+        )
+    if STATE["latency_s"]:
+        await asyncio.sleep(STATE["latency_s"])
     reply = STATE["replies"].pop(0) if STATE["replies"] else None
     if reply is not None:
         if reply.get("delay_s"):
@@ -112,7 +122,11 @@ async def chat(request: Request) -> Response:
     )
     answer = STATE["default"]
     for rule in STATE["rules"]:
-        if rule["contains"] in user:
+        if rule.get("contains", "") in user and rule.get("model", body.get("model")) == body.get(
+            "model"
+        ):
+            if "status" in rule:
+                return JSONResponse({"error": {"message": "simulated"}}, status_code=rule["status"])
             answer = rule["answer"]
             break
     if answer is None:

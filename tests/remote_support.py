@@ -140,3 +140,22 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
 def write_examples(path: Path, rows: list[dict[str, Any]] = EXAMPLES) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+LABELS = ["billing", "bug", "other", "billing", "bug"]  # the right answers for EXAMPLES
+KEYWORDS = {"charged": "billing", "crashes": "bug", "office": "other", "refund": "billing"}
+
+
+def strict_rules(model: str) -> list[dict[str, Any]]:
+    """Simulator rules under which ``model`` answers EXAMPLES right but for the last one."""
+    return [
+        {"model": model, "contains": word, "answer": {"label": label, "confidence": 0.8}}
+        for word, label in KEYWORDS.items()
+    ]
+
+
+def partial_credit(predicted: Any, expected: Any) -> float:
+    """A user scorer (``tests.remote_support:partial_credit``): half a point for "other"."""
+    if predicted == expected:
+        return 1.0
+    return 0.5 if predicted == "other" else 0.0

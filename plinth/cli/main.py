@@ -386,10 +386,13 @@ def predict(
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
-        with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
-            scored, summary = score_frame(
-                model, frame, writer, reviews=reviews, on_progress=advance
-            )
+        try:
+            with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
+                scored, summary = score_frame(
+                    model, frame, writer, reviews=reviews, on_progress=advance
+                )
+        finally:
+            model.flavor.close()
         write_table(scored, output)
         if summary.reviewed and settings.review_context:
             _wait_for_review_context(reviews, summary.reviewed)
@@ -504,6 +507,79 @@ def diff_versions(
                 f"{escape(repr(change.after))}",
                 highlight=False,
             )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_version(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="The version to evaluate.")],
+    dataset: Annotated[
+        Path,
+        typer.Option(help="Labelled examples (.jsonl, .csv or .parquet): inputs and a label."),
+    ],
+    against: Annotated[
+        int | None, typer.Option(help="Another version to run on the same rows, side by side.")
+    ] = None,
+    label: Annotated[str, typer.Option(help="The column holding the right answer.")] = "label",
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="module:function(predicted, expected) -> score in [0, 1] [default: exact match]."
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once.", min=1)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run a version over labelled examples before rollout: schema validity, score
+    (accuracy or your scorer), latency, tokens and cost; with --against, two side by side.
+    Nothing is logged as a prediction."""
+    import sys
+
+    from plinth.services.evaluation import evaluate, load_scorer
+
+    if os.getcwd() not in sys.path:  # the scorer's module, next to the user's data
+        sys.path.insert(0, os.getcwd())
+    score_fn = load_scorer(scorer) if scorer is not None else None
+    frame = read_examples(dataset)
+    versions = [version] if against is None else [against, version]
+    with open_runtime(home) as runtime:
+        results = [
+            evaluate(
+                runtime.store,
+                runtime.registry,
+                name,
+                v,
+                frame,
+                label=label,
+                scorer=score_fn,
+                concurrency=concurrency,
+            )
+            for v in versions
+        ]
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    table = Table("", *(f"{name}:{r.version}" for r in results), title=f"{len(frame)} examples")
+
+    def row(title: str, cell: Any) -> None:
+        table.add_row(title, *(cell(r) for r in results))
+
+    row("answered (valid)", lambda r: f"{r.answered}/{r.rows} ({r.valid_share:.1%})")
+    row("score" if scorer else "accuracy", lambda r: "—" if r.score is None else f"{r.score:.4f}")
+    row("errors", lambda r: ", ".join(f"{c} {n}" for c, n in r.errors.items()) or "—")
+    row("latency p50 / p95 ms", lambda r: _latency(r.latency_ms))
+    row("tokens (prompt / completion)", lambda r: f"{r.prompt_tokens} / {r.completion_tokens}")
+    row("re-asks", lambda r: str(r.reasks))
+    row("cost", lambda r: f"{r.cost:.6g}")
+    console.print(table)
+
+
+def _latency(latency: dict[str, float]) -> str:
+    if not latency:
+        return "—"
+    return f"{latency['p50']:.1f} / {latency['p95']:.1f}"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -59,6 +59,9 @@ class Flavor(ABC):
     """
 
     name: ClassVar[str]
+    # A freshly loaded version gets one throwaway call before traffic moves to it; not a
+    # flavor whose every call goes out to someone else's endpoint (and is paid for).
+    warm_up: ClassVar[bool] = True
     formats: ClassVar[tuple[str, ...]] = ()
     suffixes: ClassVar[dict[str, str]] = {}
 
@@ -124,6 +127,11 @@ class Flavor(ABC):
     def attach(self, name: str, version: int) -> None:
         """Told which version this flavor serves (a remote model labels its metrics and its
         budget with it); nothing for the others."""
+        return None
+
+    def close(self) -> None:
+        """Release what serving held open (a remote model's connections); the version is
+        no longer served. Nothing for a model in memory."""
         return None
 
     def params(self) -> dict[str, Any]:

@@ -40,7 +40,10 @@ def replay(store: Store, registry: Registry, prediction_id: str) -> ReplayResult
         )
     model = registry.load(version)  # re-checks the artifact's sha256
     frame = model.contract.frame([record.features])
-    predictions, probabilities, details = answer_rows(model, frame)
+    try:
+        predictions, probabilities, details = answer_rows(model, frame)
+    finally:
+        model.flavor.close()
     classes = [str(c) for c in model.output.classes or []]
     replayed = output_record(predictions, probabilities, classes, 0, details)
     logged_remote = record.output.get("remote")

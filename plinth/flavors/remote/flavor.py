@@ -141,6 +141,7 @@ class RemoteFlavor(Flavor):
     """Serves a ``RemoteSpec``: one HTTP request per record, validated against its schema."""
 
     name = "remote"
+    warm_up = False
     formats: ClassVar[tuple[str, ...]] = (FORMAT,)
 
     def __init__(self, model: RemoteSpec) -> None:

@@ -90,6 +90,7 @@ class Batcher:
             self._task = None
         # Off the event loop: an abandoned call to a slow model may still be running.
         await asyncio.to_thread(self._executor.shutdown, True)
+        self.model.flavor.close()  # a remote model's connections
 
     async def submit(self, job: Job) -> JobResult:
         """Score ``job`` in the next batch; returns once its log rows are committed."""
