@@ -9,7 +9,7 @@ loopback port (``python -m tests.provider_sim --port N``) and script it per test
   json"}`` (a 200 whose message content is that text), ``{"raw": {...}}`` (a 200 with that
   exact JSON body). When none are left, the first of the ``rules`` that matches the last user
   message (``contains``) and the requested ``model`` answers (``answer`` or ``status``, e.g.
-  ``{"model": "sim-large", "status": 500}``), else ``default``.
+  ``{"model": "sim-large", "status": 500}``), after its ``delay_s`` if any, else ``default``.
 - ``latency_s`` in the script delays every reply (a provider's own time), and
   ``keep_requests: false`` stops recording requests (for benchmarks).
 - ``GET /_requests`` — every request received (body, headers, monotonic time);
@@ -125,6 +125,8 @@ async def chat(request: Request) -> Response:
         if rule.get("contains", "") in user and rule.get("model", body.get("model")) == body.get(
             "model"
         ):
+            if rule.get("delay_s"):
+                await asyncio.sleep(float(rule["delay_s"]))
             if "status" in rule:
                 return JSONResponse({"error": {"message": "simulated"}}, status_code=rule["status"])
             answer = rule["answer"]

@@ -62,6 +62,9 @@ class Flavor(ABC):
     # A freshly loaded version gets one throwaway call before traffic moves to it; not a
     # flavor whose every call goes out to someone else's endpoint (and is paid for).
     warm_up: ClassVar[bool] = True
+    # Batches of one version scored at once: 1 for a model that computes (the batch is
+    # what shares its cost); more for one that waits on I/O (``RemoteFlavor``).
+    concurrent_batches: int = 1
     formats: ClassVar[tuple[str, ...]] = ()
     suffixes: ClassVar[dict[str, str]] = {}
 

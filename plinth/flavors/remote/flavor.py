@@ -158,6 +158,9 @@ class RemoteFlavor(Flavor):
             headers=dict(model.endpoint["headers"]),
         )
         self.caller.on_attempt = self._count_attempt
+        # A slow reply must not hold up the batches behind it: as many batches in flight
+        # as calls allowed (each batch's rows still share the one concurrency cap).
+        self.concurrent_batches = int(model.document["limits"]["concurrency"])
         self.ledger = LEDGER
         self.model_name = "unregistered"
         self.version = 0

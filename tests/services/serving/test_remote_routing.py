@@ -54,3 +54,32 @@ def test_the_breaker_opens_on_a_failing_endpoint_and_closes_when_it_recovers(
         assert "circuit breaker is open" in routed.answers[0]["warnings"][-1]["message"]
     assert after_skips == after_three + 4  # the open breaker sent only the backup's calls
     assert recovered.error is None and (recovered.version, recovered.route) == (primary, "champion")
+
+
+def test_a_slow_reply_does_not_hold_up_the_requests_behind_it(
+    registry: Registry, provider: Provider
+) -> None:
+    # With limits.concurrency = 1 (one batch at a time) the slow request would finish
+    # before the fast ones behind it; the default 8 lets them pass it.
+    version = register(registry, provider)
+    provider.script(
+        rules=[{"contains": "office", "delay_s": 1.5, "answer": BILLING}], default=BILLING
+    )
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        async with harness(registry) as h:
+            await h.deploy("triage", version)
+
+            async def ask(label: str, record: dict[str, Any]) -> None:
+                routed = await h.predict("triage", [record])
+                assert routed.error is None, routed.error
+                finished.append(label)
+
+            slow = asyncio.create_task(ask("slow", EXAMPLES[2]))
+            await asyncio.sleep(0.2)  # the slow one's batch is at the provider
+            await asyncio.gather(*(ask(f"fast{i}", EXAMPLES[i]) for i in (0, 1, 3)))
+            await slow
+
+    asyncio.run(scenario())
+    assert finished[-1] == "slow" and len(finished) == 4
