@@ -375,3 +375,11 @@ def test_every_remote_error_is_a_model_error_so_the_fallback_chain_answers() -> 
     ):
         assert issubclass(cls, ModelError) and issubclass(cls, PlinthError)
         assert cls("x").status == 503
+
+
+def test_the_example_spec_in_the_readme_is_valid() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "remote"
+    spec = RemoteSpec.read(examples / "ticket_triage.toml")
+    assert (spec.task, spec.classes) == ("classification", ["billing", "bug", "other"])
+    assert spec.endpoint["api_key_env"] == "OPENAI_API_KEY"
+    assert set(spec.fields) == {"subject", "priority", "body"}
