@@ -535,12 +535,8 @@ def evaluate_version(
     """Run a version over labelled examples before rollout: schema validity, score
     (accuracy or your scorer), latency, tokens and cost; with --against, two side by side.
     Nothing is logged as a prediction."""
-    import sys
-
     from plinth.services.evaluation import evaluate, load_scorer
 
-    if os.getcwd() not in sys.path:  # the scorer's module, next to the user's data
-        sys.path.insert(0, os.getcwd())
     score_fn = load_scorer(scorer) if scorer is not None else None
     frame = read_examples(dataset)
     versions = [version] if against is None else [against, version]

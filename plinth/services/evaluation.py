@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -74,7 +76,10 @@ class Evaluation:
 
 
 def load_scorer(reference: str) -> Scorer:
-    """``module:function`` → the function (imported from the current directory's path)."""
+    """``module:function`` → the function; the current directory is importable, as it is for
+    ``python -m``, so a scorer can live beside the data it judges."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
         raise ExamplesError(
