@@ -296,9 +296,24 @@ def show(
     console.print(table)
     lineage = view.get("lineage", {})
     git = lineage.get("git") or {}
+    remote = view.get("remote")
+    if isinstance(remote, dict):
+        endpoint, prompt = remote.get("endpoint", {}), remote.get("prompt", {})
+        console.print(
+            f"remote: {endpoint.get('kind')} {endpoint.get('base_url')} "
+            f"model {endpoint.get('model')}, parameters "
+            + json.dumps({k: v for k, v in remote.get("parameters", {}).items() if v is not None}),
+            highlight=False,
+        )
+        for part in ("system", "template"):
+            if prompt.get(part):
+                console.print(f"prompt {part}:", highlight=False)
+                console.print(escape(str(prompt[part])), highlight=False)
+    source = "examples" if isinstance(remote, dict) else "train"
     console.print(
-        f"lineage: train sha256 {str(lineage.get('train_sha256'))[:12]}…, "
-        f"{lineage.get('train_rows')} rows, commit {git.get('commit', 'n/a')}"
+        f"lineage: {source} sha256 {str(lineage.get(source + '_sha256'))[:12]}…, "
+        f"{lineage.get('example_rows' if source == 'examples' else 'train_rows')} rows, "
+        f"commit {git.get('commit', 'n/a')}"
         f"{' (dirty)' if git.get('dirty') else ''}, "
         + ", ".join(f"{k} {v}" for k, v in (lineage.get("libraries") or {}).items()),
         highlight=False,

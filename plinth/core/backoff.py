@@ -8,8 +8,8 @@ that failed together do not retry together. A server that says when to come back
 >>> policy = Backoff(base_s=0.5, cap_s=8.0)
 >>> [policy.delay(n, draw=1.0) for n in range(6)]
 [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
->>> policy.delay(2, draw=0.25), policy.delay(2, draw=0.9, retry_after_s=3.0)
-(0.5, 3.0)
+>>> policy.delay(2, draw=0.25), policy.delay(2, draw=0.9, retry_after_s=30.0)
+(0.5, 30.0)
 >>> retry_after_seconds("7"), retry_after_seconds("soon"), retry_after_seconds(None)
 (7.0, None, None)
 """
@@ -35,9 +35,9 @@ class Backoff:
 
     def delay(self, retry: int, *, draw: float, retry_after_s: float | None = None) -> float:
         """The wait before retry ``retry``; ``draw`` is uniform in [0, 1]. A server's
-        ``Retry-After`` wins (capped), since it knows when it will answer again."""
+        ``Retry-After`` wins, uncapped, since it knows when it will answer again."""
         if retry_after_s is not None:
-            return min(self.cap_s, max(0.0, retry_after_s))
+            return max(0.0, retry_after_s)
         return self.ceiling(retry) * min(1.0, max(0.0, draw))
 
 

@@ -31,10 +31,10 @@ def test_a_wait_lies_between_zero_and_the_capped_exponential(
     assert wait == policy.ceiling(retry) * draw
 
 
-def test_retry_after_wins_but_never_past_the_cap() -> None:
+def test_retry_after_wins_even_past_the_cap() -> None:
     policy = Backoff(0.5, 8.0)
     assert policy.delay(0, draw=0.0, retry_after_s=2.0) == 2.0
-    assert policy.delay(0, draw=0.0, retry_after_s=120.0) == 8.0
+    assert policy.delay(0, draw=0.0, retry_after_s=120.0) == 120.0
     assert policy.delay(0, draw=0.0, retry_after_s=-1.0) == 0.0
 
 

@@ -229,6 +229,16 @@ def test_full_jitter_draws_the_wait_below_the_ceiling(make: Any, provider: Provi
     assert flavor.sleeps == [0.01, 0.01]  # 0.5 x 0.02, then 0.25 x 0.04
 
 
+def test_a_retry_after_past_the_deadline_gives_up_at_once(make: Any, provider: Provider) -> None:
+    provider.script(replies=[{"status": 429, "headers": {"Retry-After": "60"}}], default=BILLING)
+    flavor = make()  # total_timeout_s is 30: waiting 60 s would be pointless
+    with pytest.raises(RemoteUnavailableError, match="#1 429 rate limited") as caught:
+        flavor.answer(frame())
+    assert flavor.sleeps == [] and len(provider.requests()) == 1
+    attempts = caught.value.attempts  # type: ignore[attr-defined]
+    assert attempts[0]["gave_up"] == "the next wait would pass the deadline"
+
+
 def test_a_4xx_other_than_429_is_not_retried(make: Any, provider: Provider) -> None:
     provider.script(replies=[{"status": 401}], default=BILLING)
     flavor = make()

@@ -256,11 +256,21 @@ class Registry:
                 ],
             )
         contract = infer_contract(examples)
-        # A remote model reads any text: a category never seen in the examples passes.
+        # A remote model reads any text: a category never seen in the examples passes, and
+        # a string field whose every example differs is free text, not a category (it is not
+        # binned for drift: each request would be "unseen").
         document = contract.to_dict()
         for f in document["fields"]:
-            if f["kind"] == "categorical":
-                f["on_unseen"] = "pass"
+            if f["kind"] != "categorical":
+                continue
+            f["on_unseen"] = "pass"
+            values = examples[f["name"]].dropna()
+            if (
+                len(values) > 1
+                and values.nunique() == len(values)
+                and values.map(type).eq(str).all()
+            ):
+                f.update(kind="text", categories=None)
         contract = Contract.from_dict(document)
         output = OutputContract(task=spec.task, classes=spec.classes)  # type: ignore[arg-type]
         profile = Profile.fit(
