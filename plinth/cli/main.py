@@ -34,10 +34,12 @@ from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
 from plinth.flavors.mlflow import read_mlflow_model
+from plinth.flavors.remote import RemoteSpec
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
-from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.datasets import file_sha256, read_examples, read_table, write_table
 from plinth.services.monitoring.exports import grafana_dashboard, prometheus_rules, to_yaml
+from plinth.services.registry.compare import version_changes
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
@@ -90,15 +92,26 @@ def register(
         Path | None,
         typer.Argument(
             help="Model file: .skops, .onnx, XGBoost .ubj/.json, LightGBM .txt, "
-            "or .joblib/.pkl with --trust-pickle."
+            ".joblib/.pkl with --trust-pickle, or a remote model's spec .toml "
+            "(docs/remote-models.md)."
         ),
     ] = None,
     *,
     name: Annotated[str, typer.Option(help="Model name; versions are numbered per name.")],
     train: Annotated[
-        Path, typer.Option(help="Training table (.csv or .parquet), target included.")
-    ],
-    target: Annotated[str, typer.Option(help="Name of the target column in --train.")],
+        Path | None,
+        typer.Option(help="Training table (.csv or .parquet), target included."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Name of the target column in --train.")
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="Example inputs of a remote model (.jsonl, .csv or .parquet): the input "
+            "contract is inferred from them. Only with a spec .toml."
+        ),
+    ] = None,
     holdout: Annotated[Path | None, typer.Option(help="Held-out table for the metrics.")] = None,
     task: Annotated[
         str | None, typer.Option(help="classification or regression [default: inferred].")
@@ -126,11 +139,19 @@ def register(
     ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Register a trained model with its training data as a new version."""
+    """Register a trained model with its training data (or a remote model's spec with
+    example inputs) as a new version."""
     tags = _parse_tags(tag or [])
     if (model is None) == (from_mlflow is None):
         raise ModelSourceChoiceError(
             "Give either a model file or --from-mlflow URI.",
+        )
+    if model is not None and model.suffix.lower() == ".toml":
+        _register_remote(model, name=name, examples=examples, tags=tags, home=home)
+        return
+    if train is None or target is None or examples is not None:
+        raise ModelSourceChoiceError(
+            "A trained model needs --train and --target (--examples is for a remote spec).",
         )
     source: Any = model
     lineage = None
@@ -161,6 +182,34 @@ def register(
         highlight=False,
     )
     console.print(f"  {metrics.get('split', 'train')} metrics: {shown}", highlight=False)
+
+
+def _register_remote(
+    spec_path: Path, *, name: str, examples: Path | None, tags: dict[str, str], home: Path | None
+) -> None:
+    if examples is None:
+        raise ModelSourceChoiceError(
+            "A remote model's spec needs --examples: a file of example inputs.",
+        )
+    spec = RemoteSpec.read(spec_path)
+    frame = read_examples(examples)
+    with open_runtime(home) as runtime:
+        record = runtime.registry.register_remote(
+            spec, name=name, examples=frame, tags=tags, examples_sha256=file_sha256(examples)
+        )
+    endpoint = spec.endpoint
+    console.print(
+        f"[green]registered[/] {record.name}:{record.version} "
+        f"(remote, {record.task}, {endpoint['kind']} {endpoint['model'] or endpoint['base_url']}, "
+        f"sha256 {record.sha256[:12]}…)",
+        highlight=False,
+    )
+    contract = record.metadata["contract"]["fields"]
+    console.print(
+        f"  input contract from {len(frame)} examples: "
+        + ", ".join(f"{f['name']} ({f['kind']})" for f in contract),
+        highlight=False,
+    )
 
 
 @app.command()
@@ -285,9 +334,24 @@ def show(
     console.print(table)
     lineage = view.get("lineage", {})
     git = lineage.get("git") or {}
+    remote = view.get("remote")
+    if isinstance(remote, dict):
+        endpoint, prompt = remote.get("endpoint", {}), remote.get("prompt", {})
+        console.print(
+            f"remote: {endpoint.get('kind')} {endpoint.get('base_url')} "
+            f"model {endpoint.get('model')}, parameters "
+            + json.dumps({k: v for k, v in remote.get("parameters", {}).items() if v is not None}),
+            highlight=False,
+        )
+        for part in ("system", "template"):
+            if prompt.get(part):
+                console.print(f"prompt {part}:", highlight=False)
+                console.print(escape(str(prompt[part])), highlight=False)
+    source = "examples" if isinstance(remote, dict) else "train"
     console.print(
-        f"lineage: train sha256 {str(lineage.get('train_sha256'))[:12]}…, "
-        f"{lineage.get('train_rows')} rows, commit {git.get('commit', 'n/a')}"
+        f"lineage: {source} sha256 {str(lineage.get(source + '_sha256'))[:12]}…, "
+        f"{lineage.get('example_rows' if source == 'examples' else 'train_rows')} rows, "
+        f"commit {git.get('commit', 'n/a')}"
         f"{' (dirty)' if git.get('dirty') else ''}, "
         + ", ".join(f"{k} {v}" for k, v in (lineage.get("libraries") or {}).items()),
         highlight=False,
@@ -418,10 +482,13 @@ def predict(
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
-        with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
-            scored, summary = score_frame(
-                model, frame, writer, reviews=reviews, on_progress=advance
-            )
+        try:
+            with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
+                scored, summary = score_frame(
+                    model, frame, writer, reviews=reviews, on_progress=advance
+                )
+        finally:
+            model.flavor.close()
         write_table(scored, output)
         if summary.reviewed and settings.review_context:
             _wait_for_review_context(reviews, summary.reviewed)
@@ -505,6 +572,7 @@ def replay(
                     "logged": result.logged,
                     "replayed": result.replayed,
                     "differences": result.differences,
+                    "note": result.note,
                 },
                 indent=2,
             )
@@ -524,12 +592,118 @@ def replay(
             style = "" if repr(left) == repr(right) else "bold red"
             table.add_row(key, repr(left), repr(right), style=style)
         console.print(table)
+        if result.note:
+            console.print(f"[yellow]note:[/] {result.note}", highlight=False)
         if result.identical:
             console.print("[green]identical[/]")
         else:
             console.print("[bold red]differs:[/] " + "; ".join(result.differences), highlight=False)
     if not result.identical:
         raise typer.Exit(1)
+
+
+@app.command("diff")
+@handle_errors
+def diff_versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    before: Annotated[int, typer.Argument(help="The older version.")],
+    after: Annotated[int, typer.Argument(help="The newer version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show what changed between two versions: a remote model's prompt (as a diff),
+    parameters, schema and call settings; a trained model's artifact and parameters."""
+    with open_runtime(home) as runtime:
+        a = runtime.store.get_version(name, before)
+        b = runtime.store.get_version(name, after)
+    changes = version_changes(a, b)
+    if as_json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2, default=str))
+        return
+    if not changes:
+        console.print(f"{name}:{before} and {name}:{after} are the same", highlight=False)
+        return
+    for change in changes:
+        if change.lines:
+            console.print(f"[bold]{change.path}[/]", highlight=False)
+            for line in change.lines:
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                console.print(escape(line), style=style, highlight=False)
+        else:
+            console.print(
+                f"[bold]{change.path}[/]: {escape(repr(change.before))} → "
+                f"{escape(repr(change.after))}",
+                highlight=False,
+            )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_version(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="The version to evaluate.")],
+    dataset: Annotated[
+        Path,
+        typer.Option(help="Labelled examples (.jsonl, .csv or .parquet): inputs and a label."),
+    ],
+    against: Annotated[
+        int | None, typer.Option(help="Another version to run on the same rows, side by side.")
+    ] = None,
+    label: Annotated[str, typer.Option(help="The column holding the right answer.")] = "label",
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="module:function(predicted, expected) -> score in [0, 1] [default: exact match]."
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once.", min=1)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run a version over labelled examples before rollout: schema validity, score
+    (accuracy or your scorer), latency, tokens and cost; with --against, two side by side.
+    Nothing is logged as a prediction."""
+    from plinth.services.evaluation import evaluate, load_scorer
+
+    score_fn = load_scorer(scorer) if scorer is not None else None
+    frame = read_examples(dataset)
+    versions = [version] if against is None else [against, version]
+    with open_runtime(home) as runtime:
+        results = [
+            evaluate(
+                runtime.store,
+                runtime.registry,
+                name,
+                v,
+                frame,
+                label=label,
+                scorer=score_fn,
+                concurrency=concurrency,
+            )
+            for v in versions
+        ]
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    table = Table("", *(f"{name}:{r.version}" for r in results), title=f"{len(frame)} examples")
+
+    def row(title: str, cell: Any) -> None:
+        table.add_row(title, *(cell(r) for r in results))
+
+    row("answered (valid)", lambda r: f"{r.answered}/{r.rows} ({r.valid_share:.1%})")
+    row("score" if scorer else "accuracy", lambda r: "—" if r.score is None else f"{r.score:.4f}")
+    row("errors", lambda r: ", ".join(f"{c} {n}" for c, n in r.errors.items()) or "—")
+    row("latency p50 / p95 ms", lambda r: _latency(r.latency_ms))
+    row("tokens (prompt / completion)", lambda r: f"{r.prompt_tokens} / {r.completion_tokens}")
+    row("re-asks", lambda r: str(r.reasks))
+    row("cost", lambda r: f"{r.cost:.6g}")
+    console.print(table)
+
+
+def _latency(latency: dict[str, float]) -> str:
+    if not latency:
+        return "—"
+    return f"{latency['p50']:.1f} / {latency['p95']:.1f}"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

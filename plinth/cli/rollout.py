@@ -109,6 +109,13 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         max_output_distance: Annotated[
             float | None, typer.Option(help="Largest Jensen-Shannon distance of outputs.")
         ] = None,
+        scorer: Annotated[
+            str | None,
+            typer.Option(
+                help="module:function(predicted, expected) -> score in [0, 1]: judges the "
+                "arms' labelled answers [default: exact match]."
+            ),
+        ] = None,
         reason: ReasonOption = "",
         wait: WaitOption = DEFAULT_WAIT_S,
         home: HomeOption = None,
@@ -133,6 +140,7 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                     "max_error_rate": max_error_rate,
                     "max_p95_increase": max_p95_increase,
                     "max_output_distance": max_output_distance,
+                    "scorer": scorer,
                 },
                 reason=reason,
             )

@@ -189,6 +189,26 @@ class BadOutputOnDataError(RegistryError):
     hint = "A served model must return finite predictions and probabilities summing to 1."
 
 
+class RemoteSpecError(RegistryError):
+    """A remote model's spec (TOML) is unreadable or invalid; every problem is listed."""
+
+    code = "registry.remote_spec"
+    hint = "Fix each listed field of the spec; docs/remote-models.md shows a complete one."
+
+
+class ExamplesError(RegistryError):
+    """The example inputs for a remote model are missing, empty or not JSON objects."""
+
+    code = "registry.examples"
+    hint = (
+        "Pass --examples with a .jsonl file of input objects (one per line), or a .csv / "
+        ".parquet table of the input fields."
+    )
+
+
 MISSING_FEATURE = problem_code(
     RegistryError, "registry.missing_feature", "One column the model was fitted on is missing."
+)
+SPEC_FIELD = problem_code(
+    RegistryError, "registry.spec_field", "One field of a remote model's spec is invalid."
 )

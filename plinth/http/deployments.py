@@ -76,6 +76,10 @@ class DeployBody(BaseModel):
     max_output_distance: float | None = Field(
         default=None, description="Largest Jensen-Shannon distance of the arms' outputs."
     )
+    scorer: str | None = Field(
+        default=None,
+        description="module:function(predicted, expected) -> score in [0, 1] for labels.",
+    )
     analysis: dict[str, Any] | None = Field(
         default=None, description="Canary policy by its plinth.toml keys; the fields above win."
     )
@@ -126,6 +130,7 @@ _CHECKS: dict[str, tuple[str, Any]] = {
     "max_error_rate": ("a number", _is_number),
     "max_p95_increase": ("a number", _is_number),
     "max_output_distance": ("a number", _is_number),
+    "scorer": ("a string module:function", lambda v: isinstance(v, str)),
 }
 
 

@@ -30,6 +30,7 @@ from plinth.core.review import ReviewPolicy
 from plinth.errors import (
     BadOutputOnDataError,
     EmptyTrainingDataError,
+    ExamplesError,
     FeatureCountError,
     InvalidModelNameError,
     InvalidTaskError,
@@ -48,6 +49,8 @@ from plinth.flavors.base import (
     read_model_file,
     read_verified,
 )
+from plinth.flavors.remote import FORMAT as FORMAT_REMOTE
+from plinth.flavors.remote import RemoteFlavor, RemoteSpec
 from plinth.services.datasets import frame_sha256
 from plinth.services.registry.lineage import git_commit, library_versions
 from plinth.services.registry.review_assets import (
@@ -243,6 +246,93 @@ class Registry:
         data = read_verified(self.artifacts.path(pointer["sha256"]), pointer["sha256"], "Table")
         return pd.read_parquet(io.BytesIO(data))
 
+    def register_remote(
+        self,
+        spec: RemoteSpec,
+        *,
+        name: str,
+        examples: pd.DataFrame,
+        tags: dict[str, str] | None = None,
+        examples_sha256: str | None = None,
+        workdir: Path | None = None,
+    ) -> VersionRecord:
+        """Record a remote model's spec as a new version of ``name`` (or return the
+        identical existing one). The input contract is inferred from example inputs, as
+        from a training table; nothing is sent to the endpoint (that costs money and needs
+        credentials): ``plinth evaluate`` does that on purpose."""
+        _check_name(name)
+        data = spec.canonical()
+        sha256 = spec.sha256
+        existing = self.store.find_version(name, sha256)
+        if existing is not None:
+            return existing
+        if len(examples) == 0 or len(examples.columns) == 0:
+            raise ExamplesError("The example inputs are empty.")
+        missing = [f for f in spec.fields if f not in examples.columns]
+        if missing:
+            raise ExamplesError(
+                f"The prompt template names fields the examples do not have: {missing}.",
+                problems=[
+                    Problem(MISSING_FEATURE, f"field {f!r} is not in the examples", field=f)
+                    for f in missing
+                ],
+            )
+        contract = infer_contract(examples)
+        # A remote model reads any text: a category never seen in the examples passes, and
+        # a string field whose every example differs is free text, not a category (it is not
+        # binned for drift: each request would be "unseen").
+        document = contract.to_dict()
+        for f in document["fields"]:
+            if f["kind"] != "categorical":
+                continue
+            f["on_unseen"] = "pass"
+            values = examples[f["name"]].dropna()
+            if (
+                len(values) > 1
+                and values.nunique() == len(values)
+                and values.map(type).eq(str).all()
+            ):
+                f.update(kind="text", categories=None)
+        contract = Contract.from_dict(document)
+        output = OutputContract(task=spec.task, classes=spec.classes)  # type: ignore[arg-type]
+        profile = Profile.fit(
+            contract.frame(_records(examples)), {f.name: f.kind for f in contract.fields}
+        )
+        metadata: dict[str, Any] = {
+            "artifact": {"format": FORMAT_REMOTE, "trusted_types": [], "bytes": len(data)},
+            "contract": contract.to_dict(),
+            "output_contract": output.to_dict(),
+            "reference_profile": profile.to_dict(),
+            "metrics": {"split": "none", "rows": 0},
+            "remote": spec.document,
+            "lineage": {
+                "examples_sha256": examples_sha256 or frame_sha256(examples),
+                "example_rows": len(examples),
+                "features": list(examples.columns),
+                "git": git_commit(workdir or Path.cwd()),
+                "libraries": library_versions(),
+                "params": RemoteFlavor(spec).params(),
+                "model_class": "plinth.flavors.remote.RemoteSpec",
+            },
+            "tags": dict(tags or {}),
+        }
+        default = spec.output["default"]
+        if default is not None and spec.classes:
+            # Uniform: a default is a guess, so a confidence gate sends it to review.
+            probabilities = {str(c): 1.0 / len(spec.classes) for c in spec.classes}
+            metadata["default_output"] = {"prediction": default, "probabilities": probabilities}
+        self.artifacts.put(data)
+        record = VersionRecord(
+            name=name,
+            version=0,
+            sha256=sha256,
+            flavor=RemoteFlavor.name,
+            task=spec.task,
+            created_at=datetime.now(UTC),
+            metadata=metadata,
+        )
+        return self.store.add_version(record)
+
     def load(self, record: VersionRecord) -> ServedModel:
         """Load a version for serving; the artifact's hash is checked on every load."""
         artifact_meta = record.metadata.get("artifact", {})
@@ -252,6 +342,7 @@ class Registry:
             artifact_meta.get("format", "skops"),
             list(artifact_meta.get("trusted_types", [])),
         )
+        loaded.flavor.attach(record.name, record.version)
         return ServedModel(
             record=record,
             flavor=loaded.flavor,

@@ -77,6 +77,10 @@ CANARY_SETTINGS: dict[str, tuple[str, str]] = {
         "max_output_distance",
         "The largest Jensen-Shannon distance between the arms' outputs, e.g. 0.1.",
     ),
+    "scorer": (
+        "scorer",
+        "module:function(predicted, expected) -> score in [0, 1], judging labelled answers.",
+    ),
 }
 _POLICY_HINT = "See docs/rollout.md, 'Automated canary analysis', for every setting."
 

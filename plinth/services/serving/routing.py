@@ -593,6 +593,8 @@ def warm(model: ServedModel) -> None:
     The first call into a freshly loaded model pays for lazy imports and caches; paying it
     here keeps that latency off the first real request after a switch.
     """
+    if not model.flavor.warm_up:  # a remote model: a warm-up call would be sent and paid for
+        return
     sample = {f.name: f.impute for f in model.contract.fields}
     now = time.perf_counter()
     try:
