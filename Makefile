@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 COVERAGE_FLOOR ?= 90
+TEST_WORKERS ?= 2
 
 .PHONY: install system-deps demo test lint typecheck bench clean image image-smoke manifests
 
@@ -40,7 +41,7 @@ system-deps:
 	  else echo "make test needs Debian's packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
 
 test: system-deps lint typecheck
-	$(BIN)/pytest --doctest-modules plinth/core plinth/config tests --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --doctest-modules plinth/core plinth/config tests --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: install
 	$(PY) bench/run.py $(ARGS)
