@@ -344,7 +344,11 @@ def test_a_batch_is_sent_concurrently_and_one_bad_row_costs_the_others_nothing(
     # already answered come from the memo, not from the provider again.
     for row in [EXAMPLES[0], EXAMPLES[1], EXAMPLES[3], EXAMPLES[4]]:
         assert flavor.answer(frame([row])).predictions.tolist() == ["billing"]
+    with pytest.raises(RemoteSchemaError):  # the culprit fails again, from the memo
+        flavor.answer(frame(EXAMPLES[2:3]))
     assert len(provider.requests()) == 5
+    flavor.answer(frame(EXAMPLES[:1]))  # the memo is spent: a new request is sent
+    assert len(provider.requests()) == 6
 
 
 def test_a_plain_http_json_service(make: Any, provider: Provider) -> None:

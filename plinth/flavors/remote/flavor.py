@@ -82,8 +82,8 @@ BUDGET_RATIO = Gauge(
     ["model"],
 )
 
-#: A failed batch keeps its answered rows this long, so scoring's one-request-at-a-time
-#: retry of the batch (isolating the culprit) does not pay for them again.
+#: A failed batch keeps each row's outcome (answer or error) this long, so scoring's
+#: one-request-at-a-time retry of the batch (isolating the culprit) pays for nothing again.
 MEMO_TTL_S = 60.0
 MAX_CACHE_ENTRIES = 10_000
 _REASK = (
@@ -167,7 +167,7 @@ class RemoteFlavor(Flavor):
         self._rows = ThreadPoolExecutor(
             int(model.document["limits"]["concurrency"]), thread_name_prefix="plinth-remote"
         )
-        self._cache: dict[str, tuple[float, bool, _Row]] = {}
+        self._cache: dict[str, tuple[float, bool, _Row | Exception]] = {}
         self._cache_lock = threading.Lock()
         validator = require("jsonschema", "remote").Draft202012Validator
         self._validator = validator(model.output["schema"])
@@ -228,15 +228,14 @@ class RemoteFlavor(Flavor):
         records = _records(frame)
         deadline = CALL_DEADLINE.get()
         if len(records) == 1:
-            rows: list[_Row | BaseException] = [self._guarded(records[0], deadline)]
+            rows: list[_Row | Exception] = [self._guarded(records[0], deadline)]
         else:
             rows = list(self._rows.map(lambda r: self._guarded(r, deadline), records))
-        failed = [r for r in rows if isinstance(r, BaseException)]
+        failed = [r for r in rows if isinstance(r, Exception)]
         if failed:
-            if len(rows) > 1:
+            if len(rows) > 1:  # each outcome, for scoring's request-by-request retry
                 for record, row in zip(records, rows, strict=True):
-                    if isinstance(row, _Row):
-                        self._remember(self._key(self._request(record)), row, memo=True)
+                    self._remember(self._key(self._request(record)), row, memo=True)
             raise failed[0]
         answered = [r for r in rows if isinstance(r, _Row)]
         predictions = np.empty(len(answered), dtype=object)
@@ -257,7 +256,7 @@ class RemoteFlavor(Flavor):
         p[classes.index(row.prediction)] = confidence
         return p
 
-    def _guarded(self, record: dict[str, Any], deadline: float | None) -> _Row | BaseException:
+    def _guarded(self, record: dict[str, Any], deadline: float | None) -> _Row | Exception:
         try:
             return self._one(record, deadline)
         except Exception as exc:
@@ -450,7 +449,7 @@ class RemoteFlavor(Flavor):
 
     # -- the cache ----------------------------------------------------------------------------
 
-    def _remember(self, key: str, row: _Row, *, memo: bool) -> None:
+    def _remember(self, key: str, row: _Row | Exception, *, memo: bool) -> None:
         ttl = MEMO_TTL_S if memo else float(self.spec.document["cache"]["ttl_s"])
         with self._cache_lock:
             if len(self._cache) >= MAX_CACHE_ENTRIES:
@@ -470,9 +469,12 @@ class RemoteFlavor(Flavor):
             if expires <= time.monotonic():
                 del self._cache[key]
                 return None
-            if memo:  # the same answer, paid once, for the request that asked for it
+            if memo:  # the same outcome, paid once, for the request that asked for it
                 del self._cache[key]
+                if isinstance(row, Exception):
+                    raise row
                 return row
+        assert isinstance(row, _Row)  # only answers are cached for their TTL
         CACHE_HITS.labels(self.model_name, str(self.version)).inc()
         details = {
             **row.details,
