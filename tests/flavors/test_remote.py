@@ -255,6 +255,24 @@ def test_a_hung_attempt_times_out_and_the_retry_answers(make: Any, provider: Pro
     assert [a["outcome"] for a in attempts] == ["timeout", "ok"]
 
 
+def test_a_hedged_attempt_takes_the_first_reply(make: Any, provider: Provider) -> None:
+    slow = {"label": "bug", "confidence": 0.5}
+    provider.script(replies=[{"delay_s": 3, "answer": slow}], default=BILLING)
+    answered = make(retry={"timeout_s": 10.0, "hedge_after_s": 0.3}).answer(frame())
+    assert answered.predictions.tolist() == ["billing"]  # the hedge's reply, not the slow one
+    [attempt] = answered.details[0]["attempts"]
+    assert (attempt["outcome"], attempt["hedged"]) == ("ok", True)
+    first, second = provider.requests()
+    assert first["body"] == second["body"]
+
+
+def test_an_attempt_answered_before_the_hedge_is_not_hedged(make: Any, provider: Provider) -> None:
+    provider.script(default=BILLING)
+    answered = make(retry={"hedge_after_s": 1.0}).answer(frame())
+    assert "hedged" not in answered.details[0]["attempts"][0]
+    assert len(provider.requests()) == 1
+
+
 def test_the_request_deadline_cuts_the_attempt_and_stops_retrying(
     make: Any, provider: Provider
 ) -> None:

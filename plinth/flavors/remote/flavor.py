@@ -156,6 +156,7 @@ class RemoteFlavor(Flavor):
             backoff=Backoff(float(retry["backoff_base_s"]), float(retry["backoff_cap_s"])),
             concurrency=int(model.document["limits"]["concurrency"]),
             headers=dict(model.endpoint["headers"]),
+            hedge_after_s=None if retry["hedge_after_s"] is None else float(retry["hedge_after_s"]),
         )
         self.caller.on_attempt = self._count_attempt
         # A slow reply must not hold up the batches behind it: as many batches in flight
