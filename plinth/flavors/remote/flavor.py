@@ -147,6 +147,7 @@ class RemoteFlavor(Flavor):
     def __init__(self, model: RemoteSpec) -> None:
         super().__init__(model)
         self.spec: RemoteSpec = model
+        self._spec_sha256 = model.sha256  # the version's identity, logged with each answer
         retry = model.retry
         self.caller = Caller(
             model.url,
@@ -294,13 +295,19 @@ class RemoteFlavor(Flavor):
                 {"role": "assistant", "content": raw if raw is not None else ""},
                 {"role": "user", "content": _REASK.format(errors="; ".join(errors))},
             ]
-            exchange = self._post({**request, "messages": messages}, headers, deadline, attempts)
+            try:
+                exchange = self._post(
+                    {**request, "messages": messages}, headers, deadline, attempts
+                )
+            except ModelError:
+                self._charge(usage)  # the first reply was paid for all the same
+                raise
             _add_usage(usage, exchange.body)
             raw, parsed, errors = self._parse(exchange.body)
             REASKS.labels(self.model_name, str(self.version), str(not errors).lower()).inc()
         cost = self._charge(usage)
         details = {
-            "spec": self.spec.sha256,
+            "spec": self._spec_sha256,
             "request_sha256": key,
             "request": request,
             "raw": raw,
