@@ -3,6 +3,7 @@ what a user sees for a good spec and for each mistake."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ from typer.testing import CliRunner
 
 from plinth.cli.common import console
 from plinth.cli.main import app
-from tests.remote_support import triage_spec, write_examples, write_spec
+from tests.remote_support import (
+    EXAMPLES,
+    Provider,
+    strict_rules,
+    triage_spec,
+    write_examples,
+    write_spec,
+)
 
 
 @pytest.fixture
@@ -67,3 +75,38 @@ def test_each_mistake_is_named(home: Path, tmp_path: Path) -> None:
                     "--home", str(home))  # fmt: skip
     assert code == 1 and "registry.remote_spec" in out
     assert "endpoint.base_url" in out and "output.schema" in out and "prompt.template" in out
+
+
+def test_batch_scoring_a_file_with_a_remote_model_logs_every_call(
+    home: Path, tmp_path: Path, provider: Provider
+) -> None:
+    import pandas as pd
+
+    from plinth.api import open_registry
+    from plinth.config.settings import Settings
+
+    examples = str(write_examples(tmp_path / "examples.jsonl"))
+    spec = str(write_spec(tmp_path / "s.toml", triage_spec(provider.base_url)))
+    code, out = cli("register", spec, "--name", "triage", "--examples", examples,
+                    "--home", str(home))  # fmt: skip
+    assert code == 0, out
+    provider.script(rules=strict_rules("sim-small"), default={"label": "bug", "confidence": 0.6})
+    table = tmp_path / "tickets.csv"
+    pd.DataFrame(EXAMPLES).to_csv(table, index=False)
+    scored = tmp_path / "scored.csv"
+    code, out = cli("predict", "triage", "-i", str(table), "-o", str(scored),
+                    "--home", str(home))  # fmt: skip
+    assert code == 0, out
+    assert pd.read_csv(scored)["prediction"].tolist() == [
+        "billing",
+        "bug",
+        "other",
+        "billing",
+        "bug",
+    ]
+    assert len(provider.requests()) == 5
+    settings = Settings(home=home, database_url=os.environ["PLINTH_DATABASE_URL"])
+    with open_registry(settings) as registry:
+        logged = registry.store.list_predictions("triage")
+    assert len(logged) == 5
+    assert all(r.output["remote"]["usage"]["completion_tokens"] == 4 for r in logged)
