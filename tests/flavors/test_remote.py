@@ -147,6 +147,11 @@ def test_a_valid_reply_is_parsed_validated_costed_and_recorded(
     )
     assert details["request"] == sent
     assert details["parsed"] == BILLING and json.loads(details["raw"]) == BILLING
+    assert details["response"]["system_fingerprint"] == "fp_sim"
+    assert (details["response"]["model"], details["response"]["finish_reason"]) == (
+        "sim-small",
+        "stop",
+    )
     prompt_words = len(" ".join(m["content"] for m in sent["messages"]).split())
     assert details["usage"] == {"prompt_tokens": prompt_words, "completion_tokens": 4}
     assert details["cost"] == pytest.approx(prompt_words / 1000 * 0.5 + 4 / 1000 * 1.5)

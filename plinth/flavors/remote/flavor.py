@@ -311,6 +311,7 @@ class RemoteFlavor(Flavor):
             "request_sha256": key,
             "request": request,
             "raw": raw,
+            "response": _response_facts(exchange.body),
             "parsed": parsed,
             "usage": usage,
             "cost": cost,
@@ -492,6 +493,19 @@ class RemoteFlavor(Flavor):
             "attempts": [],
         }
         return _Row(row.prediction, row.confidence, details)
+
+
+def _response_facts(body: Any) -> dict[str, Any]:
+    """What the provider said about its reply (its id, the model that really answered, the
+    backend fingerprint, why it stopped): what to quote to the provider, and why a replay of
+    the same request may differ."""
+    if not isinstance(body, dict):
+        return {}
+    facts = {k: body.get(k) for k in ("id", "model", "system_fingerprint") if k in body}
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        facts["finish_reason"] = choices[0].get("finish_reason")
+    return facts
 
 
 def _add_usage(usage: dict[str, int], body: Any) -> None:
