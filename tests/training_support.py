@@ -27,6 +27,10 @@ def fit_raises(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
 
 
 def fit_hangs(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
+    pidfile = os.environ.get("PLINTH_TEST_TRAINER_PIDFILE")
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write(str(os.getpid()))
     time.sleep(3600)
 
 

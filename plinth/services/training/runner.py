@@ -1,13 +1,13 @@
 """Run one trainer in a process of its own, with a time limit and a memory cap.
 
 A trainer is user code: it may raise, hang, eat memory or be killed. None of that may reach
-the server, so it never runs in the serving process. The child is started in its own
-session (its whole process group is killed on timeout), with ``RLIMIT_AS`` set to the
-policy's ``memory_mb`` by ``plinth.services.training.limit`` (an allocation past it fails
-inside the trainer as a MemoryError), and its output goes to a log file whose tail the job
-keeps. While it runs, the parent calls ``heartbeat`` about once a second: the job's lease
-is renewed there, and a lost lease kills the trainer at once (another worker has failed the
-job; nothing may be registered).
+the server, so it never runs in the serving process. The child is started in its own session
+(its whole process group is killed on timeout), with ``RLIMIT_AS`` set to the policy's
+``memory_mb`` by ``plinth.services.training.limit`` (an allocation past it fails inside the
+trainer as a MemoryError) and asked to die with its worker; its output goes to a log file
+whose tail the job keeps. While it runs, the parent calls ``heartbeat`` about once a second:
+the job's lease is renewed there, and a lost lease kills the trainer at once (another worker
+has failed the job; nothing may be registered).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def run_trainer(
         assert command is not None
         fill = {"data": str(data), "output": str(output), "seed": str(context.get("seed", 0))}
         argv = [part.format(**fill) for part in command]
-    if memory_mb is not None:
-        argv = [sys.executable, "-m", "plinth.services.training.limit", str(memory_mb), *argv]
+    cap = "-" if memory_mb is None else str(memory_mb)
+    argv = [sys.executable, "-m", "plinth.services.training.limit", cap, *argv]
     started = time.monotonic()
     with log_path.open("wb") as log:
         try:
