@@ -265,6 +265,12 @@ def _show_data(data: dict[str, Any]) -> None:
         f"cut-off {data.get('cutoff')}",
         highlight=False,
     )
+    timings = data.get("timings") or {}
+    if timings:
+        console.print(
+            "  time: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()),
+            highlight=False,
+        )
     served = data.get("predictions_in_window")
     labelled = data.get("labelled_traffic")
     if served is not None:

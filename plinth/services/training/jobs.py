@@ -157,22 +157,43 @@ class Retraining:
         return failed
 
     def execute(self, job: JobRow, progress: Callable[[str], None] | None = None) -> JobRow:
-        """Run a job this worker has claimed, to its end; returns the finished job."""
+        """Run a job this worker has claimed, to its end; returns the finished job.
+
+        Where the time went is kept in ``data.timings`` (seconds per step)."""
         started = time.monotonic()
         say = progress or (lambda message: None)
         gate: dict[str, Any] | None = None
+        data: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        clock = [started]
+
+        def lap(step: str) -> None:
+            now = time.monotonic()
+            timings[step] = round(now - clock[0], 3)
+            clock[0] = now
+
+        def end(state: str, **changes: Any) -> JobRow:
+            lap("ship" if state == "succeeded" else "last step")
+            if data:
+                changes["data"] = data | {"timings": timings}
+            return self._finish(job, state, started, gate=gate, **changes)
+
         try:
             policy = self.policy(job.model)
             champion = self.store.get_version(job.model, job.parent_version)
             say(f"building the training set as of {job.created_at:%Y-%m-%d %H:%M:%S}")
             tset = self._training_set(policy, champion, job.created_at)
-            self._renew(job, data=tset.summary)
+            data = dict(tset.summary)
+            self._renew(job, data=data)
+            lap("data")
             with self._scratch(job) as scratch:
                 say(f"training on {len(tset.train)} rows ({_sources(tset)})")
                 model_path, trained_s, tail = self._train(job, policy, champion, tset, scratch)
+                lap("train")
                 say(f"judging on {len(tset.holdout)} holdout rows ({tset.holdout_source})")
                 candidate = read_model_file(model_path, trust_pickle=False, trust_types=[])
                 verdict = self._judge(policy, champion, tset, candidate.flavor)
+                lap("gate")
                 gate = verdict.to_dict() | {
                     "policy": policy.gate.to_dict(),
                     "candidate_sha256": candidate.sha256,
@@ -183,21 +204,22 @@ class Retraining:
                     # Not registered (see the module docstring); the artifact is kept by hash.
                     self.registry.artifacts.put(candidate.data)
                     say("rejected: " + "; ".join(verdict.reasons))
-                    return self._finish(job, "rejected", started, gate=gate, outcome="rejected")
+                    return end("rejected", outcome="rejected")
                 say("passed the gate; registering")
                 record = self._register(job, policy, champion, tset, model_path, verdict)
+                lap("register")
             outcome = self._ship(job, policy, champion, record)
             say(f"registered {record.ref}: {outcome}")
-            return self._finish(
-                job, "succeeded", started, gate=gate, version=record.version, outcome=outcome
-            )
+            return end("succeeded", version=record.version, outcome=outcome)
         except PlinthError as exc:
             say(f"failed: {exc}")
-            return self._finish(job, "failed", started, gate=gate, error=exc.to_dict()["error"])
+            return end("failed", error=exc.to_dict()["error"])
         except Exception as exc:  # user code and libraries: the job says why, the worker lives
             log.exception("%s: training job %s failed", job.model, job.id)
-            error = {"code": "internal.error", "message": f"{type(exc).__name__}: {exc}"}
-            return self._finish(job, "failed", started, gate=gate, error=error)
+            return end(
+                "failed",
+                error={"code": "internal.error", "message": f"{type(exc).__name__}: {exc}"},
+            )
 
     def dry_run(self, name: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Build the set, train and gate now, in this process's child; register nothing."""
