@@ -45,6 +45,7 @@ from plinth.errors import (
     JobActiveError,
     JobLeaseLostError,
     NotAwaitingApprovalError,
+    NotFoundError,
     PlinthError,
     TrainerFailedError,
     TrainingNotConfiguredError,
@@ -492,6 +493,8 @@ class Retraining:
                 if fired is None:
                     continue
                 job, created = self.request(name, trigger=fired[0], reason=fired[1])
+            except NotFoundError:  # a recipe for a model not registered (yet): nothing to do
+                continue
             except PlinthError as exc:  # one model's trouble must not stop the others
                 log.error("%s: retraining trigger check failed: %s", name, exc)
                 continue

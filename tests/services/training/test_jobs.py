@@ -297,3 +297,17 @@ def test_triggers_schedule_labels_drift_and_cooldown_with_an_injected_clock(
     clock.at += timedelta(minutes=1)
     [labelled] = service.check_triggers()
     assert labelled.trigger == "labels" and labelled.reason.startswith("250 labels since")
+
+
+def test_a_recipe_for_a_model_not_registered_yet_is_skipped(
+    registry: Registry, tmp_path: Path
+) -> None:
+    policy = recipe(triggers=TrainingTriggers(schedule=Schedule("* * * * *")))
+    service = Retraining(
+        registry.store, registry, Policies(training_models={"ghost": policy}), clock=Clock(AFTER)
+    )
+    service.clock = Clock(AFTER + timedelta(minutes=5))  # a cron minute has passed
+    assert service.check_triggers() == []
+    with pytest.raises(Exception, match="ghost") as unknown:
+        service.request("ghost")
+    assert getattr(unknown.value, "code", "") == "registry.model_not_found"
