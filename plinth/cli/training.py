@@ -322,6 +322,16 @@ def _show_gate(gate: dict[str, Any]) -> None:
             _ok(not contract.get("blocks")),
         )  # fmt: skip
     console.print(table)
+    registered = gate.get("registered_holdout") or {}
+    if registered.get("rows"):
+        cand, champ = registered["candidate"], registered["champion"]
+        shown = ", ".join(
+            f"{k} {_num(cand[k])} vs {_num(champ[k])}" for k in sorted(cand) if k != "errors"
+        )
+        console.print(
+            f"  registered holdout ({registered['rows']} rows, reported only): {shown}",
+            highlight=False,
+        )
     for reason in gate.get("reasons") or []:
         console.print(f"  [yellow]-[/] {escape(reason)}", highlight=False)
 

@@ -39,7 +39,7 @@ import pandas as pd
 
 from plinth.config.policies import Policies, TrainingPolicy
 from plinth.core.contract import infer_contract
-from plinth.core.gate import GateVerdict, judge
+from plinth.core.gate import GateVerdict, judge, paired_metrics
 from plinth.core.ids import new_id
 from plinth.errors import (
     JobActiveError,
@@ -196,6 +196,9 @@ class Retraining:
                 verdict = self._judge(policy, champion, tset, candidate.flavor)
                 lap("gate")
                 gate = verdict.to_dict() | {
+                    "registered_holdout": self._registered_holdout(
+                        champion, tset, candidate.flavor
+                    ),
                     "policy": policy.gate.to_dict(),
                     "candidate_sha256": candidate.sha256,
                     "train_seconds": round(trained_s, 3),
@@ -344,6 +347,33 @@ class Retraining:
             contracts=contracts,
             seed=policy.seed,
         )
+
+    def _registered_holdout(
+        self, champion: VersionRecord, tset: TrainingSet, flavor: Any
+    ) -> dict[str, Any] | None:
+        """Both models on the champion's registered holdout, reported beside the verdict
+        when the newest traffic was the judge (an old regime's table does not block)."""
+        if tset.holdout_source != "traffic":
+            return None
+        table = self.registry.table(champion, "holdout")
+        if table is None or table.empty or tset.target not in table.columns:
+            return None
+        try:
+            wanted = flavor.feature_names()
+            fields = [str(c) for c in wanted] if wanted is not None else tset.features
+            served = self.registry.load(champion)
+            frame = served.contract.frame(_records(table[tset.features]))
+            return {
+                "rows": len(table),
+                **paired_metrics(
+                    champion.task,
+                    table[tset.target].to_numpy(),
+                    np.asarray(flavor.predict(table[fields])),
+                    np.asarray(served.flavor.predict(frame)),
+                ),
+            }
+        except Exception as exc:  # a report: it never fails the job
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _register(
         self,

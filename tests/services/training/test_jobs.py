@@ -109,6 +109,7 @@ def test_a_better_candidate_is_registered_with_lineage_and_goes_out_as_a_canary(
     assert done.data is not None and done.data["sources"] == {"traffic": 240}
     assert done.data["holdout_rows"] == 60 and done.data["holdout_source"] == "traffic"
     assert set(done.data["timings"]) == {"data", "train", "gate", "register", "ship"}
+    assert done.gate["registered_holdout"] is None  # the champion was registered without one
     version = registry.store.get_version("reg", 2)
     lineage = version.metadata["lineage"]
     assert lineage["parent_version"] == 1 and lineage["training_job"] == job.id
