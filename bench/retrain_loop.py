@@ -43,6 +43,7 @@ canary_min_requests = 30
 canary_min_duration = "1s"
 [models.diamonds.training.data]
 traffic_weight = 25
+max_rows = 5000
 [models.diamonds.training.triggers]
 performance = true
 cooldown = "10m"

@@ -116,7 +116,7 @@ class TrainingData:
     reference: bool = True  # the champion's training table, stored at registration
     traffic: bool = True  # labelled traffic from the prediction log, point-in-time
     window: timedelta = timedelta(days=30)  # how far back labelled traffic is read
-    max_rows: int = 200_000  # the newest rows win when there are more
+    max_rows: int = 200_000  # newest traffic first, then a seeded sample of the rest
     traffic_weight: float = 1.0  # sample weight of a traffic row (reference rows weigh 1)
     table: str | None = None  # an external CSV or Parquet file
     sql: str | None = None  # ...or a query on a PostgreSQL URL

@@ -312,3 +312,16 @@ def test_a_recipe_for_a_model_not_registered_yet_is_skipped(
     with pytest.raises(Exception, match="ghost") as unknown:
         service.request("ghost")
     assert getattr(unknown.value, "code", "") == "registry.model_not_found"
+
+
+def test_max_rows_keeps_the_newest_traffic_then_samples_the_reference(
+    registry: Registry, champion: VersionRecord, tmp_path: Path
+) -> None:
+    shifted_traffic(registry, champion)
+    policy = recipe(data=TrainingData(reference=True, window=timedelta(days=7), max_rows=250))
+    summary = retraining(registry, policy, Clock(AFTER), tmp_path).dry_run("reg")["data"]
+    # The newest 250 labelled predictions are read: 50 held out, 200 trained on, and 50
+    # reference rows sampled to fill max_rows.
+    assert summary["labelled_traffic"] == 250
+    assert summary["sources"] == {"traffic": 200, "reference": 300}
+    assert (summary["rows"], summary["holdout_rows"]) == (250, 50)
