@@ -144,6 +144,7 @@ class TrainingPolicy:
     seed: int = 0
     time_limit: timedelta = timedelta(minutes=30)
     memory_mb: int | None = 4096
+    threads: int | None = 1  # OpenMP/BLAS threads of the trainer (None: the libraries' own)
     data: TrainingData = field(default_factory=TrainingData)
     holdout_share: float = 0.2  # the newest share of labelled traffic, never trained on
     holdout_min_rows: int = 30
@@ -337,6 +338,7 @@ class _Training(_Section):
     seed: int = 0
     time_limit: Duration | None = None
     memory_mb: int | None = Field(default=4096, ge=64)
+    threads: int | None = Field(default=1, ge=1, le=1024)
     auto_deploy: bool = True
     canary_share: float = Field(default=10.0, gt=0, lt=100)
     canary_min_requests: int | None = Field(default=None, ge=1)
@@ -509,6 +511,7 @@ def _training(section: _Training) -> TrainingPolicy:
         seed=section.seed,
         time_limit=section.time_limit or base.time_limit,
         memory_mb=section.memory_mb,
+        threads=section.threads,
         data=TrainingData(
             reference=d.reference,
             traffic=d.traffic,

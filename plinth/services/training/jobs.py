@@ -312,6 +312,7 @@ class Retraining:
             heartbeat=heartbeat,
             sys_path=[str(self.code_dir), *[p for p in sys.path if p]],
             cwd=self.code_dir,
+            threads=policy.threads,
         )
         return run.model, run.seconds, run.log_tail
 

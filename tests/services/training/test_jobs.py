@@ -325,3 +325,15 @@ def test_max_rows_keeps_the_newest_traffic_then_samples_the_reference(
     assert summary["labelled_traffic"] == 250
     assert summary["sources"] == {"traffic": 200, "reference": 300}
     assert (summary["rows"], summary["holdout_rows"]) == (250, 50)
+
+
+def test_the_trainer_gets_the_policys_thread_count(
+    registry: Registry, champion: VersionRecord, tmp_path: Path
+) -> None:
+    shifted_traffic(registry, champion, n=100)
+    policy = recipe("tests.training_support:fit_telling_threads", threads=3)
+    service = retraining(registry, policy, Clock(AFTER), tmp_path)
+    service.request("reg")
+    done = service.run_next()
+    assert done is not None and done.error is not None
+    assert "OMP_NUM_THREADS=3" in done.error["message"]
