@@ -33,7 +33,7 @@ from examples.diamonds_shift import send, shifted  # noqa: E402
 
 POLICY = """
 [models.diamonds.monitoring]
-min_labels = 300
+min_labels = 800
 [models.diamonds.canary]
 checks = ["error_rate", "fallback_rate"]
 [models.diamonds.training]
@@ -42,8 +42,8 @@ canary_share = 50
 canary_min_requests = 30
 canary_min_duration = "1s"
 [models.diamonds.training.data]
-traffic_weight = 25
-max_rows = 5000
+traffic_weight = 50
+max_rows = 20000
 [models.diamonds.training.triggers]
 performance = true
 cooldown = "10m"
@@ -88,7 +88,7 @@ def main() -> None:
                 pass
             time.sleep(0.2)
         t0 = time.monotonic()
-        send(url, shifted(400, seed=1))
+        send(url, shifted(1000, seed=1))
         t1 = time.monotonic()
         job = None
         while job is None:
@@ -110,7 +110,7 @@ def main() -> None:
         created = final["created_at"]
         print(json.dumps({
             "register version 1 (43,152 rows)": round(registered, 1),
-            "send + label 400": round(t1 - t0, 1),
+            "send + label 1000": round(t1 - t0, 1),
             "labels -> job finished": round(t2 - t1, 1),
             "job created": created, "job started": final["started_at"],
             "job finished": final["finished_at"], "queued job": queued and queued["id"],
