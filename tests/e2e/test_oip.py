@@ -8,6 +8,7 @@ to be a first-class prediction: logged, counted, gated for review.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -306,3 +307,22 @@ def test_errors_keep_the_protocol_shape_and_plinth_codes(client: Any, server: Se
     one = {"inputs": [{"name": "age", "datatype": "INT64", "shape": [1], "data": [40]}]}
     missing = httpx.post(f"{server.url}/v2/models/nope/infer", json=one)
     assert missing.status_code == 404 and missing.json()["code"] == "registry.model_not_found"
+
+
+def test_python_clients_sync_and_async_against_the_server(server: Server) -> None:
+    records = churn_rows().head(3).fillna({"income": 50_000.0}).to_dict("records")
+    with plinth.Client(server.url) as client:
+        blocking = client.predict("churn", records, key="order-7")
+
+    async def call() -> Any:
+        async with plinth.AsyncClient(server.url) as client:
+            return await asyncio.gather(*(client.predict("churn", [r]) for r in records))
+
+    concurrent = asyncio.run(call())
+    assert [a.prediction for a in blocking.predictions] == [
+        reply.predictions[0].prediction for reply in concurrent
+    ]
+    assert all(reply.model == "churn" and reply.version == 1 for reply in concurrent)
+    assert [a.probabilities for a in blocking.predictions] == [
+        reply.predictions[0].probabilities for reply in concurrent
+    ]
