@@ -28,6 +28,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
+    ├── TrainingError                    training.*               409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -40,7 +41,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── InternalError                    internal.error           500
     ├── RemoteError                      http.error               the server's
     ├── MissingExtraError                extra.missing            500
-    └── NotServingError                  server.not_serving       503
+    └── ServerError                      server.*                 503
 
 Each family lives in its own module (``plinth.errors.contract`` …) with the problem and
 warning codes its errors carry inside ``problems``. docs/errors.md lists every leaf and
@@ -49,6 +50,7 @@ every problem code; ``python -m plinth.errors`` writes it and a test keeps it in
 
 from plinth.errors.access import (
     AuthError,
+    CsrfError,
     ForbiddenError,
     InvalidTokenError,
     MissingTokenError,
@@ -62,10 +64,12 @@ from plinth.errors.base import (
     MissingExtraError,
     NotFoundError,
     NotServingError,
+    OverloadedError,
     PlinthError,
     Problem,
     ProblemCode,
     RemoteError,
+    ServerError,
     error_class,
     leaves,
     problem_code,
@@ -113,6 +117,7 @@ from plinth.errors.registry import (
     ArtifactMissingError,
     BadOutputOnDataError,
     EmptyTrainingDataError,
+    ExamplesError,
     FeatureCountError,
     HashMismatchError,
     InvalidModelNameError,
@@ -127,6 +132,7 @@ from plinth.errors.registry import (
     ModelNotFoundError,
     PickleNotTrustedError,
     RegistryError,
+    RemoteSpecError,
     UnknownArtifactFormatError,
     UnknownTargetLabelsError,
     UnsupportedMlflowFlavorError,
@@ -160,11 +166,13 @@ from plinth.errors.request import (
     UnsupportedDataFormatError,
 )
 from plinth.errors.rollout import (
+    ApplyTimeoutError,
     DeployError,
     DeploymentChangedError,
     InvalidDeploymentError,
     NoCanaryError,
     NothingToRollBackError,
+    RevisionNotAppliedError,
     RevisionNotFoundError,
 )
 from plinth.errors.serving import (
@@ -176,6 +184,11 @@ from plinth.errors.serving import (
     ModelRaisedError,
     NoDefaultOutputError,
     PredictionNotFoundError,
+    RemoteBudgetError,
+    RemoteCredentialsError,
+    RemoteRefusedError,
+    RemoteSchemaError,
+    RemoteUnavailableError,
     RouteError,
     ScoringFailedError,
 )
@@ -213,11 +226,23 @@ from plinth.errors.store import (
     StoreWriteError,
     UnstorableValueError,
 )
+from plinth.errors.training import (
+    JobActiveError,
+    JobLeaseLostError,
+    JobNotFoundError,
+    NotAwaitingApprovalError,
+    NoTrainingDataError,
+    TrainerFailedError,
+    TrainerTimeoutError,
+    TrainingError,
+    TrainingNotConfiguredError,
+)
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
     "PROBLEM_CODES",
     "AlreadyResolvedError",
+    "ApplyTimeoutError",
     "ArtifactMissingError",
     "AuthError",
     "BadModelOutputError",
@@ -230,6 +255,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ContractViolationError",
+    "CsrfError",
     "DataError",
     "DataFileNotFoundError",
     "DatabaseUrlError",
@@ -244,6 +270,7 @@ __all__ = [
     "EmptyTrainingDataError",
     "EstimationError",
     "EstimationUnknownLabelError",
+    "ExamplesError",
     "FallbackExhaustedError",
     "FeatureCountError",
     "ForbiddenError",
@@ -275,6 +302,9 @@ __all__ = [
     "InvalidTokenError",
     "InvalidTrainingDataError",
     "InvalidWindowError",
+    "JobActiveError",
+    "JobLeaseLostError",
+    "JobNotFoundError",
     "LabelsFileColumnsError",
     "LightGBMLabelsError",
     "MalformedJsonError",
@@ -303,11 +333,14 @@ __all__ = [
     "NoMetricsDataError",
     "NoOodReferenceError",
     "NoReferenceProfileError",
+    "NoTrainingDataError",
     "NonFiniteMetricsInputError",
+    "NotAwaitingApprovalError",
     "NotFittedError",
     "NotFoundError",
     "NotServingError",
     "NothingToRollBackError",
+    "OverloadedError",
     "PathNotFoundError",
     "PerformanceError",
     "PickleNotTrustedError",
@@ -318,18 +351,26 @@ __all__ = [
     "ProblemCode",
     "ProfileError",
     "RegistryError",
+    "RemoteBudgetError",
+    "RemoteCredentialsError",
     "RemoteError",
+    "RemoteRefusedError",
+    "RemoteSchemaError",
+    "RemoteSpecError",
+    "RemoteUnavailableError",
     "RequestError",
     "ResolutionChoiceError",
     "RetentionOrderError",
     "ReviewClaimedError",
     "ReviewError",
     "ReviewItemNotFoundError",
+    "RevisionNotAppliedError",
     "RevisionNotFoundError",
     "RouteError",
     "SchemaMissingError",
     "SchemaTooNewError",
     "ScoringFailedError",
+    "ServerError",
     "SqliteSynchronousError",
     "StoreClosedError",
     "StoreConflictError",
@@ -340,6 +381,10 @@ __all__ = [
     "TokenNotFoundError",
     "TokensSettingError",
     "TooManyRecordsError",
+    "TrainerFailedError",
+    "TrainerTimeoutError",
+    "TrainingError",
+    "TrainingNotConfiguredError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",
     "UnknownOutputFormatError",

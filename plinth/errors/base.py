@@ -209,9 +209,32 @@ class MissingExtraError(PlinthError):
         )
 
 
-class NotServingError(PlinthError):
+class ServerError(PlinthError):
+    """This server cannot take the request now; ``server.*`` (503)."""
+
+    status = 503
+
+
+class NotServingError(ServerError):
     """The process has no serving side (yet): it is starting, or not a server."""
 
     code = "server.not_serving"
-    status = 503
     hint = "Wait for /readyz, or start the server with `plinth serve`."
+
+
+class OverloadedError(ServerError):
+    """Shed at admission: the model's queue would not answer this request in time.
+
+    ``retry_after_s`` becomes the reply's ``Retry-After`` header.
+    """
+
+    code = "server.overloaded"
+    retry_after_s: int = 1
+    hint = (
+        "The model's queue is longer than this request's deadline; retry after the "
+        "Retry-After header's seconds, with backoff, or add workers or replicas."
+    )
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -47,23 +47,38 @@ from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
+from plinth.http.training import router as training_router
 from plinth.http.v2 import INFER_PATH, InferHandler, v2_error_body
 from plinth.http.v2 import router as v2_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
+from plinth.ui.routes import PREFIX as CONSOLE_PREFIX
+from plinth.ui.routes import error_page as console_error_page
+from plinth.ui.routes import mount as mount_console
 from plinth.version import __version__
 
 log = logging.getLogger("plinth.http")
 
 
-def error_response(error: PlinthError, request_id: str, path: str = "") -> Response:
-    """The error in ``/v1``'s shape, or in the Open Inference Protocol's under ``/v2``."""
+def error_response(error: PlinthError, request_id: str, request: Request | None = None) -> Response:
+    """The error in ``/v1``'s shape, in the Open Inference Protocol's under ``/v2``, or, for a
+    console page (``/ui``), as an HTML page for a person."""
+    path = request.url.path if request is not None else ""
+    if request is not None and _is_console(request):
+        response = console_error_page(request, error)
+        response.headers["x-request-id"] = request_id
+        return response
     body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
     return json_response(body, error.status, {"x-request-id": request_id})
 
 
 def _is_v2(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
+
+
+def _is_console(request: Request) -> bool:
+    path = request.url.path
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 def _request_id(request: Request) -> str:
@@ -165,7 +180,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     @app.exception_handler(PlinthError)
     async def plinth_error(request: Request, exc: PlinthError) -> Response:
-        return error_response(exc, _request_id(request), request.url.path)
+        return error_response(exc, _request_id(request), request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -179,7 +194,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             for e in exc.errors()
         ]
         error = InvalidParametersError("The request's parameters are invalid.", problems=problems)
-        return error_response(error, _request_id(request), request.url.path)
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -188,13 +203,13 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             if exc.status_code == 404
             else HttpStatusError(str(exc.detail), exc.status_code)
         )
-        return error_response(error, _request_id(request), request.url.path)
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(InternalError(request_id), request_id, request.url.path)
+        return error_response(InternalError(request_id), request_id, request)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -257,13 +272,18 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> Response:
-        """Ready: the store answers and every registered model loaded."""
+        """Ready: the store answers (and takes writes, after the log failed to commit) and
+        every registered model loaded; otherwise 503 naming what is wrong."""
         runtime = runtime_of(request)
+        serving = runtime.require_serving()
         try:
             await asyncio.to_thread(runtime.store.ping)
+            writer = serving.log_writer
+            failure = None if writer is None else await asyncio.to_thread(writer.probe)
+            if failure is not None:
+                raise failure
         except PlinthError as exc:
             return json_response({"status": "unavailable", "store": exc.to_dict()["error"]}, 503)
-        serving = runtime.require_serving()
         errors = serving.load_errors
         loaded = sorted(f"{m.name}:{m.version}" for m in serving.pool.loaded)
         if errors:
@@ -274,6 +294,8 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)
+    mount_console(app)  # the web console at /ui: same process, same services and roles
+    app.include_router(training_router)
     app.include_router(v2_router)
 
     @app.get("/metrics", tags=["ops"])

@@ -24,6 +24,7 @@ from plinth.errors import (
     InternalError,
     InvalidBodyError,
     InvalidParametersError,
+    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -133,6 +134,8 @@ class PredictHandler:
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
         if routed.error is not None:
+            if isinstance(routed.error, OverloadedError):
+                extra[b"retry-after"] = str(routed.error.retry_after_s).encode()
             return routed.error.status, routed.error.to_dict(), extra
         body = {
             "model": name,

@@ -1,11 +1,21 @@
-"""Content-addressed model files: ``<root>/<sha256>``, written once, never changed."""
+"""Content-addressed model files: ``<root>/<sha256>``, written once, never changed.
+
+A name is only ever 64 lowercase hex digits, checked before the filesystem is touched, so
+a version record altered in the database (``../../etc/passwd``, ``/dev/zero``) can never
+make the server open a file outside the artifacts folder.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+from plinth.errors import HashMismatchError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ArtifactStore:
@@ -15,6 +25,12 @@ class ArtifactStore:
         self.root = root
 
     def path(self, sha256: str) -> Path:
+        """Where the file named ``sha256`` lives; refused unless it is a sha256."""
+        if not _SHA256.fullmatch(sha256):
+            raise HashMismatchError(
+                f"Artifact name {sha256[:80]!r} is not a sha256: the version's record was "
+                "altered; refused without opening anything.",
+            )
         return self.root / sha256
 
     def put(self, data: bytes) -> str:

@@ -25,10 +25,12 @@ from plinth.errors import (
     BadModelOutputError,
     ContractViolationError,
     DeadlineExceededError,
+    ModelError,
     ModelRaisedError,
     PlinthError,
     Problem,
 )
+from plinth.flavors.base import CALL_DEADLINE
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving import review_gate
@@ -145,6 +147,9 @@ def answer_and_row(
         "route": route,
         "warnings": warnings,
     }
+    remote = output.get("remote")
+    if isinstance(remote, dict):  # the structured answer and what it cost, not the request
+        answer["remote"] = {k: remote.get(k) for k in ("parsed", "usage", "cost", "cached")}
     row = PredictionRecord(
         id=prediction_id,
         ts=ts,
@@ -195,11 +200,13 @@ def _predict_jobs(
     else:
         frame = checked.frame.iloc[rows].reset_index(drop=True)
     features = checked.features()
+    # A flavor that waits on I/O (a remote model) keeps to the batch's earliest deadline.
+    deadline = CALL_DEADLINE.set(min(jobs[live[n]].deadline for n in valid_jobs))
     try:
         t0 = time.perf_counter()
         if times is not None and not times.model[0]:
             times.model = (times.now(), 0)
-        predictions, probabilities = call_model(model, frame)
+        predictions, probabilities, details = answer_rows(model, frame)
         telemetry.MODEL_SECONDS.labels(model.name, str(model.version)).observe(
             time.perf_counter() - t0
         )
@@ -212,10 +219,16 @@ def _predict_jobs(
             for n in valid_jobs:
                 _predict_jobs(model, jobs, live, [n], starts, checked, results, observers, times)
             return
-        results[live[valid_jobs[0]]].error = ModelRaisedError(
-            f"The model raised {type(exc).__name__}: {exc}",
+        # A flavor's own model error (a remote endpoint down, a reply off its schema)
+        # keeps its code, so the fallback chain and the metrics say why.
+        results[live[valid_jobs[0]]].error = (
+            exc
+            if isinstance(exc, ModelError)
+            else ModelRaisedError(f"The model raised {type(exc).__name__}: {exc}")
         )
         return
+    finally:
+        CALL_DEADLINE.reset(deadline)
     if times is not None:
         started = times.now()
     verdicts = model.output.check(predictions, probabilities, len(frame))
@@ -253,7 +266,7 @@ def _predict_jobs(
         latency_ms = (done - job.received) * 1000.0
         result = results[i]
         for k, pos in zip(span, range(int(starts[n]), int(starts[n]) + count), strict=True):
-            output = output_record(predictions, probabilities, classes, k)
+            output = output_record(predictions, probabilities, classes, k, details)
             record_conf = None if conf is None else float(conf[k])
             warnings = [w.to_dict() for w in checked.warnings[pos]]
             prediction_id = next(ids)
@@ -320,6 +333,17 @@ def prepare(model: ServedModel) -> bool:
         return False
 
 
+def answer_rows(
+    model: ServedModel, frame: Any
+) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]] | None]:
+    """``call_model`` plus each row's record of how it was answered, for the flavors that
+    keep one (a remote model's request, reply and usage); None for the others."""
+    answered = model.flavor.answer(frame)
+    if answered is None:
+        return (*call_model(model, frame), None)
+    return answered.predictions, answered.probabilities, answered.details
+
+
 def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions and (for classifiers) probabilities, the way serving and replay both do it."""
     if model.output.task == "classification" and model.flavor.has_proba:
@@ -338,14 +362,21 @@ def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray |
 
 
 def output_record(
-    predictions: np.ndarray, probabilities: np.ndarray | None, classes: list[str], row: int
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    classes: list[str],
+    row: int,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON output logged for one row: its prediction and class probabilities."""
+    """The JSON output logged for one row: its prediction and class probabilities (and,
+    for a remote model, under ``remote`` its request, raw reply, usage and attempts)."""
     output: dict[str, Any] = {"prediction": _plain(predictions[row])}
     if probabilities is not None:
         output["probabilities"] = dict(
             zip(classes, (float(p) for p in probabilities[row]), strict=True)
         )
+    if details is not None:
+        output["remote"] = details[row]
     return output
 
 
