@@ -31,6 +31,7 @@ from plinth.errors import (
     InternalError,
     InvalidBodyError,
     InvalidParametersError,
+    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -105,6 +106,8 @@ class InferHandler(PredictHandler):
         except PlinthError as exc:
             error_code = exc.code
             status, data, extra = exc.status, _dumps(v2_error_body(exc, request_id)), {}
+            if isinstance(exc, OverloadedError):  # shed by admission control: when to retry
+                extra[b"retry-after"] = str(exc.retry_after_s).encode()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
             error = InternalError(request_id)
