@@ -29,6 +29,7 @@ from typing import Any
 from plinth.core.batching import CallCost, expected_wait, wait_budget
 from plinth.errors import (
     ContractError,
+    DeadlineExceededError,
     ModelError,
     OverloadedError,
     PlinthError,
@@ -45,6 +46,10 @@ from plinth.services.serving.scoring import (
     JobResult,
     ReplyObserver,
     score,
+)
+
+_ABANDONED = DeadlineExceededError(
+    "The version answered after the request's deadline; the caller had moved on."
 )
 
 
@@ -299,6 +304,10 @@ class Batcher:
         for pending, result in zip(batch, results, strict=True):
             if store_error is not None and result.error is None:
                 result = JobResult(error=store_error)
+            if pending.reply.cancelled() and result.error is None:
+                # Its caller gave up at the deadline (and was answered by the fallback chain
+                # or a 503): count what the caller got from this version, not a success.
+                result = JobResult(error=_ABANDONED)
             self._count(pending.job, result, now - pending.job.received)
             if not pending.reply.done():
                 pending.reply.set_result(result)
