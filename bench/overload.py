@@ -12,7 +12,7 @@ queue cannot answer in time; ``--no-shed`` runs the same levels without it, for 
 Client-side latency counts from the moment the request is sent, so it also holds any wait
 before the server reads it (the kernel's accept queue, a starved event loop); the
 server-side p99 comes from the server's own histogram (``plinth_request_duration_seconds``,
-from the request's arrival; it also counts requests abandoned at their deadline).
+from the request's arrival, requests it served).
 
     .venv/bin/python bench/overload.py                 # about a minute
     .venv/bin/python bench/overload.py --no-shed --duration 5

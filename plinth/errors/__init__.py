@@ -53,6 +53,7 @@ from plinth.errors.access import (
     InvalidTokenError,
     MissingTokenError,
     TokenNotFoundError,
+    TooManyFailuresError,
     UnknownRoleError,
 )
 from plinth.errors.base import (
@@ -343,6 +344,7 @@ __all__ = [
     "StoreWriteError",
     "TokenNotFoundError",
     "TokensSettingError",
+    "TooManyFailuresError",
     "TooManyRecordsError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",

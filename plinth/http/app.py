@@ -53,7 +53,11 @@ log = logging.getLogger("plinth.http")
 
 
 def error_response(error: PlinthError, request_id: str) -> Response:
-    return json_response(error_body(error, request_id), error.status, {"x-request-id": request_id})
+    headers = {"x-request-id": request_id}
+    retry_after = getattr(error, "retry_after_s", None)  # overloaded, too many failures
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return json_response(error_body(error, request_id), error.status, headers)
 
 
 def _request_id(request: Request) -> str:
@@ -95,7 +99,12 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(Runtime.open, settings, policies=policies)
         app.state.runtime = runtime
-        app.state.auth = Auth(runtime.tokens, settings.auth_refresh_s)
+        app.state.auth = Auth(
+            runtime.tokens,
+            settings.auth_refresh_s,
+            max_failures=settings.auth_max_failures,
+            failure_window_s=settings.auth_failure_window_s,
+        )
         try:
             await runtime.start_serving()
             await runtime.start_background()

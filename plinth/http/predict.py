@@ -89,6 +89,9 @@ class PredictHandler:
             return
         except PlinthError as exc:
             status, body, extra = exc.status, exc.to_dict(), {}
+            retry_after = getattr(exc, "retry_after_s", None)  # too many failed tokens
+            if retry_after is not None:
+                extra[b"retry-after"] = str(retry_after).encode()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
             error = InternalError(request_id)
@@ -108,7 +111,9 @@ class PredictHandler:
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
         auth: Auth | None = getattr(self.state, "auth", None)
         if auth is not None:
-            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
+            client = scope.get("client") or ("",)
+            header = _text(headers.get(b"authorization")) or ""
+            role, _ = await auth.role_of(header, str(client[0]))
             check_role(role, PREDICT_ROLES)
         version = _version_param(scope.get("query_string", b""))
         payload = await self._read_json(headers, receive)
