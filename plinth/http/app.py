@@ -45,6 +45,7 @@ from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
+from plinth.http.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
 from plinth.version import __version__
@@ -169,8 +170,10 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         "/v1/models/{name}/predict",
         tags=["predict"],
         dependencies=[Depends(require_role(*PREDICT_ROLES))],
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
     )
-    async def predict(name: str, version: int | None = None) -> Response:
+    async def predict(name: str, body: PredictRequest, version: int | None = None) -> Response:
         """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version.
 
         Documentation only: ``PlinthApp`` answers this path itself, before FastAPI routes
