@@ -248,7 +248,7 @@ def _version_param(query: bytes) -> int | None:
     if not values:
         return None
     text = values[-1]
-    if text.strip().lstrip("+-").isdigit():
+    if text.strip().lstrip("+-").isdigit() and abs(int(text)) < 2**63:  # the store's integers
         return int(text)
     raise InvalidParametersError(
         "The request's parameters are invalid.",
