@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from plinth.config import policies
 from plinth.config.settings import Settings
+from plinth.core.schedule import Schedule
 
 _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
     ("[monitoring] and [models.NAME.monitoring]", policies._Monitoring, policies.AlertRules()),
@@ -28,7 +29,18 @@ _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
         policies.AlertRules().drift,
     ),
     ("[models.NAME]", policies._Model, None),
+    # Retraining (docs/retraining.md): the schema's own defaults.
+    ("[models.NAME.training]", policies._Training, "schema"),
+    ("[models.NAME.training.data]", policies._TrainingData, "schema"),
+    ("[models.NAME.training.holdout]", policies._TrainingHoldout, "schema"),
+    ("[models.NAME.training.gate]", policies._TrainingGate, "schema"),
+    ("[models.NAME.training.triggers]", policies._TrainingTriggers, "schema"),
 ]
+_SCHEMA_DEFAULTS = {
+    ("_Training", "time_limit"): "`30m`",
+    ("_TrainingData", "window"): "`30d`",
+    ("_TrainingTriggers", "cooldown"): "`1h`",
+}
 
 
 def render() -> str:
@@ -59,10 +71,27 @@ def render() -> str:
     for title, model, defaults in _SECTIONS:
         lines += ["", f"### {title}", "", "| key | type | default |", "| --- | --- | --- |"]
         for key, info in model.model_fields.items():
-            if key in ("monitoring", "canary", "drift"):
+            if _is_section(key, info):
                 continue
-            lines.append(f"| `{key}` | {_type(info)} | {_policy_default(defaults, key)} |")
+            if defaults == "schema":
+                shown = _SCHEMA_DEFAULTS.get((model.__name__, key)) or _default(info)
+                shown = "off" if shown == "unset" else shown
+            else:
+                shown = _policy_default(defaults, key)
+            lines.append(f"| `{key}` | {_type(info)} | {shown} |")
     return "\n".join(lines) + "\n"
+
+
+def _is_section(key: str, info: FieldInfo) -> bool:
+    """A sub-table with its own heading (or, for canary, its own page)."""
+    if key == "canary":
+        return True
+    annotation = info.annotation
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return any(
+        isinstance(a, type) and issubclass(a, BaseModel) and a is not policies._Detector
+        for a in args
+    )
 
 
 def _default(info: FieldInfo) -> str:
@@ -100,6 +129,8 @@ def _describe(annotation: Any) -> str:
         return names[annotation]
     if annotation is timedelta:
         return "duration (90s, 15m, 1h, 7d)"
+    if annotation is Schedule:
+        return "cron expression (5 fields, UTC)"
     if annotation is policies._Detector:
         return "{ method, threshold }"
     return str(annotation)

@@ -81,6 +81,23 @@ class Settings(BaseSettings):
         "model's queue, at its learned call cost, cannot answer it before its deadline; "
         "per model: shed in [models.NAME].",
     )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (the grpc "
+        "extra); unset, the default: no gRPC. `plinth serve --grpc-port N` sets it.",
+    )
+    grpc_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the gRPC server binds; `plinth serve` sets it to --host.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP/HTTP (the otel extra); the "
+        "endpoint, headers and service name come from the standard OTEL_* variables "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...).",
+    )
     log_predictions: bool = Field(
         default=True, description="Write every prediction to the log (off only for benchmarks)."
     )
@@ -136,6 +153,20 @@ class Settings(BaseSettings):
         default=30.0, description="How often live canaries are judged (by one worker)."
     )
     canary_analysis: bool = Field(default=True, description="Judge canaries in `serve`.")
+    # Retraining (plinth.services.training); recipes in plinth.toml [models.NAME.training].
+    training_jobs: bool = Field(
+        default=True,
+        description="Check retraining triggers and run training jobs in `serve` (one job "
+        "runs in exactly one process, under the store's lease).",
+    )
+    training_interval_s: float = Field(
+        default=15.0, description="How often triggers are checked and queued jobs claimed."
+    )
+    training_lease_s: float = Field(
+        default=60.0,
+        description="A running job's lease, renewed every second while it trains; a job "
+        "whose worker stops renewing is failed this long after.",
+    )
     # Monitoring (plinth.services.monitoring and plinth.services.monitoring.alerts).
     profile_interval_s: float = Field(
         default=60.0, description="Length of one interval profile; each is stored at its end."

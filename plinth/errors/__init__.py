@@ -28,6 +28,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
+    ├── TrainingError                    training.*               409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -49,6 +50,7 @@ every problem code; ``python -m plinth.errors`` writes it and a test keeps it in
 
 from plinth.errors.access import (
     AuthError,
+    CsrfError,
     ForbiddenError,
     InvalidTokenError,
     MissingTokenError,
@@ -116,6 +118,7 @@ from plinth.errors.registry import (
     ArtifactMissingError,
     BadOutputOnDataError,
     EmptyTrainingDataError,
+    ExamplesError,
     FeatureCountError,
     HashMismatchError,
     InvalidModelNameError,
@@ -130,6 +133,7 @@ from plinth.errors.registry import (
     ModelNotFoundError,
     PickleNotTrustedError,
     RegistryError,
+    RemoteSpecError,
     UnknownArtifactFormatError,
     UnknownTargetLabelsError,
     UnsupportedMlflowFlavorError,
@@ -164,11 +168,13 @@ from plinth.errors.request import (
     UnsupportedDataFormatError,
 )
 from plinth.errors.rollout import (
+    ApplyTimeoutError,
     DeployError,
     DeploymentChangedError,
     InvalidDeploymentError,
     NoCanaryError,
     NothingToRollBackError,
+    RevisionNotAppliedError,
     RevisionNotFoundError,
 )
 from plinth.errors.serving import (
@@ -180,6 +186,11 @@ from plinth.errors.serving import (
     ModelRaisedError,
     NoDefaultOutputError,
     PredictionNotFoundError,
+    RemoteBudgetError,
+    RemoteCredentialsError,
+    RemoteRefusedError,
+    RemoteSchemaError,
+    RemoteUnavailableError,
     RouteError,
     ScoringFailedError,
 )
@@ -217,11 +228,23 @@ from plinth.errors.store import (
     StoreWriteError,
     UnstorableValueError,
 )
+from plinth.errors.training import (
+    JobActiveError,
+    JobLeaseLostError,
+    JobNotFoundError,
+    NotAwaitingApprovalError,
+    NoTrainingDataError,
+    TrainerFailedError,
+    TrainerTimeoutError,
+    TrainingError,
+    TrainingNotConfiguredError,
+)
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
     "PROBLEM_CODES",
     "AlreadyResolvedError",
+    "ApplyTimeoutError",
     "ArtifactMissingError",
     "AuthError",
     "BadModelOutputError",
@@ -234,6 +257,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ContractViolationError",
+    "CsrfError",
     "DataError",
     "DataFileNotFoundError",
     "DatabaseUrlError",
@@ -248,6 +272,7 @@ __all__ = [
     "EmptyTrainingDataError",
     "EstimationError",
     "EstimationUnknownLabelError",
+    "ExamplesError",
     "FallbackExhaustedError",
     "FeatureCountError",
     "ForbiddenError",
@@ -279,6 +304,9 @@ __all__ = [
     "InvalidTokenError",
     "InvalidTrainingDataError",
     "InvalidWindowError",
+    "JobActiveError",
+    "JobLeaseLostError",
+    "JobNotFoundError",
     "LabelsFileColumnsError",
     "LightGBMLabelsError",
     "MalformedJsonError",
@@ -307,7 +335,9 @@ __all__ = [
     "NoMetricsDataError",
     "NoOodReferenceError",
     "NoReferenceProfileError",
+    "NoTrainingDataError",
     "NonFiniteMetricsInputError",
+    "NotAwaitingApprovalError",
     "NotFittedError",
     "NotFoundError",
     "NotServingError",
@@ -323,13 +353,20 @@ __all__ = [
     "ProblemCode",
     "ProfileError",
     "RegistryError",
+    "RemoteBudgetError",
+    "RemoteCredentialsError",
     "RemoteError",
+    "RemoteRefusedError",
+    "RemoteSchemaError",
+    "RemoteSpecError",
+    "RemoteUnavailableError",
     "RequestError",
     "ResolutionChoiceError",
     "RetentionOrderError",
     "ReviewClaimedError",
     "ReviewError",
     "ReviewItemNotFoundError",
+    "RevisionNotAppliedError",
     "RevisionNotFoundError",
     "RouteError",
     "SchemaMissingError",
@@ -348,6 +385,10 @@ __all__ = [
     "TokensSettingError",
     "TooManyFailuresError",
     "TooManyRecordsError",
+    "TrainerFailedError",
+    "TrainerTimeoutError",
+    "TrainingError",
+    "TrainingNotConfiguredError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",
     "UnknownOutputFormatError",

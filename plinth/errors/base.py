@@ -199,10 +199,12 @@ class MissingExtraError(PlinthError):
     status = 500
     hint = "Install the extra named in the message: pip install 'plinth-ml[EXTRA]'."
 
-    def __init__(self, extra: str, module: str, reason: str = "") -> None:
+    def __init__(
+        self, extra: str, module: str, reason: str = "", *, needed_by: str = "This model"
+    ) -> None:
         why = f" ({reason})" if reason else ""
         super().__init__(
-            f"This model needs {module}, which is not installed{why}.",
+            f"{needed_by} needs {module}, which is not installed{why}.",
             hint=f"pip install 'plinth-ml[{extra}]'",
         )
 

@@ -76,7 +76,7 @@ class Auth:
         if not table:
             return None, None
         now = time.monotonic()
-        wait = self.failures.retry_after(client, now)
+        wait = self.failures.retry_after(client, now) if client else 0.0
         if wait > 0:
             raise TooManyFailuresError(
                 f"Too many requests from {client or 'this client'} had no valid token.",
@@ -85,7 +85,8 @@ class Auth:
         try:
             return self._lookup(table, header)
         except AuthError:
-            self.failures.failed(client, now)
+            if client:  # an edge that cannot tell its caller's address does not count
+                self.failures.failed(client, now)
             raise
 
     @staticmethod

@@ -112,3 +112,16 @@ ALERT_FIRING = Gauge(
     ["model", "rule"],
     multiprocess_mode="mostrecent",
 )
+
+# -- Retraining (issue 13): counted by whichever worker ran the job.
+TRAINING_JOBS = Counter(
+    "plinth_training_jobs",
+    "Training jobs finished, by model and outcome (succeeded, rejected, failed).",
+    ["model", "outcome"],
+)
+TRAINING_SECONDS = Histogram(
+    "plinth_training_duration_seconds",
+    "Wall time of one training job, from claim to its end (data, training, gate, registration).",
+    ["model"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)

@@ -43,7 +43,7 @@ from plinth.errors import (
 )
 from plinth.store import migrations, partitions
 from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
-from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
+from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord, split_trace
 from plinth.store.schema import VERSION_TABLE, model_versions, models, predictions
 
 SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -144,19 +144,26 @@ class Store:
 
     # -- registry ---------------------------------------------------------------------------
 
-    def add_version(self, record: VersionRecord) -> VersionRecord:
+    def add_version(
+        self, record: VersionRecord, *, guard: Callable[[Connection, int], None] | None = None
+    ) -> VersionRecord:
         """Store a new version with the next number for its name, or return the existing one.
 
         Registration is idempotent on (name, sha256). Numbering is safe across processes:
         SQLite serialises writers; on PostgreSQL the models row is locked, and a unique
-        violation from any remaining race is retried.
+        violation from any remaining race is retried. ``guard`` runs in the same transaction
+        with the version's number (a training job's lease check, ``TrainingStore``); if it
+        raises, nothing is stored.
         """
         created_at = _aware(record.created_at, "created_at")
         with self.translated_errors("register a model version"):
             for attempt in range(1, REGISTER_ATTEMPTS + 1):
                 try:
                     with self.write_engine.begin() as conn:
-                        return self._add_version(conn, record, created_at)
+                        added = self._add_version(conn, record, created_at)
+                        if guard is not None:
+                            guard(conn, added.version)
+                        return added
                 except exc.IntegrityError:
                     if attempt == REGISTER_ATTEMPTS:
                         raise
@@ -331,8 +338,8 @@ class Store:
         if row is None:
             raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
-                hint="Predictions older than the retention window (30 days by default, "
-                "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
+                hint="Predictions older than the retention window (`plinth prune --older-than`, "
+                "30 days by default) are deleted; check the id came from this deployment.",
             )
         return _prediction(row, self.layouts)
 
@@ -649,6 +656,7 @@ def _version(row: Row[Any]) -> VersionRecord:
 def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
     m = row._mapping
     given, seen = layouts.input_and_features(m["model"], m["version"], m["input"], m["features"])
+    output, trace_id = split_trace(m["output"])
     return PredictionRecord(
         id=m["id"],
         ts=m["ts"],
@@ -658,12 +666,13 @@ def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
         route=m["route"],
         input=given,
         features=seen,
-        output=m["output"],
+        output=output,
         confidence=m["confidence"],
         latency_ms=m["latency_ms"],
         warnings=m["warnings"],
         request_id=m["request_id"],
         key=m["key"],
+        trace_id=trace_id,
     )
 
 

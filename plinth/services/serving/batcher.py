@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -47,6 +48,9 @@ from plinth.services.serving.scoring import (
     ReplyObserver,
     score,
 )
+from plinth.services.tracing import StageTimes
+
+log = logging.getLogger("plinth.batcher")
 
 _ABANDONED = DeadlineExceededError(
     "The version answered after the request's deadline; the caller had moved on."
@@ -98,7 +102,15 @@ class Batcher:
             if isinstance(observer, ReplyObserver):
                 self._reply_observers.append(observer)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"plinth-{model.name}")
+        # One batch at a time for a model that computes; several for one that waits on
+        # someone else's endpoint (a remote model), so one slow reply cannot hold up the
+        # requests queued behind it.
+        self.concurrent_batches = max(1, model.flavor.concurrent_batches)
+        self._slots = asyncio.Semaphore(self.concurrent_batches)
+        self._tasks: set[asyncio.Task[None]] = set()  # concurrent batches under way
+        self._executor = ThreadPoolExecutor(
+            self.concurrent_batches, thread_name_prefix=f"plinth-{model.name}"
+        )
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0  # enqueued and not yet answered: retiring waits for zero
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
@@ -113,8 +125,13 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # Off the event loop: an abandoned call to a slow model may still be running.
         await asyncio.to_thread(self._executor.shutdown, True)
+        self.model.flavor.close()  # a remote model's connections
 
     async def submit(self, job: Job) -> JobResult:
         """Score ``job`` in the next batch; returns once its log rows are committed."""
@@ -176,10 +193,14 @@ class Batcher:
             await asyncio.sleep(poll_s)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         mark = time.perf_counter()
         while True:
-            first = await self._queue.get()
+            await self._slots.acquire()
+            try:
+                first = await self._queue.get()
+            except BaseException:
+                self._slots.release()
+                raise
             self._queued -= len(first.job.records)
             batch = [first]
             size = self._take(batch, len(first.job.records))
@@ -203,6 +224,17 @@ class Batcher:
             for p in batch:
                 self._queue_seconds.observe(mark - p.job.received)
             self._running = (size, mark)
+            if self.concurrent_batches == 1:
+                await self._process(batch, size, mark)
+            else:
+                task = asyncio.get_running_loop().create_task(self._process(batch, size, mark))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, batch: list[_Pending], size: int, mark: float) -> None:
+        """Score and log one batch on the executor, then answer its callers."""
+        loop = asyncio.get_running_loop()
+        try:
             try:
                 results, log_error = await loop.run_in_executor(
                     self._executor, self._score_and_log, batch
@@ -221,6 +253,8 @@ class Batcher:
                 self._resolve(batch, results, log_error)
             else:
                 self._after_log(batch, results, self._drafts(batch, results))
+        finally:
+            self._slots.release()
 
     def _score_and_log(self, batch: list[_Pending]) -> tuple[list[JobResult], PlinthError | None]:
         """On the scoring thread: answer the batch, then commit its log rows.
@@ -229,7 +263,21 @@ class Batcher:
         group and no request waits on another thread. A job whose caller gave up
         (deadline, then fallback) was never answered: it gets no log row.
         """
-        results = score(self.model, [p.job for p in batch], self.observers)
+        jobs = [p.job for p in batch]
+        traced = any(job.trace is not None for job in jobs)
+        times = StageTimes(start=StageTimes.now()) if traced else None
+        results = score(self.model, jobs, self.observers, times)
+        try:
+            return results, self._log(batch, results, times)
+        finally:
+            if times is not None:
+                self._trace(batch, results, times)
+
+    def _log(
+        self, batch: list[_Pending], results: list[JobResult], times: StageTimes | None
+    ) -> PlinthError | None:
+        if times is not None:
+            started = times.now()
         if self.log is not None:
             rows = [
                 row
@@ -240,8 +288,26 @@ class Batcher:
             try:
                 self.log.write(rows)
             except PlinthError as error:
-                return results, error
-        return results, None
+                return error
+            finally:
+                if times is not None:
+                    times.log = (started, times.now())
+        return None
+
+    def _trace(self, batch: list[_Pending], results: list[JobResult], times: StageTimes) -> None:
+        traced = [
+            (
+                p.job.trace,
+                len(p.job.records),
+                {"prediction_ids": [a["prediction_id"] for a in r.answers]},
+            )
+            for p, r in zip(batch, results, strict=True)
+            if p.job.trace is not None
+        ]
+        try:
+            traced[0][0].tracing.record_batch(self.model.name, self.model.version, traced, times)
+        except Exception:  # tracing never fails a reply
+            log.exception("could not record the trace of a batch")
 
     def _take(self, batch: list[_Pending], size: int) -> int:
         """Add whatever is queued, up to the batch limit; a request joins whole."""
