@@ -32,7 +32,7 @@ from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
 from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
-from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
+from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError, TlsFilesError
 from plinth.flavors.mlflow import read_mlflow_model
 from plinth.flavors.remote import RemoteSpec
 from plinth.runtime import Runtime
@@ -380,10 +380,26 @@ def serve(
             "GRPCInferenceService) on this port, on --host; needs the grpc extra."
         ),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Serve HTTPS with this PEM certificate (chain)."
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="The certificate's PEM private key."),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve every registered model over HTTP (FastAPI on uvicorn), and gRPC if asked."""
+    """Serve every registered model over HTTP, or HTTPS with --ssl-certfile/--ssl-keyfile
+    (FastAPI on uvicorn), and gRPC if asked."""
     import uvicorn
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise TlsFilesError(
+            "--ssl-certfile and --ssl-keyfile go together; one of them is missing.",
+        )
 
     settings = open_settings(home)
     settings = settings.model_copy(update={"home": settings.home.resolve()})
@@ -398,8 +414,9 @@ def serve(
     os.environ[SETTINGS_HANDOFF] = settings.model_dump_json()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
+    scheme = "https" if ssl_certfile is not None else "http"
     console.print(
-        f"Plinth serving on http://{host}:{port} (home {settings.home}, "
+        f"Plinth serving on {scheme}://{host}:{port} (home {settings.home}, "
         f"{workers} worker{'s' if workers > 1 else ''})"
         + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
         highlight=False,
@@ -414,6 +431,8 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=10,
         timeout_worker_healthcheck=settings.worker_start_timeout_s,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
 
 

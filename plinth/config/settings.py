@@ -202,6 +202,16 @@ class Settings(BaseSettings):
         default=None, description="Extra API tokens as role:token,role:token (see plinth tokens)."
     )
     auth_refresh_s: float = Field(default=5.0, description="How often the token table reloads.")
+    auth_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Requests with a missing or invalid token one client address may send "
+        "within PLINTH_AUTH_FAILURE_WINDOW_S before its requests are refused (429 "
+        "auth.too_many_failures, Retry-After) until the window passes; per worker.",
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="The window PLINTH_AUTH_MAX_FAILURES counts in."
+    )
     performance_window: str = Field(
         default="1d", description="Window of the live-performance gauges on /metrics."
     )

@@ -55,6 +55,7 @@ from plinth.errors.access import (
     InvalidTokenError,
     MissingTokenError,
     TokenNotFoundError,
+    TooManyFailuresError,
     UnknownRoleError,
 )
 from plinth.errors.base import (
@@ -159,6 +160,7 @@ from plinth.errors.request import (
     RequestError,
     ResolutionChoiceError,
     RetentionOrderError,
+    TlsFilesError,
     TooManyRecordsError,
     UnknownOutputFormatError,
     UnreadableContractFileError,
@@ -378,8 +380,10 @@ __all__ = [
     "StoreFailureError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "TlsFilesError",
     "TokenNotFoundError",
     "TokensSettingError",
+    "TooManyFailuresError",
     "TooManyRecordsError",
     "TrainerFailedError",
     "TrainerTimeoutError",

@@ -28,6 +28,22 @@ class InvalidTokenError(AuthError):
     hint = "Ask an admin for a token: `plinth tokens create --role ...`."
 
 
+class TooManyFailuresError(AuthError):
+    """This client sent too many missing or invalid tokens; it must wait (``Retry-After``)."""
+
+    code = "auth.too_many_failures"
+    status = 429
+    retry_after_s: int = 1
+    hint = (
+        "Too many requests from this address had no valid token; wait the Retry-After "
+        "header's seconds, then send a valid 'Authorization: Bearer <token>'."
+    )
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ForbiddenError(AuthError):
     """The token's role may not use this route."""
 

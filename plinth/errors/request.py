@@ -155,6 +155,13 @@ class ModelSourceChoiceError(CliError):
     hint = "plinth register model.skops ... or plinth register --from-mlflow runs:/ID/model"
 
 
+class TlsFilesError(CliError):
+    """``plinth serve`` got one of --ssl-certfile / --ssl-keyfile without the other."""
+
+    code = "cli.tls_files"
+    hint = "Pass both: plinth serve --ssl-certfile cert.pem --ssl-keyfile key.pem"
+
+
 class BadTagError(CliError):
     """A --tag is not key=value."""
 

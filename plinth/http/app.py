@@ -47,6 +47,7 @@ from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.review import router as review_router
+from plinth.http.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from plinth.http.training import router as training_router
 from plinth.http.v2 import INFER_PATH, InferHandler, v2_error_body
 from plinth.http.v2 import router as v2_router
@@ -69,7 +70,11 @@ def error_response(error: PlinthError, request_id: str, request: Request | None 
         response.headers["x-request-id"] = request_id
         return response
     body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
-    return json_response(body, error.status, {"x-request-id": request_id})
+    headers = {"x-request-id": request_id}
+    retry_after = getattr(error, "retry_after_s", None)  # overloaded, too many failures
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return json_response(body, error.status, headers)
 
 
 def _is_v2(path: str) -> bool:
@@ -125,7 +130,12 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(Runtime.open, settings, policies=policies)
         app.state.runtime = runtime
-        app.state.auth = Auth(runtime.tokens, settings.auth_refresh_s)
+        app.state.auth = Auth(
+            runtime.tokens,
+            settings.auth_refresh_s,
+            max_failures=settings.auth_max_failures,
+            failure_window_s=settings.auth_failure_window_s,
+        )
         grpc_server: Any = None
         try:
             await runtime.start_serving()
@@ -215,8 +225,10 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         "/v1/models/{name}/predict",
         tags=["predict"],
         dependencies=[Depends(require_role(*PREDICT_ROLES))],
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
     )
-    async def predict(name: str, version: int | None = None) -> Response:
+    async def predict(name: str, body: PredictRequest, version: int | None = None) -> Response:
         """Score ``{"records": [...]}`` (1 to 10,000 records) with the served version.
 
         Documentation only: ``PlinthApp`` answers this path itself, before FastAPI routes

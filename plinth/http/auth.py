@@ -7,17 +7,30 @@ first ``plinth tokens create --role admin`` is what switches it on. The table is
 and reloaded every ``auth_refresh_s`` seconds, so a request costs a dict lookup.
 
 Send the token as ``Authorization: Bearer <token>``.
+
+A client address that sends ``max_failures`` missing or invalid tokens within
+``failure_window_s`` is refused (429 ``auth.too_many_failures`` with ``Retry-After``) until
+the window passes, valid token or not, so guessing tokens costs a window per few guesses.
+Behind a proxy the address is the proxy's unless uvicorn trusts its forwarded headers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from plinth.errors import ForbiddenError, InvalidTokenError, MissingTokenError
+from plinth.core.ratelimit import FailureLimiter
+from plinth.errors import (
+    AuthError,
+    ForbiddenError,
+    InvalidTokenError,
+    MissingTokenError,
+    TooManyFailuresError,
+)
 from plinth.http.edge import auth_of
 from plinth.services.auth import Tokens, hash_token
 
@@ -25,9 +38,17 @@ from plinth.services.auth import Tokens, hash_token
 class Auth:
     """The cached token table of one worker."""
 
-    def __init__(self, tokens: Tokens, refresh_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        tokens: Tokens,
+        refresh_s: float = 5.0,
+        *,
+        max_failures: int = 10,
+        failure_window_s: float = 60.0,
+    ) -> None:
         self.tokens = tokens
         self.refresh_s = refresh_s
+        self.failures = FailureLimiter(max_failures, failure_window_s)
         self._table: dict[str, tuple[str, str]] = {}
         self._loaded = -float("inf")
         self._lock = asyncio.Lock()
@@ -42,17 +63,34 @@ class Auth:
 
     async def role(self, request: Request) -> str | None:
         """The caller's role; None while auth is off. Raises 401 for a bad token."""
-        role, name = await self.role_of(request.headers.get("authorization", ""))
+        client = request.client.host if request.client is not None else ""
+        role, name = await self.role_of(request.headers.get("authorization", ""), client)
         if name is not None:
             request.state.token_name = name
         return role
 
-    async def role_of(self, header: str) -> tuple[str | None, str | None]:
+    async def role_of(self, header: str, client: str = "") -> tuple[str | None, str | None]:
         """(role, token name) for an ``Authorization`` header; (None, None) while auth is
-        off. Raises 401 for a missing or unknown token."""
+        off. Raises 401 for a missing or unknown token, 429 for a client past its failures."""
         table = await self.table()
         if not table:
             return None, None
+        now = time.monotonic()
+        wait = self.failures.retry_after(client, now) if client else 0.0
+        if wait > 0:
+            raise TooManyFailuresError(
+                f"Too many requests from {client or 'this client'} had no valid token.",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
+        try:
+            return self._lookup(table, header)
+        except AuthError:
+            if client:  # an edge that cannot tell its caller's address does not count
+                self.failures.failed(client, now)
+            raise
+
+    @staticmethod
+    def _lookup(table: dict[str, tuple[str, str]], header: str) -> tuple[str, str]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise MissingTokenError(

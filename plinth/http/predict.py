@@ -91,6 +91,9 @@ class PredictHandler:
             return
         except PlinthError as exc:
             status, body, extra = exc.status, exc.to_dict(), {}
+            retry_after = getattr(exc, "retry_after_s", None)  # too many failed tokens
+            if retry_after is not None:
+                extra[b"retry-after"] = str(retry_after).encode()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
             error = InternalError(request_id)
@@ -113,7 +116,8 @@ class PredictHandler:
         request_id: str,
         trace: RequestTrace | None = None,
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
-        await self._authorize(headers)
+        client = scope.get("client") or ("",)
+        await self._authorize(headers, str(client[0]))
         version = _version_param(scope.get("query_string", b""))
         payload = parse_json(await self._read_body(headers, receive), BODY_HINT)
         records, key = parse_predict_body(payload, self.max_records)
@@ -165,10 +169,12 @@ class PredictHandler:
             log.exception("could not end a request's span")
         return trace.traceparent().encode()
 
-    async def _authorize(self, headers: dict[bytes, bytes]) -> None:
+    async def _authorize(self, headers: dict[bytes, bytes], client: str = "") -> None:
+        """The token's role must allow predicting; ``client`` (its address) is what failed
+        tokens are counted by (none given: not counted)."""
         auth: Auth | None = getattr(self.state, "auth", None)
         if auth is not None:
-            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
+            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "", client)
             check_role(role, PREDICT_ROLES)
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
@@ -294,7 +300,7 @@ def _version_param(query: bytes) -> int | None:
     if not values:
         return None
     text = values[-1]
-    if text.strip().lstrip("+-").isdigit():
+    if text.strip().lstrip("+-").isdigit() and abs(int(text)) < 2**63:  # the store's integers
         return int(text)
     raise InvalidParametersError(
         "The request's parameters are invalid.",

@@ -36,10 +36,10 @@ def test_overload_is_shed_at_once_with_retry_after_and_never_a_500(
     plinth_env: Env, serve: type[Server], tmp_path: Path
 ) -> None:
     with open_registry(settings_of(plinth_env)) as registry:
-        register(registry, "m", SlowModel(0.2))
+        register(registry, "m", SlowModel(0.5))
     policy = tmp_path / "plinth.toml"
     policy.write_text("[models.m]\nmax_batch_size = 1\n")
-    plinth_env.env.update(PLINTH_POLICY_FILE=str(policy), PLINTH_REQUEST_TIMEOUT_S="0.3")
+    plinth_env.env.update(PLINTH_POLICY_FILE=str(policy), PLINTH_REQUEST_TIMEOUT_S="0.9")
     server = serve()
     url = f"{server.url}/v1/models/m/predict"
     assert httpx.post(url, json={"records": [SLOW]}, timeout=10).status_code == 200  # its cost
@@ -49,7 +49,7 @@ def test_overload_is_shed_at_once_with_retry_after_and_never_a_500(
 
     with ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(call, range(8)))
-    # One call at a time, 0.2 s each, a 0.3 s deadline: most of eight are refused at once.
+    # One call at a time, 0.5 s each, a 0.9 s deadline: most of eight are refused at once.
     assert {r.status_code for r in replies} <= {200, 503}
     shed = [r for r in replies if r.json().get("error", {}).get("code") == "server.overloaded"]
     assert shed, [r.json() for r in replies]

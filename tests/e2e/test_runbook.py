@@ -108,11 +108,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         for name in ("prices", "scores"):
             register(registry, name, ConstantModel(2.0))
             register(registry, name, BrokenModel())
-        register(registry, "slow", SlowModel(0.2))
+        register(registry, "slow", SlowModel(0.5))
         deployments = Deployments(registry.store)
         for name in ("prices", "scores"):
             deployments.deploy(name, 1, reason="first")
-        deployments.deploy("slow", 1, deadline_ms=300)
+        deployments.deploy("slow", 1, deadline_ms=900)
     policy = root / "plinth.toml"
     policy.write_text("[models.slow]\nmax_batch_size = 1\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
@@ -177,7 +177,7 @@ def test_bad_upstream_data(running: Running) -> None:
 
 
 def test_overload(running: Running) -> None:
-    slow = {"a": 900.0, "b": 0.0}  # SlowModel sleeps 0.2 s on a > 500
+    slow = {"a": 900.0, "b": 0.0}  # SlowModel sleeps 0.5 s on a > 500
     assert running.post("slow", slow).status_code == 200  # the server learns its cost
     with ThreadPoolExecutor(8) as pool:
         codes = [r.status_code for r in pool.map(lambda _: running.post("slow", slow), range(8))]

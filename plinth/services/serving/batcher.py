@@ -30,6 +30,7 @@ from typing import Any
 from plinth.core.batching import CallCost, expected_wait, wait_budget
 from plinth.errors import (
     ContractError,
+    DeadlineExceededError,
     ModelError,
     OverloadedError,
     PlinthError,
@@ -50,6 +51,10 @@ from plinth.services.serving.scoring import (
 from plinth.services.tracing import StageTimes
 
 log = logging.getLogger("plinth.batcher")
+
+_ABANDONED = DeadlineExceededError(
+    "The version answered after the request's deadline; the caller had moved on."
+)
 
 
 @dataclass
@@ -365,6 +370,10 @@ class Batcher:
         for pending, result in zip(batch, results, strict=True):
             if store_error is not None and result.error is None:
                 result = JobResult(error=store_error)
+            if pending.reply.cancelled() and result.error is None:
+                # Its caller gave up at the deadline (and was answered by the fallback chain
+                # or a 503): count what the caller got from this version, not a success.
+                result = JobResult(error=_ABANDONED)
             self._count(pending.job, result, now - pending.job.received)
             if not pending.reply.done():
                 pending.reply.set_result(result)

@@ -53,17 +53,17 @@ def shed_count(name: str) -> float:
 
 
 def test_a_request_the_queue_cannot_answer_in_time_is_shed_at_once(registry: Registry) -> None:
-    version = register(registry, "m", SlowModel(0.2)).version
-    Deployments(registry.store).deploy("m", version, fallback=["default"], deadline_ms=300)
+    version = register(registry, "m", SlowModel(0.5)).version
+    Deployments(registry.store).deploy("m", version, fallback=["default"], deadline_ms=900)
     before = shed_count("m")
 
     async def scenario() -> list[Routed]:
         async with router_over(registry, {"m": BatchingPolicy(max_batch_size=1)}) as router:
-            assert (await predict(router, "m", SLOW)).error is None  # learns ~0.2 s a call
+            assert (await predict(router, "m", SLOW)).error is None  # learns ~0.5 s a call
             return await asyncio.gather(*(predict(router, "m", SLOW) for _ in range(6)))
 
     replies = asyncio.run(scenario())
-    # One call at a time, 0.2 s each, 0.3 s deadline: only the first fits; the other five
+    # One call at a time, 0.5 s each, 0.9 s deadline: only the first fits; the other five
     # are refused before queueing (no fallback: overload is not the model's failure).
     served = [r for r in replies if r.error is None]
     shed = [r.error for r in replies if isinstance(r.error, OverloadedError)]

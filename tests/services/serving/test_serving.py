@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from plinth.services import telemetry
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.logwriter import LogWriter
@@ -84,9 +85,15 @@ def test_a_log_that_cannot_be_written_fails_the_answers(
         assert failed.error.hint
 
 
+def _requests(model: ServedModel, outcome: str) -> float:
+    labels = (model.name, str(model.version), "champion", outcome)
+    return float(telemetry.REQUESTS.labels(*labels)._value.get())
+
+
 def test_a_caller_who_gave_up_gets_no_log_row(registry: Registry, churn: ServedModel) -> None:
     writer = LogWriter(registry.store)
     writer.start()
+    ok, late = _requests(churn, "ok"), _requests(churn, "model.deadline_exceeded")
 
     async def scenario() -> tuple[JobResult, list[str]]:
         batcher = Batcher(churn, writer)
@@ -105,3 +112,6 @@ def test_a_caller_who_gave_up_gets_no_log_row(registry: Registry, churn: ServedM
         writer.close()
     assert kept.error is None
     assert logged == ["kept"]
+    # Counted as what its caller got from this version: a miss, not a success.
+    assert _requests(churn, "ok") - ok == 1
+    assert _requests(churn, "model.deadline_exceeded") - late == 1
