@@ -6,6 +6,7 @@ Leaves the server running in the foreground so you can curl it; Ctrl-C stops it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -49,7 +50,7 @@ def send_traffic(url: str, workdir: Path) -> None:
             rows = dm.sample(n=rng.randint(1, 5), random_state=rng.randrange(1 << 30))
             records = rows.to_dict(orient="records")
             if rng.random() < 0.1:
-                records[0].pop("depth")  # a missing nullable value: imputed and flagged
+                records[0].pop("depth")  # nullable since the contract edit: imputed, flagged
             client.post("/v1/models/diamonds/predict", json={"records": records})
         reply = client.post(
             "/v1/models/diamonds/predict",
@@ -72,6 +73,29 @@ def send_traffic(url: str, workdir: Path) -> None:
         print("\nA diamonds prediction:\n" + reply.text)
 
 
+def allow_missing_depth(plinth_bin: Path, workdir: Path) -> None:
+    """Edit the diamonds contract as a user would: ``depth`` may be missing upstream, so
+    impute it (with a warning on the answer) instead of refusing the record."""
+    shown = subprocess.run(
+        [str(plinth_bin), "contract", "show", "diamonds"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    document = json.loads(shown.stdout)
+    depth = next(f for f in document["fields"] if f["name"] == "depth")
+    if depth.get("nullable") and depth.get("on_null") == "impute":
+        return  # a second `make demo`: already edited
+    depth.update(nullable=True, on_null="impute")
+    edited = workdir / "diamonds_contract.json"
+    edited.write_text(json.dumps(document, indent=2))
+    subprocess.run(
+        [str(plinth_bin), "contract", "set", "diamonds", str(edited), "--wait", "0",
+         "--reason", "depth is sometimes missing upstream: impute it"],
+        check=True,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -91,6 +115,7 @@ def main() -> None:
 
     url = f"http://{args.host}:{args.port}"
     plinth_bin = Path(sys.executable).parent / "plinth"
+    allow_missing_depth(plinth_bin, args.workdir)
     server = subprocess.Popen(
         [str(plinth_bin), "serve", "--host", args.host, "--port", str(args.port)],
         env=os.environ.copy(),

@@ -218,7 +218,7 @@ class Runtime:
         from plinth.services.rollout.deployments import Deployments
         from plinth.services.serving.logwriter import LogWriter
         from plinth.services.serving.pool import ModelPool
-        from plinth.services.serving.routing import Router
+        from plinth.services.serving.routing import Router, warm
 
         settings = self.settings
         policies = self.policies
@@ -260,7 +260,10 @@ class Runtime:
             if summary.name in deployed:
                 continue  # the router loads what the live revision routes to, not the newest
             try:
-                await pool.get(summary.name)
+                batcher = await pool.get(summary.name)
+                # The first call pays for lazy imports and caches (about a second for some
+                # pipelines): pay it before /readyz, not in the first request's latency.
+                await asyncio.to_thread(warm, batcher.model)
             except PlinthError as exc:
                 log.error("could not load %s: %s", summary.name, exc)
                 serving.load_errors[summary.name] = exc.to_dict()["error"]

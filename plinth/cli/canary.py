@@ -71,7 +71,7 @@ def show_decisions(out: Console, revisions: list[Revision], limit: int = 5) -> N
             return
 
 
-def _show(analysis: CanaryAnalysis, applied: Revision | None) -> None:
+def _show(analysis: CanaryAnalysis, applied: Revision | None, interval_s: float) -> None:
     evidence = analysis.evidence()
     title = (
         f"{analysis.name}: canary {analysis.canary_version} vs champion "
@@ -80,6 +80,12 @@ def _show(analysis: CanaryAnalysis, applied: Revision | None) -> None:
     console.print(_checks_table(title, evidence))
     console.print(escape(_arms_line(evidence)), highlight=False)
     console.print(escape("; ".join(analysis.verdict.reasons)), highlight=False)
+    console.print(
+        f"counts come from the servers' monitoring profiles, written every {interval_s:g} s "
+        "(PLINTH_PROFILE_INTERVAL_S): the newest requests are not counted yet",
+        highlight=False,
+        style="dim",
+    )
     if applied is not None:
         console.print(
             f"[green]{applied.action}[/] {applied.name} revision {applied.revision}: "
@@ -110,7 +116,11 @@ def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> No
             typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder."),
         ] = None,
     ) -> None:
-        """Judge NAME's live canary against its champion, and act as its policy says."""
+        """Judge NAME's live canary against its champion, and act as its policy says.
+
+        The counts come from the monitoring profiles the servers write every
+        PLINTH_PROFILE_INTERVAL_S (60 s): a canary started a moment ago shows no traffic yet.
+        """
         with open_runtime(home) as runtime:
             analyzer = CanaryAnalyzer(
                 runtime.store,
@@ -129,7 +139,7 @@ def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> No
                     body["applied"] = None if applied is None else applied.to_dict()
                     print(json.dumps(body, indent=2))
                 else:
-                    _show(analysis, applied)
+                    _show(analysis, applied, runtime.settings.profile_interval_s)
                 if not watch or applied is not None:
                     return
                 time.sleep(every)

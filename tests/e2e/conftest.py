@@ -84,7 +84,7 @@ def start_server(
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)  # its workers too: they would outlive the test
     process.wait()
     log.close()
     raise AssertionError("plinth serve did not become ready")

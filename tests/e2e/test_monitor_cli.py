@@ -200,3 +200,6 @@ def test_monitor_reports_the_champion_not_a_newer_shadow_and_html_replaces_the_t
     assert "churn:1" in html and "serving: champion 1; shadows 2" in html
     p99 = html.split("<th>p99</th><td class='n'>")[1].split("</td>")[0]
     assert p99.endswith(" s") and "e+" not in p99, p99
+    assert "<figcaption>age <span class='bad'>drifted</span></figcaption>" in html
+    assert "<figcaption>tenure</figcaption>" in html  # a stable feature is drawn too
+    assert "<h2>Performance</h2>" in html  # nothing logged here: its table is in test_render

@@ -24,6 +24,7 @@ import pytest
 
 from plinth.api import open_registry
 from plinth.config.settings import Settings
+from plinth.services.rollout.applied import LIVE_S
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore
 from tests.e2e.conftest import Env, Server, start_server, stop_server
@@ -225,7 +226,10 @@ def test_a_notification_applies_a_deploy_long_before_the_next_poll(plinth_env: E
     server = start_server(slow)
     try:
         assert _all_serve([server], 1, 10) < 10
-        plinth_env.cli("deploy", "m", "2", "--reason", "new")
+        time.sleep(LIVE_S + 1)  # longer than a worker stays live without a heartbeat
+        done = plinth_env.cli("deploy", "m", "2", "--reason", "new")
         assert _all_serve([server], 2, 10) < SWITCH_BUDGET_S
+        # The 60 s poll did not silence the heartbeat: the deploy waited for the worker.
+        assert "applied by 1 worker" in done.stdout, done.stdout
     finally:
         stop_server(server)

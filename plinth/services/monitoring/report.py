@@ -338,11 +338,13 @@ class Monitor:
             entry["results"].append(r.to_dict())
             entry["drifted"] = entry["drifted"] or r.drifted
         histograms: dict[str, Any] = {}
-        shown = list(base.features_) if every else result.drifted_features
-        for name in shown:
+        # Every feature, drifted ones first: a stable histogram is evidence too.
+        drifted = set(result.drifted_features)
+        for name in [*result.drifted_features, *(f for f in base.features_ if f not in drifted)]:
             section = layout.feature(name)
             ref_bins, cur_bins = base.features_[name], current.features_[name]
             histograms[name] = {
+                "drifted": name in drifted,
                 "labels": [*bin_labels(section), "(null)"],
                 "reference": [*ref_bins.counts.tolist(), ref_bins.nulls],
                 "current": [*cur_bins.counts.tolist(), cur_bins.nulls],

@@ -76,6 +76,36 @@ def histogram_svg(labels: list[str], reference: list[int], current: list[int]) -
     return "".join(parts)
 
 
+def _performance(performance: dict[str, Any]) -> list[str]:
+    """Realised, estimated and holdout performance per version (as ``plinth monitor``)."""
+    metric = "accuracy" if performance.get("task") == "classification" else "r2"
+    windows = performance.get("windows") or []
+    entries = windows[-1]["versions"] if windows else []
+    out = ["<h2>Performance</h2>"]
+    if not entries:
+        return [*out, "<p class='muted'>No predictions in this window.</p>"]
+    out.append(
+        f"<table><tr><th>version</th><th>predictions</th><th>labelled</th><th>coverage</th>"
+        f"<th>realised {metric}</th><th>estimated {metric}</th><th>holdout {metric}</th></tr>"
+    )
+    for e in entries:
+        est = (e.get("estimated") or {}).get(metric)
+        shown = (
+            "—"
+            if est is None
+            else (f"{_num(est['value'])} [{_num(est['lower'])}, {_num(est['upper'])}]")
+        )
+        out.append(
+            f"<tr><td>{e['version']}</td><td class='n'>{e['predictions']}</td>"
+            f"<td class='n'>{e['labelled']}</td><td class='n'>{_num(e['coverage'], 3)}</td>"
+            f"<td class='n'>{_num((e.get('realised') or {}).get(metric))}</td>"
+            f"<td class='n'>{shown}</td>"
+            f"<td class='n'>{_num((e.get('holdout') or {}).get(metric))}</td></tr>"
+        )
+    out.append("</table>")
+    return out
+
+
 def _roles(version: int, deployment: dict[str, Any] | None) -> str:
     if deployment is None:
         return ""
@@ -132,15 +162,18 @@ def render_html(report: dict[str, Any]) -> str:
         out.append("</table>")
     if report["histograms"]:
         out.append(
-            "<h2>Drifted features</h2><p class='legend'>"
+            "<h2>Features</h2><p class='legend'>"
             f"<span style='background:{_REF}'></span>baseline"
             f"<span style='background:{_CUR}'></span>current window</p>"
         )
         for feature, h in report["histograms"].items():
+            mark = " <span class='bad'>drifted</span>" if h.get("drifted", True) else ""
             out.append(
-                f"<figure><figcaption>{escape(feature)}</figcaption>"
+                f"<figure><figcaption>{escape(feature)}{mark}</figcaption>"
                 f"{histogram_svg(h['labels'], h['reference'], h['current'])}</figure>"
             )
+    if report.get("performance") is not None:
+        out.extend(_performance(report["performance"]))
     out.append("<h2>Control charts (EWMA, standardised)</h2>")
     if report["control"]:
         out.append(

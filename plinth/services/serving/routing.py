@@ -272,17 +272,25 @@ class Router:
     # -- hot switching -----------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        beat = time.monotonic()
+        # The heartbeat keeps its own pace: a long poll (PLINTH_DEPLOYMENT_POLL_S=60 with
+        # LISTEN) must not make a live worker look dead to a waiting deploy.
+        tick = self.poll_s if self.reporter is None else min(self.poll_s, HEARTBEAT_S)
+        beat = polled = time.monotonic()
         while not self._stopping:
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), tick)
+                woken = True
             self._wake.clear()
             if self._stopping:
                 return
             try:
-                await self.refresh()
-                if self.reporter is not None and time.monotonic() - beat >= HEARTBEAT_S:
-                    beat = time.monotonic()
+                now = time.monotonic()
+                if woken or now - polled >= self.poll_s * 0.999:
+                    polled = now
+                    await self.refresh()
+                if self.reporter is not None and now - beat >= HEARTBEAT_S * 0.999:
+                    beat = now
                     await in_thread(self.reporter.heartbeat)
             except Exception:  # a store hiccup must not kill the watcher; retry next tick
                 log.exception("could not refresh deployments")

@@ -14,7 +14,7 @@ from plinth.core.profile import Profile
 from plinth.errors import PlinthError, UnknownBaselineError
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.monitoring.report import Monitor
-from plinth.services.monitoring.report_html import render_html
+from plinth.services.monitoring.report_html import _performance, render_html
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.serving.scoring import Job, score
 from plinth.store import Store
@@ -145,7 +145,9 @@ def test_report_flags_exactly_the_shifted_features(store: Store, churn: ServedMo
         if r["drifted"]
     }
     assert ("city", "unseen_rate") in methods
-    assert set(shifted["histograms"]) == {"age", "city"}
+    drifted = [name for name, h in shifted["histograms"].items() if h["drifted"]]
+    assert drifted == ["age", "city"]  # listed first; the stable features follow
+    assert len(shifted["histograms"]) == len(shifted["drift"]["features"])
     hist = shifted["histograms"]["city"]
     assert hist["labels"][-2:] == ["(other)", "(null)"]
     assert sum(hist["current"]) == 1500
@@ -160,7 +162,9 @@ def test_report_flags_exactly_the_shifted_features(store: Store, churn: ServedMo
     assert charts[("mean", "tenure")]["breach"] is False
     assert ("null_rate", "income") in charts and ("mean", "confidence") in charts
     page = render_html(shifted)
-    assert page.count("<svg") == 2 and "churn:1" in page and "unseen_rate" in page
+    assert page.count("<svg") == len(shifted["histograms"])  # stable features drawn too
+    assert page.count("drifted</span></figcaption>") == 2
+    assert "churn:1" in page and "unseen_rate" in page
     assert "<script" not in page and "href=" not in page  # self-contained
     assert "intervals of 1 min" in page
 
@@ -257,3 +261,30 @@ def test_observer_ignores_versions_without_reference(store: Store, churn: Served
     collector.flush(final=True)
     rows = MonitoringStore(store).read_intervals("churn", 1, _at(T0), _at(T0 + 60))
     assert [(r.records, r.counts) for r in rows] == [(20, None)]
+
+
+def test_the_html_report_has_a_performance_section() -> None:
+    performance = {
+        "task": "classification",
+        "windows": [
+            {
+                "versions": [
+                    {
+                        "version": 1,
+                        "predictions": 120,
+                        "labelled": 60,
+                        "coverage": 0.5,
+                        "realised": {"accuracy": 0.9},
+                        "estimated": {"accuracy": {"value": 0.88, "lower": 0.8, "upper": 0.93}},
+                        "holdout": {"accuracy": 0.91},
+                    }
+                ]
+            }
+        ],
+    }
+    rows = _performance(performance)
+    page = "".join(rows)
+    assert rows[0] == "<h2>Performance</h2>" and "holdout accuracy" in page
+    assert "<td class='n'>0.88 [0.8, 0.93]</td>" in page and "<td class='n'>0.91</td>" in page
+    empty = _performance({"task": "regression", "windows": []})
+    assert "No predictions in this window." in empty[-1]
