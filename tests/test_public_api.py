@@ -5,7 +5,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import yaml
+
 import plinth
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_is_sorted_and_is_the_public_namespace() -> None:
@@ -43,3 +47,10 @@ def test_cli_help_lists_the_commands() -> None:
     )
     for command in ("register", "models", "show", "serve", "predict", "replay", "prune"):
         assert command in done.stdout
+
+
+def test_the_helm_charts_app_version_is_the_package_version() -> None:
+    # pyproject.toml is the one source; the chart repeats it for its default image tag, and
+    # deploy/k8s is that chart rendered (tests/deploy keeps the two equal).
+    chart = yaml.safe_load((ROOT / "deploy" / "helm" / "plinth" / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version("plinth-ml")

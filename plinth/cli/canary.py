@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli.common import open_runtime
+from plinth.cli.common import handle_errors, open_runtime
 from plinth.services.rollout.canary import CanaryAnalysis, CanaryAnalyzer
 from plinth.services.rollout.deployments import Revision
 
@@ -96,50 +95,51 @@ def _show(analysis: CanaryAnalysis, applied: Revision | None, interval_s: float)
         console.print(f"policy action is {analysis.policy.action!r}: nothing was changed")
 
 
-def register_canary(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
+@handle_errors
+def canary(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Repeat until the canary is promoted or ended.")
+    ] = False,
+    every: Annotated[float, typer.Option(help="Seconds between passes with --watch.")] = 10.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Judge only; never change the deployment.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder."),
+    ] = None,
+) -> None:
+    """Judge NAME's live canary against its champion, and act as its policy says.
+
+    The counts come from the monitoring profiles the servers write every
+    PLINTH_PROFILE_INTERVAL_S (60 s): a canary started a moment ago shows no traffic yet.
+    """
+    with open_runtime(home) as runtime:
+        analyzer = CanaryAnalyzer(
+            runtime.store,
+            policies=runtime.policies.canary,
+            interval_hint_s=runtime.settings.profile_interval_s,
+        )
+        while True:
+            analysis = analyzer.analyze(name)
+            if analysis is None:
+                runtime.store.get_version(name)  # a clear error for an unknown model
+                console.print(f"{name} has no live canary.")
+                return
+            applied = None if dry_run else analyzer.act(analysis)
+            if as_json:
+                body = analysis.evidence()
+                body["applied"] = None if applied is None else applied.to_dict()
+                print(json.dumps(body, indent=2))
+            else:
+                _show(analysis, applied)
+            if not watch or applied is not None:
+                return
+            time.sleep(every)
+
+
+def register(app: typer.Typer) -> None:
     """Add ``plinth canary`` to ``app``."""
-
-    @app.command()
-    @handle_errors
-    def canary(
-        name: Annotated[str, typer.Argument(help="Model name.")],
-        watch: Annotated[
-            bool, typer.Option("--watch", help="Repeat until the canary is promoted or ended.")
-        ] = False,
-        every: Annotated[float, typer.Option(help="Seconds between passes with --watch.")] = 10.0,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Judge only; never change the deployment.")
-        ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-        home: Annotated[
-            Path | None,
-            typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder."),
-        ] = None,
-    ) -> None:
-        """Judge NAME's live canary against its champion, and act as its policy says.
-
-        The counts come from the monitoring profiles the servers write every
-        PLINTH_PROFILE_INTERVAL_S (60 s): a canary started a moment ago shows no traffic yet.
-        """
-        with open_runtime(home) as runtime:
-            analyzer = CanaryAnalyzer(
-                runtime.store,
-                policies=runtime.policies.canary,
-                interval_hint_s=runtime.settings.profile_interval_s,
-            )
-            while True:
-                analysis = analyzer.analyze(name)
-                if analysis is None:
-                    runtime.store.get_version(name)  # a clear error for an unknown model
-                    console.print(f"{name} has no live canary.")
-                    return
-                applied = None if dry_run else analyzer.act(analysis)
-                if as_json:
-                    body = analysis.evidence()
-                    body["applied"] = None if applied is None else applied.to_dict()
-                    print(json.dumps(body, indent=2))
-                else:
-                    _show(analysis, applied, runtime.settings.profile_interval_s)
-                if not watch or applied is not None:
-                    return
-                time.sleep(every)
+    app.command()(canary)

@@ -23,23 +23,20 @@ contract_app = typer.Typer(
 
 
 @contract_app.command("show")
+@handle_errors
 def show_contract(
     ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION.")],
     home: Annotated[Path | None, typer.Option("--home", envvar="PLINTH_HOME")] = None,
 ) -> None:
     """Print the contract as JSON (edit it, then `plinth contract set`)."""
-
-    @handle_errors
-    def run() -> None:
-        name, version = parse_ref(ref)
-        with open_runtime(home) as runtime:
-            record = runtime.store.get_version(name, version)
-        print(json.dumps(record.metadata["contract"], indent=2))
-
-    run()
+    name, version = parse_ref(ref)
+    with open_runtime(home) as runtime:
+        record = runtime.store.get_version(name, version)
+    print(json.dumps(record.metadata["contract"], indent=2))
 
 
 @contract_app.command("set")
+@handle_errors
 def set_contract(
     ref: Annotated[str, typer.Argument(help="NAME or NAME:VERSION.")],
     file: Annotated[Path, typer.Argument(help="The edited contract JSON.")],
@@ -56,29 +53,27 @@ def set_contract(
 ) -> None:
     """Replace the contract (same fields and kinds) as a new contract revision; running
     servers (every worker and replica) reload the version with it within a second."""
+    name, version = parse_ref(ref)
+    try:
+        document = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UnreadableContractFileError(
+            f"Cannot read {file}: {exc}",
+        ) from exc
+    with open_runtime(home) as runtime:
+        record = update_contract(
+            runtime.store, name, version, document, reason=reason, who=current_user()
+        )
+        revision = int(record.metadata["contract_revision"])
+        console.print(
+            f"[green]updated[/] the contract of {record.ref} (contract revision {revision})",
+            highlight=False,
+        )
+        if wait > 0:
+            applied = wait_for_contract(runtime.store, record.name, record.version, revision, wait)
+            console.print(f"  {applied.describe()}", highlight=False)
 
-    @handle_errors
-    def run() -> None:
-        name, version = parse_ref(ref)
-        try:
-            document = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UnreadableContractFileError(
-                f"Cannot read {file}: {exc}",
-            ) from exc
-        with open_runtime(home) as runtime:
-            record = update_contract(
-                runtime.store, name, version, document, reason=reason, who=current_user()
-            )
-            revision = int(record.metadata["contract_revision"])
-            console.print(
-                f"[green]updated[/] the contract of {record.ref} (contract revision {revision})",
-                highlight=False,
-            )
-            if wait > 0:
-                applied = wait_for_contract(
-                    runtime.store, record.name, record.version, revision, wait
-                )
-                console.print(f"  {applied.describe()}", highlight=False)
 
-    run()
+def register(app: typer.Typer) -> None:
+    """Add ``plinth contract show | set`` to ``app``."""
+    app.add_typer(contract_app)

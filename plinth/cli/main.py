@@ -18,7 +18,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from plinth.cli import canary as canary_cli
+from plinth.cli import contract as contract_cli
 from plinth.cli import feedback, rollout, training
+from plinth.cli import monitor as monitor_cli
 from plinth.cli.common import (
     HomeOption,
     console,
@@ -28,8 +31,6 @@ from plinth.cli.common import (
     parse_ref,
     progress_bar,
 )
-from plinth.cli.contract import contract_app
-from plinth.cli.monitor import monitor
 from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError, TlsFilesError
@@ -778,8 +779,9 @@ def prune(
     )
 
 
-rollout.register(app, handle_errors)  # deploy, promote, rollback, history
-feedback.register(app, handle_errors)  # feedback, performance, review, tokens
+rollout.register(app)  # deploy, promote, rollback, history
+canary_cli.register(app)  # canary
+feedback.register(app)  # feedback, performance, review, tokens
 training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
 
 
@@ -809,8 +811,8 @@ def grafana(
     typer.echo(json.dumps(grafana_dashboard(name), indent=2))
 
 
-app.add_typer(contract_app)
-app.command()(handle_errors(monitor))  # plinth monitor
+contract_cli.register(app)  # contract show, contract set
+monitor_cli.register(app)  # monitor
 
 
 def main() -> None:

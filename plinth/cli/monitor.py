@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli.common import console, err_console, open_runtime
+from plinth.cli.common import console, err_console, handle_errors, open_runtime
 from plinth.core.durations import format_latency, parse_duration
 from plinth.errors import UnknownOutputFormatError
 from plinth.runtime import Runtime
@@ -150,6 +150,7 @@ def _say_evaluated(round_: int, events: list[Any] | None, output_format: str) ->
     (err_console if output_format == "json" else console).print(line, highlight=False, markup=False)
 
 
+@handle_errors
 def monitor(
     name: Annotated[str, typer.Argument(help="Model name.")],
     window: Annotated[str, typer.Option(help="Window to report on: 15m, 1h, 24h, 7d.")] = "1h",
@@ -254,3 +255,8 @@ def _watch_or_show(
     finally:
         if webhook is not None:
             webhook.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plinth monitor`` to ``app``."""
+    app.command()(monitor)

@@ -276,10 +276,6 @@ def two_proportion_z(
 
 # ---------------------------------------------------------------------- configuration
 
-#: Methods whose score is a p-value: drift when p < threshold.
-TESTS = frozenset({"ks", "chi_square"})
-#: Methods whose score is a distance: drift when score > threshold.
-DISTANCES = frozenset({"psi", "jensen_shannon", "wasserstein"})
 _KINDS = {
     "ks": {"numeric"},
     "chi_square": {"numeric", "categorical"},

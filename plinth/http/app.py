@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +25,6 @@ from plinth.config.policies import Policies
 from plinth.config.settings import Settings
 from plinth.errors import (
     HttpStatusError,
-    InternalError,
     InvalidParametersError,
     MissingExtraError,
     PathNotFoundError,
@@ -39,6 +37,7 @@ from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
+    internal_error,
     json_response,
     new_request_id,
     runtime_of,
@@ -57,8 +56,6 @@ from plinth.ui.routes import PREFIX as CONSOLE_PREFIX
 from plinth.ui.routes import error_page as console_error_page
 from plinth.ui.routes import mount as mount_console
 from plinth.version import __version__
-
-log = logging.getLogger("plinth.http")
 
 
 def error_response(error: PlinthError, request_id: str, request: Request | None = None) -> Response:
@@ -218,8 +215,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
-        log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(InternalError(request_id), request_id, request)
+        return error_response(internal_error(request_id, exc), request_id, request)
 
     @app.post(
         "/v1/models/{name}/predict",

@@ -7,6 +7,7 @@ so a 500, a 413 or a request id looks the same whichever path answered.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -14,11 +15,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from plinth.core.ids import new_id
-from plinth.errors import BodyTooLargeError, MalformedJsonError, PlinthError
+from plinth.errors import BodyTooLargeError, InternalError, MalformedJsonError, PlinthError
 
 if TYPE_CHECKING:
     from plinth.http.auth import Auth
     from plinth.runtime import Runtime
+
+log = logging.getLogger("plinth.http")
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 #: Who may score: the predict role, and admin (which may do everything).
@@ -40,6 +43,12 @@ def new_request_id(header: str | bytes | None) -> str:
     if isinstance(header, bytes):
         header = header.decode("latin-1")
     return header or new_id()
+
+
+def internal_error(request_id: str, exc: BaseException) -> InternalError:
+    """A bug of ours: logged with its traceback and request id; the 500 every route answers."""
+    log.exception("unhandled error in request %s", request_id, exc_info=exc)
+    return InternalError(request_id)
 
 
 def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:

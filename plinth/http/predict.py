@@ -21,7 +21,6 @@ import orjson
 
 from plinth.errors import (
     BodyTooLargeError,
-    InternalError,
     InvalidBodyError,
     InvalidParametersError,
     OverloadedError,
@@ -41,6 +40,7 @@ from plinth.http.auth import Auth, check_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    internal_error,
     new_request_id,
     parse_json,
 )
@@ -95,8 +95,7 @@ class PredictHandler:
             if retry_after is not None:
                 extra[b"retry-after"] = str(retry_after).encode()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
-            log.exception("unhandled error in request %s", request_id, exc_info=exc)
-            error = InternalError(request_id)
+            error = internal_error(request_id, exc)
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id

@@ -14,7 +14,6 @@ read), and carry Plinth's ``code``, ``hint`` and ``problems`` beside it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 import zlib
@@ -30,7 +29,6 @@ from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
 from plinth.errors import (
     BodyTooLargeError,
-    InternalError,
     InvalidBodyError,
     InvalidParametersError,
     OverloadedError,
@@ -43,6 +41,7 @@ from plinth.http.auth import require_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    internal_error,
     json_response,
     new_request_id,
     parse_json,
@@ -61,8 +60,6 @@ from plinth.runtime import Runtime
 from plinth.services.tracing import RequestTrace
 from plinth.store import VersionRecord
 from plinth.version import __version__
-
-log = logging.getLogger("plinth.http")
 
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 HEADER_LENGTH = b"inference-header-content-length"
@@ -111,8 +108,7 @@ class InferHandler(PredictHandler):
             if isinstance(exc, OverloadedError):  # shed by admission control: when to retry
                 extra[b"retry-after"] = str(exc.retry_after_s).encode()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
-            log.exception("unhandled error in request %s", request_id, exc_info=exc)
-            error = InternalError(request_id)
+            error = internal_error(request_id, exc)
             error_code = error.code
             status, data, extra = error.status, _dumps(v2_error_body(error, request_id)), {}
         if trace is not None:
