@@ -134,7 +134,7 @@ def canary(
                 body["applied"] = None if applied is None else applied.to_dict()
                 print(json.dumps(body, indent=2))
             else:
-                _show(analysis, applied)
+                _show(analysis, applied, runtime.settings.profile_interval_s)
             if not watch or applied is not None:
                 return
             time.sleep(every)
