@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli import feedback, rollout
+from plinth.cli import feedback, privacy, rollout
 from plinth.cli.common import (
     HomeOption,
     console,
@@ -337,6 +337,7 @@ def predict(
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
+        model.log_policy = runtime.policies.log(model.name)
         with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
             scored, summary = score_frame(
                 model, frame, writer, reviews=reviews, on_progress=advance
@@ -474,6 +475,7 @@ def prune(
 
 rollout.register(app, handle_errors)  # deploy, promote, rollback, history
 feedback.register(app, handle_errors)  # feedback, performance, review, tokens
+privacy.register(app, handle_errors)  # forget
 app.add_typer(contract_app)
 app.command()(handle_errors(monitor))  # plinth monitor
 

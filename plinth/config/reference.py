@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from plinth.config import policies
 from plinth.config.settings import Settings
+from plinth.core.privacy import LogPolicy
 
 _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
     ("[monitoring] and [models.NAME.monitoring]", policies._Monitoring, policies.AlertRules()),
@@ -28,6 +29,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
         policies.AlertRules().drift,
     ),
     ("[models.NAME]", policies._Model, None),
+    ("[log] and [models.NAME.log]", policies._Log, LogPolicy()),
 ]
 
 
@@ -59,7 +61,7 @@ def render() -> str:
     for title, model, defaults in _SECTIONS:
         lines += ["", f"### {title}", "", "| key | type | default |", "| --- | --- | --- |"]
         for key, info in model.model_fields.items():
-            if key in ("monitoring", "canary", "drift"):
+            if key in ("monitoring", "canary", "drift", "log"):
                 continue
             lines.append(f"| `{key}` | {_type(info)} | {_policy_default(defaults, key)} |")
     return "\n".join(lines) + "\n"
@@ -122,7 +124,7 @@ def _policy_default(defaults: Any, key: str) -> str:
         from plinth.core.durations import format_duration
 
         return f"`{format_duration(value.total_seconds())}`"
-    return f"`{list(value) if isinstance(value, tuple) else value}`"
+    return f"`{list(value) if isinstance(value, (tuple, frozenset)) else value}`"
 
 
 if __name__ == "__main__":

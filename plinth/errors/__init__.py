@@ -28,6 +28,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
+    ├── ReplayRedactedError              replay.redacted          409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -109,6 +110,7 @@ from plinth.errors.feedback import (
     UnknownReviewActionError,
     UnknownReviewStatusError,
 )
+from plinth.errors.privacy import ReplayRedactedError
 from plinth.errors.registry import (
     ArtifactMissingError,
     BadOutputOnDataError,
@@ -319,6 +321,7 @@ __all__ = [
     "ProfileError",
     "RegistryError",
     "RemoteError",
+    "ReplayRedactedError",
     "RequestError",
     "ResolutionChoiceError",
     "RetentionOrderError",

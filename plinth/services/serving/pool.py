@@ -56,6 +56,7 @@ class ModelPool:
                 model = await asyncio.to_thread(self.registry.load, record)
                 await asyncio.to_thread(prepare, model)
                 model.review = self.policies.review(name)
+                model.log_policy = self.policies.log(name)
                 batching = self.policies.batching(name)
                 batcher = Batcher(
                     model,

@@ -133,6 +133,15 @@ def answer_and_row(
         "route": route,
         "warnings": warnings,
     }
+    # [models.NAME.log]: what must not be stored is dropped or hashed here, before the row
+    # exists, so no store, writer queue or error message ever holds the raw value.
+    policy = model.log_policy
+    if policy.changes_records:
+        marks = policy.marks(record, model.name)
+        if marks:
+            warnings = warnings + marks
+            record = policy.apply(record)
+        features = policy.apply(features)
     row = PredictionRecord(
         id=prediction_id,
         ts=ts,
