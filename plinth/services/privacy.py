@@ -54,20 +54,21 @@ class LogRetention:
         """Prune every model with a retention now; rows deleted per model."""
         now = self.clock()
         deleted: dict[str, int] = {}
-        for summary in self.store.list_models():
-            retention = self.policies.log(summary.name).retention
+        names = {m.name for m in self.store.list_models()} | set(self.policies.log_models)
+        for name in sorted(names):
+            retention = self.policies.log(name).retention
             if retention is None:
                 continue
             try:
-                deleted[summary.name] = self.rows.prune_model(summary.name, now - retention)
+                deleted[name] = self.rows.prune_model(name, now - retention)
             except PlinthError as exc:  # one model's trouble must not stop the others
-                log.error("log retention for %s failed: %s", summary.name, exc)
+                log.error("log retention for %s failed: %s", name, exc)
                 continue
-            if deleted[summary.name]:
+            if deleted[name]:
                 log.info(
                     "log retention: deleted %d rows of %s older than %s",
-                    deleted[summary.name],
-                    summary.name,
+                    deleted[name],
+                    name,
                     now - retention,
                 )
         return deleted
