@@ -137,6 +137,15 @@ class HashMismatchError(RegistryError):
     hint = "Someone modified the stored file; restore it or register the model again."
 
 
+class InvalidArtifactNameError(RegistryError):
+    """A stored record names an artifact that is not a sha256 (64 hex digits), so its
+    path could point outside $PLINTH_HOME/artifacts; it is refused, never opened."""
+
+    code = "registry.invalid_artifact_name"
+    status = 500
+    hint = "The version record was altered; restore the store from backup."
+
+
 class MissingTargetError(RegistryError):
     """The target column is not in the training table."""
 

@@ -1,11 +1,21 @@
-"""Content-addressed model files: ``<root>/<sha256>``, written once, never changed."""
+"""Content-addressed model files: ``<root>/<sha256>``, written once, never changed.
+
+A name is read back from the store (a version's ``sha256``, a review asset's digest), so it
+is checked to be 64 lowercase hex digits before it becomes a path: an altered record
+cannot make Plinth open ``../../etc/passwd`` or anything else outside ``<root>``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+from plinth.errors import InvalidArtifactNameError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ArtifactStore:
@@ -15,6 +25,11 @@ class ArtifactStore:
         self.root = root
 
     def path(self, sha256: str) -> Path:
+        """Where the artifact named ``sha256`` lives; refuses anything but a sha256."""
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise InvalidArtifactNameError(
+                f"{str(sha256)[:80]!r} is not a sha256 (64 hex digits); it is not opened."
+            )
         return self.root / sha256
 
     def put(self, data: bytes) -> str:
