@@ -271,11 +271,27 @@ def serve(
         float | None,
         typer.Option(help="Send answers below this confidence to human review."),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this PEM certificate (chain); needs --ssl-keyfile."),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="The certificate's PEM private key.")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve every registered model over HTTP (FastAPI on uvicorn)."""
+    """Serve every registered model over HTTP (FastAPI on uvicorn), or HTTPS with
+    --ssl-certfile and --ssl-keyfile."""
     import uvicorn
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter(
+            "give both --ssl-certfile and --ssl-keyfile, or neither",
+            param_hint="--ssl-certfile/--ssl-keyfile",
+        )
+    for option, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path} is not a readable file", param_hint=option)
     settings = open_settings(home)
     settings = settings.model_copy(update={"home": settings.home.resolve()})
     if review_below is not None:
@@ -287,8 +303,9 @@ def serve(
     os.environ[SETTINGS_HANDOFF] = settings.model_dump_json()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="plinth-metrics-")
+    scheme = "https" if ssl_certfile is not None else "http"
     console.print(
-        f"Plinth serving on http://{host}:{port} (home {settings.home}, "
+        f"Plinth serving on {scheme}://{host}:{port} (home {settings.home}, "
         f"{workers} worker{'s' if workers > 1 else ''})",
         highlight=False,
     )
@@ -302,6 +319,8 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=10,
         timeout_worker_healthcheck=settings.worker_start_timeout_s,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
 
 
