@@ -156,6 +156,15 @@ class Settings(BaseSettings):
         description="How often `serve` deletes log rows older than each model's "
         "`retention` (one process at a time, under a lease).",
     )
+    auth_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Missing or invalid tokens one client (address) may send per "
+        "PLINTH_AUTH_FAILURE_WINDOW_S before it gets 429 with Retry-After (per worker).",
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="The window of PLINTH_AUTH_MAX_FAILURES, in seconds."
+    )
     auth_refresh_s: float = Field(default=5.0, description="How often the token table reloads.")
     performance_window: str = Field(
         default="1d", description="Window of the live-performance gauges on /metrics."

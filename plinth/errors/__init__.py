@@ -54,6 +54,7 @@ from plinth.errors.access import (
     InvalidTokenError,
     MissingTokenError,
     TokenNotFoundError,
+    TooManyAuthFailuresError,
     UnknownRoleError,
 )
 from plinth.errors.base import (
@@ -344,6 +345,7 @@ __all__ = [
     "StoreWriteError",
     "TokenNotFoundError",
     "TokensSettingError",
+    "TooManyAuthFailuresError",
     "TooManyRecordsError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",

@@ -28,6 +28,19 @@ class InvalidTokenError(AuthError):
     hint = "Ask an admin for a token: `plinth tokens create --role ...`."
 
 
+class TooManyAuthFailuresError(AuthError):
+    """This client sent too many missing or invalid tokens lately; it must wait."""
+
+    code = "auth.too_many_failures"
+    status = 429
+    hint = "Wait for the Retry-After seconds, then send a valid token."
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        #: Seconds until this client may try again (the reply's Retry-After header).
+        self.retry_after_s = retry_after_s
+
+
 class ForbiddenError(AuthError):
     """The token's role may not use this route."""
 

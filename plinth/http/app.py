@@ -32,11 +32,12 @@ from plinth.errors import (
     Problem,
 )
 from plinth.errors.request import INVALID_PARAMETER
-from plinth.http.auth import Auth, require_role
+from plinth.http.auth import Auth, FailedAuthLimiter, require_role
 from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
+    error_headers,
     json_response,
     new_request_id,
     runtime_of,
@@ -54,7 +55,8 @@ log = logging.getLogger("plinth.http")
 
 
 def error_response(error: PlinthError, request_id: str) -> Response:
-    return json_response(error_body(error, request_id), error.status, {"x-request-id": request_id})
+    headers = {"x-request-id": request_id, **error_headers(error)}
+    return json_response(error_body(error, request_id), error.status, headers)
 
 
 def _request_id(request: Request) -> str:
@@ -96,7 +98,11 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(Runtime.open, settings, policies=policies)
         app.state.runtime = runtime
-        app.state.auth = Auth(runtime.tokens, settings.auth_refresh_s)
+        app.state.auth = Auth(
+            runtime.tokens,
+            settings.auth_refresh_s,
+            limiter=FailedAuthLimiter(settings.auth_max_failures, settings.auth_failure_window_s),
+        )
         try:
             await runtime.start_serving()
             await runtime.start_background()

@@ -7,27 +7,81 @@ first ``plinth tokens create --role admin`` is what switches it on. The table is
 and reloaded every ``auth_refresh_s`` seconds, so a request costs a dict lookup.
 
 Send the token as ``Authorization: Bearer <token>``.
+
+A client (by address, as uvicorn reports it) that sends ``PLINTH_AUTH_MAX_FAILURES`` missing
+or invalid tokens within ``PLINTH_AUTH_FAILURE_WINDOW_S`` is answered 429
+``auth.too_many_failures`` with ``Retry-After`` until its oldest failure leaves the window,
+without its token being looked at, so guessing tokens costs a guesser time, not the server.
+Tokens are looked up by their sha256, never compared as text, so how long a lookup takes
+says nothing about a stored token. The count is per worker process (in memory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from plinth.errors import ForbiddenError, InvalidTokenError, MissingTokenError
+from plinth.errors import (
+    ForbiddenError,
+    InvalidTokenError,
+    MissingTokenError,
+    TooManyAuthFailuresError,
+)
 from plinth.http.edge import auth_of
 from plinth.services.auth import Tokens, hash_token
 
 
-class Auth:
-    """The cached token table of one worker."""
+class FailedAuthLimiter:
+    """Failed token checks per client in a sliding window; past the limit, a wait."""
 
-    def __init__(self, tokens: Tokens, refresh_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        max_failures: int = 10,
+        window_s: float = 60.0,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients  # the oldest clients are forgotten past this many
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait_s(self, client: str) -> float:
+        """Seconds ``client`` must wait before its token is looked at (0: go ahead)."""
+        times = self._failures.get(client)
+        if not times:
+            return 0.0
+        now = self.clock()
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if len(times) < self.max_failures:
+            return 0.0
+        return times[0] + self.window_s - now
+
+    def failed(self, client: str) -> None:
+        times = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
+        times.append(self.clock())
+        self._failures[client] = times  # most recent last
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+
+class Auth:
+    """The cached token table of one worker, and its failed-token limiter."""
+
+    def __init__(
+        self, tokens: Tokens, refresh_s: float = 5.0, *, limiter: FailedAuthLimiter | None = None
+    ) -> None:
         self.tokens = tokens
         self.refresh_s = refresh_s
+        self.limiter = limiter or FailedAuthLimiter()
         self._table: dict[str, tuple[str, str]] = {}
         self._loaded = -float("inf")
         self._lock = asyncio.Lock()
@@ -42,24 +96,35 @@ class Auth:
 
     async def role(self, request: Request) -> str | None:
         """The caller's role; None while auth is off. Raises 401 for a bad token."""
-        role, name = await self.role_of(request.headers.get("authorization", ""))
+        client = request.client.host if request.client is not None else ""
+        role, name = await self.role_of(request.headers.get("authorization", ""), client)
         if name is not None:
             request.state.token_name = name
         return role
 
-    async def role_of(self, header: str) -> tuple[str | None, str | None]:
-        """(role, token name) for an ``Authorization`` header; (None, None) while auth is
-        off. Raises 401 for a missing or unknown token."""
+    async def role_of(self, header: str, client: str = "") -> tuple[str | None, str | None]:
+        """(role, token name) for an ``Authorization`` header from ``client``; (None, None)
+        while auth is off. Raises 401 for a missing or unknown token, 429 for a client
+        that sent too many of those lately."""
         table = await self.table()
         if not table:
             return None, None
+        wait = self.limiter.wait_s(client)
+        if wait > 0:
+            raise TooManyAuthFailuresError(
+                f"Too many requests with a missing or invalid token from this client "
+                f"({self.limiter.max_failures} in {self.limiter.window_s:g} s).",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            self.limiter.failed(client)
             raise MissingTokenError(
                 "This server requires an API token.",
             )
         entry = table.get(hash_token(token.strip()))
         if entry is None:
+            self.limiter.failed(client)
             raise InvalidTokenError(
                 "The API token is not valid (unknown or revoked).",
             )

@@ -40,6 +40,7 @@ from plinth.http.auth import Auth, check_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    error_headers,
     new_request_id,
     parse_json,
 )
@@ -87,7 +88,8 @@ class PredictHandler:
         except _DisconnectedError:
             return
         except PlinthError as exc:
-            status, body, extra = exc.status, exc.to_dict(), {}
+            extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
+            status, body = exc.status, exc.to_dict()
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             log.exception("unhandled error in request %s", request_id, exc_info=exc)
             error = InternalError(request_id)
@@ -107,7 +109,10 @@ class PredictHandler:
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
         auth: Auth | None = getattr(self.state, "auth", None)
         if auth is not None:
-            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "")
+            client = scope.get("client")
+            role, _ = await auth.role_of(
+                _text(headers.get(b"authorization")) or "", client[0] if client else ""
+            )
             check_role(role, PREDICT_ROLES)
         version = _version_param(scope.get("query_string", b""))
         payload = await self._read_json(headers, receive)

@@ -1,0 +1,96 @@
+"""Tokens at the edge: stored only as hashes, and a client that keeps sending bad ones is
+slowed down with 429 and Retry-After (on the plain-ASGI predict route and FastAPI's)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from plinth.api import open_registry
+from plinth.config.settings import Settings
+from plinth.http.app import create_app
+from plinth.http.auth import FailedAuthLimiter
+from plinth.services.auth import Tokens
+from plinth.store import Store
+from tests.support import churn_model, churn_record, churn_table
+
+
+def test_the_limiter_counts_failures_in_a_sliding_window() -> None:
+    now = [100.0]
+    limiter = FailedAuthLimiter(3, 60.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.wait_s("a") == 0
+        limiter.failed("a")
+        now[0] += 10
+    assert limiter.wait_s("a") == pytest.approx(30.0)  # the first failure leaves at 160
+    assert limiter.wait_s("b") == 0  # per client
+    now[0] = 160.0
+    assert limiter.wait_s("a") == 0
+    small = FailedAuthLimiter(1, 60.0, max_clients=2, clock=lambda: now[0])
+    for client in ("a", "b", "c"):
+        small.failed(client)
+    assert small.wait_s("a") == 0 and small.wait_s("c") > 0  # the oldest client forgotten
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        auth_refresh_s=0,
+        auth_max_failures=3,
+        auth_failure_window_s=60,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    train = churn_table()
+    with open_registry(settings) as registry:
+        registry.register(churn_model(train), name="churn", train=train, target="churn")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_tokens_are_stored_as_sha256_only(settings: Settings) -> None:
+    with Store(settings.resolved_database_url()) as store:
+        row, token = Tokens(store).create("admin", "ops")
+        engine = sa.create_engine(settings.resolved_database_url(), poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            stored = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_tokens")]
+        engine.dispose()
+    assert token.startswith("plt_") and len(token) > 30
+    assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert any(row.token_hash in map(str, r) for r in stored)
+    assert not any(token in str(value) for r in stored for value in r)
+
+
+def test_a_client_with_too_many_bad_tokens_gets_429_with_retry_after(
+    client: TestClient, settings: Settings
+) -> None:
+    with Store(settings.resolved_database_url()) as store:
+        _, token = Tokens(store).create("admin", "ops")
+    body = {"records": [churn_record()]}
+    good = {"authorization": f"Bearer {token}"}
+    assert client.post("/v1/models/churn/predict", json=body, headers=good).status_code == 200
+    codes = [
+        client.post(
+            "/v1/models/churn/predict", json=body, headers={"authorization": f"Bearer bad{i}"}
+        ).status_code
+        for i in range(3)
+    ]
+    assert codes == [401, 401, 401]
+    for reply in (
+        client.post("/v1/models/churn/predict", json=body, headers={"authorization": "Bearer x"}),
+        # Even the right token waits: the limit is on the client, not on the guess.
+        client.post("/v1/models/churn/predict", json=body, headers=good),
+        client.get("/v1/deployments/churn", headers=good),  # FastAPI's routes too
+    ):
+        assert reply.status_code == 429, reply.text
+        assert reply.json()["error"]["code"] == "auth.too_many_failures"
+        assert 1 <= int(reply.headers["retry-after"]) <= 60
