@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 COVERAGE_FLOOR ?= 90
+TEST_WORKERS ?= 2
 
 .PHONY: install system-deps demo test lint typecheck bench clean image image-smoke manifests
 
@@ -29,8 +30,9 @@ typecheck: install
 	$(BIN)/lint-imports
 
 # Debian packages the tests run for real: Prometheus (scrapes /metrics), HAProxy (balances
-# replicas), PgBouncer (transaction pooling in front of PostgreSQL).
-SYSTEM_PACKAGES := prometheus haproxy pgbouncer
+# replicas), PgBouncer (transaction pooling in front of PostgreSQL), Chromium (drives the
+# console in tests/ui through Playwright; nothing is downloaded).
+SYSTEM_PACKAGES := prometheus haproxy pgbouncer chromium
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
@@ -39,7 +41,7 @@ system-deps:
 	  else echo "make test needs Debian's packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
 
 test: system-deps lint typecheck
-	$(BIN)/pytest --doctest-modules plinth/core plinth/config tests --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --doctest-modules plinth/core plinth/config tests --cov=plinth --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: install
 	$(PY) bench/run.py $(ARGS)

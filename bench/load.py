@@ -75,6 +75,7 @@ def run_hey(
     duration_s: float,
     core: int | None,
     timeout_s: int = 30,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Drive `url` for `duration_s` with `concurrency` workers; summarise the CSV samples."""
     argv = [
@@ -95,6 +96,7 @@ def run_hey(
         str(body_file),
         "-o",
         "csv",
+        *[arg for key, value in (headers or {}).items() for arg in ("-H", f"{key}: {value}")],
         url,
     ]
     if core is not None:

@@ -201,9 +201,14 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-def http_post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+def http_post(
+    url: str, body: bytes, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     req = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:

@@ -33,7 +33,9 @@ import targets
 import workload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_SERVERS = "plinth,plinth-nolog,floor,bare,mlserver,bentoml"
+DEFAULT_SERVERS = (
+    "plinth,plinth-v2,plinth-v2-binary,plinth-otel,plinth-nolog,floor,bare,mlserver,bentoml"
+)
 
 
 def say(message: str) -> None:
@@ -140,7 +142,7 @@ def measure_server(
     except targets.SetupError as exc:
         raise SkipServerError(str(exc)) from exc
     body_file = ctx.work_dir / f"body-{target.key}.json"
-    body = json.dumps(launch.body).encode()
+    body = launch.raw_body if launch.raw_body is not None else json.dumps(launch.body).encode()
     body_file.write_bytes(body)
     log_path = ctx.work_dir / f"{target.key}-round{round_no}.log"
     core = args.server_core if args.pinned else None
@@ -155,7 +157,7 @@ def measure_server(
                 f"server {why}; last log lines ({log_path}):\n{server.log_tail()}"
             )
         ready_s = time.monotonic() - started
-        status, reply = procs.http_post(launch.predict_url, body)
+        status, reply = procs.http_post(launch.predict_url, body, headers=launch.headers)
         if status != 200:
             raise SkipServerError(f"sample request got HTTP {status}: {reply[:300]!r}")
         say(
@@ -171,6 +173,7 @@ def measure_server(
                 concurrency=c,
                 duration_s=args.warmup,
                 core=load_core,
+                headers=launch.headers,
             )
             dropped, row = 0, None
             for _attempt in range(args.attempts):
@@ -185,6 +188,7 @@ def measure_server(
                     concurrency=c,
                     duration_s=args.duration,
                     core=load_core,
+                    headers=launch.headers,
                 )
                 tree = server.tree()
                 cpu1 = procs.cpu_seconds(tree)

@@ -6,6 +6,7 @@ own environments (bench/.venvs/<peer>); Plinth and the bare endpoint run from th
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -46,6 +47,9 @@ class Launch:
     predict_url: str
     body: dict[str, Any]
     startup_timeout_s: float = 90.0
+    # A body that is not JSON (the v2 binary tensor extension), and headers it needs.
+    raw_body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,61 @@ def prepare_plinth(ctx: Context, port: int) -> Launch:
     return _prepare_plinth(ctx, port, home_name="plinth-home", extra_env={})
 
 
+def _v2_header(ctx: Context, *, binary: bool) -> dict[str, Any]:
+    row = ctx.rows[0]
+    tensor: dict[str, Any] = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP64"}
+    if binary:
+        tensor["parameters"] = {"binary_data_size": 8 * len(row)}
+    else:
+        tensor["data"] = row
+    output = {"name": "predict_proba", "parameters": {"binary_data": binary}}
+    return {"inputs": [tensor], "outputs": [output]}
+
+
+def prepare_plinth_v2(ctx: Context, port: int) -> Launch:
+    """The same request as MLServer's row: one [1, F] FP64 tensor, JSON in and out."""
+    launch = _prepare_plinth(ctx, port, home_name="plinth-home-v2", extra_env={})
+    launch.predict_url = _url(port, "/v2/models/bc/infer")
+    launch.body = _v2_header(ctx, binary=False)
+    return launch
+
+
+def prepare_plinth_v2_binary(ctx: Context, port: int) -> Launch:
+    """Triton's binary tensor extension: JSON header, then the row's 8-byte floats."""
+    import struct
+
+    launch = _prepare_plinth(ctx, port, home_name="plinth-home-v2-binary", extra_env={})
+    head = json.dumps(_v2_header(ctx, binary=True)).encode()
+    launch.predict_url = _url(port, "/v2/models/bc/infer")
+    launch.body = {}
+    launch.raw_body = head + struct.pack(f"<{len(ctx.rows[0])}d", *ctx.rows[0])
+    launch.headers = {"Inference-Header-Content-Length": str(len(head))}
+    return launch
+
+
+def _start_otlp_receiver(ctx: Context) -> str:
+    """The tests' OTLP/HTTP receiver (decodes every export with opentelemetry-proto), on the
+    load generator's core, for as long as the harness runs; its endpoint."""
+    receiver = ctx.state.get("otlp_receiver")
+    if receiver is None or receiver[0].poll() is not None:
+        port = procs.free_port()
+        argv = [str(MAIN_BIN / "python"), "-m", "tests.e2e.otlp_receiver", str(port), os.devnull]
+        process = subprocess.Popen(["taskset", "-c", "0", *argv], cwd=ROOT)
+        atexit.register(process.terminate)
+        receiver = ctx.state["otlp_receiver"] = (process, f"http://127.0.0.1:{port}")
+    return str(receiver[1])
+
+
+def prepare_plinth_otel(ctx: Context, port: int) -> Launch:
+    """Everything on, and OpenTelemetry tracing exporting every span over OTLP/HTTP."""
+    extra = {
+        "PLINTH_TRACING": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": _start_otlp_receiver(ctx),
+        "OTEL_SERVICE_NAME": "plinth-bench",
+    }
+    return _prepare_plinth(ctx, port, home_name="plinth-home-otel", extra_env=extra)
+
+
 def prepare_plinth_nolog(ctx: Context, port: int) -> Launch:
     # A separate home, so this variant's database starts as empty as the other's did.
     extra = {"PLINTH_LOG_PREDICTIONS": "false"}
@@ -223,6 +282,31 @@ TARGETS: dict[str, Target] = {
             None,
             prepare_plinth_nolog,
             note="PLINTH_LOG_PREDICTIONS=false",
+            is_plinth=True,
+        ),
+        Target(
+            "plinth-v2",
+            "Plinth, Open Inference Protocol /v2, JSON",
+            None,
+            prepare_plinth_v2,
+            note="one [1, F] FP64 tensor in, predict_proba out (MLServer's body), everything on",
+            is_plinth=True,
+        ),
+        Target(
+            "plinth-v2-binary",
+            "Plinth, /v2 binary tensors",
+            None,
+            prepare_plinth_v2_binary,
+            note="Triton's binary tensor data extension in and out, everything on",
+            is_plinth=True,
+        ),
+        Target(
+            "plinth-otel",
+            "Plinth, OpenTelemetry tracing on",
+            None,
+            prepare_plinth_otel,
+            note="PLINTH_TRACING=true: every span exported over OTLP/HTTP to a receiver "
+            "process on the load generator's core",
             is_plinth=True,
         ),
         Target("bare", "bare FastAPI + uvicorn", None, prepare_bare, note="no batching"),

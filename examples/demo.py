@@ -101,6 +101,8 @@ def main() -> None:
         send_traffic(url, args.workdir)
         print(
             f"""
+Open the console: {url}/ui
+
 Try it:
   curl -s {url}/v1/models
   curl -s -X POST {url}/v1/models/diamonds/predict -H 'content-type: application/json' \\

@@ -10,8 +10,8 @@ else constructs or wires services. It has three stages, each undone by the next 
 - ``await start_serving()`` starts the request path of one worker: log writer, review writer,
   monitoring collector, model pool and router, with every live deployment loaded and warmed;
 - ``await start_background()`` starts what runs beside it under store leases: alert rules,
-  canary analysis, log retention ([models.NAME.log] retention), the performance and review
-  gauges;
+  canary analysis, retraining (triggers and jobs), log retention ([models.NAME.log]
+  retention), the performance and review gauges;
 - ``await stop()`` stops both in reverse order (every answered batch still counted and
   logged), ``close()`` closes the store.
 """
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from plinth.services.serving.logwriter import LogWriter
     from plinth.services.serving.pool import ModelPool
     from plinth.services.serving.routing import Router
+    from plinth.services.tracing import Tracing
+    from plinth.services.training.jobs import Retraining
     from plinth.store.notifications import Listener
 
 log = logging.getLogger("plinth.runtime")
@@ -77,6 +79,8 @@ class Runtime:
         self.settings = settings
         self.store = store
         self.serving: Serving | None = None
+        # OpenTelemetry tracing (PLINTH_TRACING); None when off, as by default.
+        self.tracing: Tracing | None = None
         self.evaluator: AlertEvaluator | None = None
         self._webhook: WebhookSink | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,6 +94,7 @@ class Runtime:
         store = Store(
             settings.resolved_database_url(),
             sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout_s=settings.sqlite_busy_timeout_s,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
         )
@@ -156,6 +161,19 @@ class Runtime:
 
         return Tokens(self.store, self.settings.tokens)
 
+    @cached_property
+    def retraining(self) -> Retraining:
+        from plinth.services.training.jobs import Retraining
+
+        return Retraining(
+            self.store,
+            self.registry,
+            self.policies,
+            workdir=self.settings.home / "training",
+            lease_s=self.settings.training_lease_s,
+            code_dir=(self.policies.source.parent if self.policies.source else None),
+        )
+
     def monitor(self, name: str) -> Monitor:
         """The report builder for ``name``, with its drift detectors from the policies."""
         from plinth.services.monitoring.report import Monitor
@@ -197,6 +215,7 @@ class Runtime:
         """Build and start one worker's request path; every registered model is loaded and
         every live deployment applied (versions loaded and warmed) before this returns."""
         from plinth.services.monitoring.collector import MonitorCollector
+        from plinth.services.rollout.applied import WorkerReporter
         from plinth.services.rollout.deployments import Deployments
         from plinth.services.serving.logwriter import LogWriter
         from plinth.services.serving.pool import ModelPool
@@ -204,9 +223,15 @@ class Runtime:
 
         settings = self.settings
         policies = self.policies
+        if settings.tracing and self.tracing is None:
+            from plinth.services.tracing import Tracing
+
+            self.tracing = Tracing.from_environment()
         log_writer = None
         if settings.log_predictions:
-            log_writer = LogWriter(self.store, max_rows=settings.log_max_batch_rows)
+            log_writer = LogWriter(
+                self.store, max_rows=settings.log_max_batch_rows, probe_s=settings.store_probe_s
+            )
             log_writer.start()
         collector = MonitorCollector(self.store, interval_s=settings.profile_interval_s)
         flush_task = asyncio.create_task(collector.run())
@@ -227,10 +252,14 @@ class Runtime:
             breaker_cooldown_s=settings.breaker_cooldown_s,
             poll_s=settings.deployment_poll_s,
             shadow_queue_size=settings.shadow_queue_size,
+            reporter=WorkerReporter(self.store, settings.replica),
         )
         serving = Serving(log_writer, review_writer, collector, pool, router, flush_task)
         self.serving = serving
+        deployed = {r.name for r in await asyncio.to_thread(router.deployments.live)}
         for summary in await asyncio.to_thread(self.store.list_models):
+            if summary.name in deployed:
+                continue  # the router loads what the live revision routes to, not the newest
             try:
                 await pool.get(summary.name)
             except PlinthError as exc:
@@ -249,7 +278,12 @@ class Runtime:
         return serving
 
     async def start_background(
-        self, *, alerts: bool | None = None, canary: bool | None = None, gauges: bool = True
+        self,
+        *,
+        alerts: bool | None = None,
+        canary: bool | None = None,
+        gauges: bool = True,
+        training: bool | None = None,
     ) -> None:
         """Start the work that runs beside serving; each kind takes a lease in the store, so
         exactly one process of a deployment does it at a time."""
@@ -278,6 +312,9 @@ class Runtime:
                 lease_s=max(3 * settings.canary_interval_s, 5.0),
             )
             self._start(analyzer.run(settings.canary_interval_s))
+        if settings.training_jobs if training is None else training:
+            # Triggers, queued jobs and the canaries jobs started; a job runs in one process.
+            self._start(self.retraining.run(settings.training_interval_s))
         from plinth.services.privacy import LogRetention
 
         retention = LogRetention(
@@ -314,6 +351,8 @@ class Runtime:
         their batches counted before the collector's last flush and the writers close."""
         tasks, self._tasks = self._tasks, []
         serving, self.serving = self.serving, None
+        if "retraining" in self.__dict__:
+            self.retraining.stopping.set()  # a trainer still running is stopped, not awaited
         await _cancel(tasks)
         if serving is not None:
             if serving.listener is not None:
@@ -328,6 +367,9 @@ class Runtime:
         if self._webhook is not None:
             await asyncio.to_thread(self._webhook.close)
             self._webhook = None
+        if self.tracing is not None:  # after the pool: every batch's spans are drawn
+            await asyncio.to_thread(self.tracing.shutdown)
+            self.tracing = None
 
     def require_serving(self) -> Serving:
         """The request path; a clear 503 when this runtime does not serve (yet)."""

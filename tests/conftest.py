@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 TEST_DATABASE_ENV = "PLINTH_TEST_DATABASE_URL"
 
+# The provider simulator (remote models' tests): a real HTTP server on loopback.
+pytest_plugins = ["tests.remote_support"]
+
 
 @pytest.fixture(autouse=True)
 def _clear_plinth_env(monkeypatch: pytest.MonkeyPatch) -> None:

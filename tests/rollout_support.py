@@ -6,6 +6,7 @@ server imports them from this module, which is on its PYTHONPATH.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -36,6 +37,22 @@ class SlowModel:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if (frame["a"] > 500).any():
             time.sleep(self.seconds)
+        return frame["a"].to_numpy(dtype=float) * 2.0
+
+
+HANG_RELEASE = threading.Event()
+
+
+class HangingModel:
+    """Hangs on any ``a`` over 500 until ``HANG_RELEASE`` is set (at most 60 s), else 2a.
+
+    The class is unpickled by reference, so a model loaded in this process waits on this
+    module's event: a test decides when the hang ends.
+    """
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if (frame["a"] > 500).any():
+            HANG_RELEASE.wait(60)
         return frame["a"].to_numpy(dtype=float) * 2.0
 
 

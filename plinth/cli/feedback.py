@@ -27,8 +27,12 @@ from plinth.services.feedback.labels import ItemOutcome
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CHUNK_ROWS = 1000
 
-review_app = typer.Typer(help="Work the review queue: list, show, claim, resolve.")
-tokens_app = typer.Typer(help="API tokens and their roles (predict, reviewer, admin).")
+review_app = typer.Typer(
+    rich_markup_mode=None, help="Work the review queue: list, show, claim, resolve."
+)
+tokens_app = typer.Typer(
+    rich_markup_mode=None, help="API tokens and their roles (predict, reviewer, admin)."
+)
 
 
 def _label_items(frame: pd.DataFrame, name: str, label: str = "label") -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ Every command shows a PlinthError as its code, message and hint and exits non-ze
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
@@ -17,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli import feedback, privacy, rollout
+from plinth.cli import feedback, privacy, rollout, training
 from plinth.cli.common import (
     HomeOption,
     console,
@@ -29,18 +30,22 @@ from plinth.cli.common import (
 )
 from plinth.cli.contract import contract_app
 from plinth.cli.monitor import monitor
-from plinth.config.settings import SETTINGS_HANDOFF
+from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError
 from plinth.flavors.mlflow import read_mlflow_model
+from plinth.flavors.remote import RemoteSpec
 from plinth.runtime import Runtime
 from plinth.services.batch_scoring import score_frame
-from plinth.services.datasets import file_sha256, read_table, write_table
+from plinth.services.datasets import file_sha256, read_examples, read_table, write_table
+from plinth.services.monitoring.exports import grafana_dashboard, prometheus_rules, to_yaml
+from plinth.services.registry.compare import version_changes
 from plinth.services.replay import replay as replay_prediction
 from plinth.services.review.writer import ReviewWriter
 from plinth.services.views import version_view
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help is plain text: "[default: …]" must survive
     name="plinth",
     help="Run a trained model in production: contract, serving, prediction log, replay.",
     no_args_is_help=True,
@@ -48,6 +53,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _parse_ref = parse_ref
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from plinth.version import __version__
+
+        print(f"plinth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run a trained model in production: contract, serving, prediction log, replay."""
 
 
 def _parse_tags(tags: list[str]) -> dict[str, str]:
@@ -67,15 +92,26 @@ def register(
         Path | None,
         typer.Argument(
             help="Model file: .skops, .onnx, XGBoost .ubj/.json, LightGBM .txt, "
-            "or .joblib/.pkl with --trust-pickle."
+            ".joblib/.pkl with --trust-pickle, or a remote model's spec .toml "
+            "(docs/remote-models.md)."
         ),
     ] = None,
     *,
     name: Annotated[str, typer.Option(help="Model name; versions are numbered per name.")],
     train: Annotated[
-        Path, typer.Option(help="Training table (.csv or .parquet), target included.")
-    ],
-    target: Annotated[str, typer.Option(help="Name of the target column in --train.")],
+        Path | None,
+        typer.Option(help="Training table (.csv or .parquet), target included."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Name of the target column in --train.")
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="Example inputs of a remote model (.jsonl, .csv or .parquet): the input "
+            "contract is inferred from them. Only with a spec .toml."
+        ),
+    ] = None,
     holdout: Annotated[Path | None, typer.Option(help="Held-out table for the metrics.")] = None,
     task: Annotated[
         str | None, typer.Option(help="classification or regression [default: inferred].")
@@ -103,11 +139,19 @@ def register(
     ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Register a trained model with its training data as a new version."""
+    """Register a trained model with its training data (or a remote model's spec with
+    example inputs) as a new version."""
     tags = _parse_tags(tag or [])
     if (model is None) == (from_mlflow is None):
         raise ModelSourceChoiceError(
             "Give either a model file or --from-mlflow URI.",
+        )
+    if model is not None and model.suffix.lower() == ".toml":
+        _register_remote(model, name=name, examples=examples, tags=tags, home=home)
+        return
+    if train is None or target is None or examples is not None:
+        raise ModelSourceChoiceError(
+            "A trained model needs --train and --target (--examples is for a remote spec).",
         )
     source: Any = model
     lineage = None
@@ -140,15 +184,44 @@ def register(
     console.print(f"  {metrics.get('split', 'train')} metrics: {shown}", highlight=False)
 
 
+def _register_remote(
+    spec_path: Path, *, name: str, examples: Path | None, tags: dict[str, str], home: Path | None
+) -> None:
+    if examples is None:
+        raise ModelSourceChoiceError(
+            "A remote model's spec needs --examples: a file of example inputs.",
+        )
+    spec = RemoteSpec.read(spec_path)
+    frame = read_examples(examples)
+    with open_runtime(home) as runtime:
+        record = runtime.registry.register_remote(
+            spec, name=name, examples=frame, tags=tags, examples_sha256=file_sha256(examples)
+        )
+    endpoint = spec.endpoint
+    console.print(
+        f"[green]registered[/] {record.name}:{record.version} "
+        f"(remote, {record.task}, {endpoint['kind']} {endpoint['model'] or endpoint['base_url']}, "
+        f"sha256 {record.sha256[:12]}…)",
+        highlight=False,
+    )
+    contract = record.metadata["contract"]["fields"]
+    console.print(
+        f"  input contract from {len(frame)} examples: "
+        + ", ".join(f"{f['name']} ({f['kind']})" for f in contract),
+        highlight=False,
+    )
+
+
 @app.command()
 @handle_errors
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """List registered models."""
+    """List registered models, with the versions that serve (champion, canary, shadows)."""
     with open_runtime(home) as runtime:
         summaries = runtime.store.list_models()
+        live = {r.name: r.spec for r in runtime.deployments.live()}
     if as_json:
         print(
             json.dumps(
@@ -159,6 +232,7 @@ def models(
                         "latest_version": s.latest_version,
                         "versions": s.versions,
                         "updated_at": s.updated_at.isoformat(),
+                        **_roles(live.get(s.name), s.latest_version),
                     }
                     for s in summaries
                 ],
@@ -166,16 +240,29 @@ def models(
             )
         )
         return
-    table = Table("name", "task", "latest", "versions", "updated")
+    table = Table("name", "task", "champion", "canary", "shadows", "latest", "versions", "updated")
     for s in summaries:
+        roles = _roles(live.get(s.name), s.latest_version)
+        canary = roles["canary"]
         table.add_row(
             s.name,
             s.task,
+            str(roles["champion"]),
+            "" if canary is None else f"{canary['version']} @ {canary['weight']:g}%",
+            ", ".join(map(str, roles["shadows"])),
             str(s.latest_version),
             str(s.versions),
             s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table if summaries else "No models registered yet: see `plinth register --help`.")
+
+
+def _roles(spec: Any, latest: int) -> dict[str, Any]:
+    """Who serves: the live deployment's roles, or the newest version when never deployed."""
+    if spec is None:
+        return {"champion": latest, "canary": None, "shadows": []}
+    canary = None if spec.canary is None else spec.canary.to_dict()
+    return {"champion": spec.champion, "canary": canary, "shadows": list(spec.shadows)}
 
 
 @app.command()
@@ -247,9 +334,24 @@ def show(
     console.print(table)
     lineage = view.get("lineage", {})
     git = lineage.get("git") or {}
+    remote = view.get("remote")
+    if isinstance(remote, dict):
+        endpoint, prompt = remote.get("endpoint", {}), remote.get("prompt", {})
+        console.print(
+            f"remote: {endpoint.get('kind')} {endpoint.get('base_url')} "
+            f"model {endpoint.get('model')}, parameters "
+            + json.dumps({k: v for k, v in remote.get("parameters", {}).items() if v is not None}),
+            highlight=False,
+        )
+        for part in ("system", "template"):
+            if prompt.get(part):
+                console.print(f"prompt {part}:", highlight=False)
+                console.print(escape(str(prompt[part])), highlight=False)
+    source = "examples" if isinstance(remote, dict) else "train"
     console.print(
-        f"lineage: train sha256 {str(lineage.get('train_sha256'))[:12]}…, "
-        f"{lineage.get('train_rows')} rows, commit {git.get('commit', 'n/a')}"
+        f"lineage: {source} sha256 {str(lineage.get(source + '_sha256'))[:12]}…, "
+        f"{lineage.get('example_rows' if source == 'examples' else 'train_rows')} rows, "
+        f"commit {git.get('commit', 'n/a')}"
         f"{' (dirty)' if git.get('dirty') else ''}, "
         + ", ".join(f"{k} {v}" for k, v in (lineage.get("libraries") or {}).items()),
         highlight=False,
@@ -271,6 +373,13 @@ def serve(
         float | None,
         typer.Option(help="Send answers below this confidence to human review."),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the Open Inference Protocol over gRPC (KServe v2 "
+            "GRPCInferenceService) on this port, on --host; needs the grpc extra."
+        ),
+    ] = None,
     ssl_certfile: Annotated[
         Path | None,
         typer.Option(help="Serve HTTPS with this PEM certificate (chain); needs --ssl-keyfile."),
@@ -281,7 +390,7 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Serve every registered model over HTTP (FastAPI on uvicorn), or HTTPS with
-    --ssl-certfile and --ssl-keyfile."""
+    --ssl-certfile and --ssl-keyfile, and gRPC if asked."""
     import uvicorn
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
@@ -296,6 +405,8 @@ def serve(
     settings = settings.model_copy(update={"home": settings.home.resolve()})
     if review_below is not None:
         settings = settings.model_copy(update={"review_below": review_below})
+    if grpc_port is not None:
+        settings = settings.model_copy(update={"grpc_port": grpc_port, "grpc_host": host})
     settings.policies()  # a bad plinth.toml stops here, every problem listed (exit 2)
     # Apply migrations once here, before workers race to do it.
     Runtime.open(settings).close()
@@ -306,7 +417,8 @@ def serve(
     scheme = "https" if ssl_certfile is not None else "http"
     console.print(
         f"Plinth serving on {scheme}://{host}:{port} (home {settings.home}, "
-        f"{workers} worker{'s' if workers > 1 else ''})",
+        f"{workers} worker{'s' if workers > 1 else ''})"
+        + (f"; gRPC on {host}:{settings.grpc_port}" if settings.grpc_port else ""),
         highlight=False,
     )
     uvicorn.run(
@@ -322,6 +434,13 @@ def serve(
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
+
+
+class Engine(enum.StrEnum):
+    """Where ``plinth predict`` scores."""
+
+    local = "local"
+    ray = "ray"
 
 
 @app.command()
@@ -341,26 +460,55 @@ def predict(
             "policy plinth serve uses: plinth.toml, then PLINTH_REVIEW_BELOW]."
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="Where to score: this process, or a Ray cluster (the `ray` extra)."),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to use with --engine ray, e.g. ray://head:10001 "
+            "[default: a local Ray started for this run]."
+        ),
+    ] = None,
+    block_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows per block with --engine ray: the unit a Ray worker "
+            "scores, logs and, if it dies, scores again.",
+        ),
+    ] = 5_000,
     home: HomeOption = None,
 ) -> None:
     """Score a file through the same contract, log and review gate as online traffic.
 
     Rows under the model's review gate become review items, like unsure online answers;
-    the output then has review_id and review_status columns.
+    the output then has review_id and review_status columns. With --engine ray the rows
+    are split over a Ray cluster's workers, each scoring its blocks the same way; they
+    need the same database and artifacts folder.
     """
     model_name, version = _parse_ref(name)
     frame = read_table(input)
     settings = open_settings(home)
     if review_below is not None:  # as PLINTH_REVIEW_BELOW: plinth.toml's per-model gates win
         settings = settings.model_copy(update={"review_below": review_below})
+    if engine is Engine.ray:
+        _predict_on_ray(settings, model_name, version, frame, output, address, block_rows)
+        return
+    if address is not None:
+        raise typer.BadParameter("--address needs --engine ray", param_hint="--address")
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
         model.log_policy = runtime.policies.log(model.name)
-        with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
-            scored, summary = score_frame(
-                model, frame, writer, reviews=reviews, on_progress=advance
-            )
+        try:
+            with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
+                scored, summary = score_frame(
+                    model, frame, writer, reviews=reviews, on_progress=advance
+                )
+        finally:
+            model.flavor.close()
         write_table(scored, output)
         if summary.reviewed and settings.review_context:
             _wait_for_review_context(reviews, summary.reviewed)
@@ -375,6 +523,38 @@ def predict(
     )
     if summary.reviewed:
         console.print(f"review them with: plinth review list --model {model.name}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1 if summary.scored == 0 else 0)
+
+
+def _predict_on_ray(
+    settings: Settings,
+    name: str,
+    version: int | None,
+    frame: Any,
+    output: Path,
+    address: str | None,
+    block_rows: int,
+) -> None:
+    try:
+        from plinth.engines.ray_data import score_on_ray
+    except ImportError as error:  # pragma: no cover - the extra is part of the dev install
+        raise typer.BadParameter(
+            f"--engine ray needs Ray: pip install 'plinth-ml[ray]' ({error})", param_hint="--engine"
+        ) from error
+    with open_runtime(None, settings) as runtime:  # the version exists, before any cluster
+        shown = runtime.store.get_version(name, version)
+    console.print(f"scoring {name}:{shown.version} on Ray ({address or 'local'})", highlight=False)
+    scored, summary = score_on_ray(
+        settings, name, shown.version, frame, address=address, block_rows=block_rows
+    )
+    write_table(scored, output)
+    console.print(
+        f"[green]scored[/] {summary.scored}/{summary.rows} rows with {name}:{shown.version} "
+        f"on Ray → {output} ({summary.warned} with warnings, {summary.failed} failed, "
+        f"{summary.reviewed} sent to review)",
+        highlight=False,
+    )
     if summary.failed:
         raise typer.Exit(1 if summary.scored == 0 else 0)
 
@@ -412,6 +592,7 @@ def replay(
                     "logged": result.logged,
                     "replayed": result.replayed,
                     "differences": result.differences,
+                    "note": result.note,
                 },
                 indent=2,
             )
@@ -431,12 +612,118 @@ def replay(
             style = "" if repr(left) == repr(right) else "bold red"
             table.add_row(key, repr(left), repr(right), style=style)
         console.print(table)
+        if result.note:
+            console.print(f"[yellow]note:[/] {result.note}", highlight=False)
         if result.identical:
             console.print("[green]identical[/]")
         else:
             console.print("[bold red]differs:[/] " + "; ".join(result.differences), highlight=False)
     if not result.identical:
         raise typer.Exit(1)
+
+
+@app.command("diff")
+@handle_errors
+def diff_versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    before: Annotated[int, typer.Argument(help="The older version.")],
+    after: Annotated[int, typer.Argument(help="The newer version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show what changed between two versions: a remote model's prompt (as a diff),
+    parameters, schema and call settings; a trained model's artifact and parameters."""
+    with open_runtime(home) as runtime:
+        a = runtime.store.get_version(name, before)
+        b = runtime.store.get_version(name, after)
+    changes = version_changes(a, b)
+    if as_json:
+        print(json.dumps([c.to_dict() for c in changes], indent=2, default=str))
+        return
+    if not changes:
+        console.print(f"{name}:{before} and {name}:{after} are the same", highlight=False)
+        return
+    for change in changes:
+        if change.lines:
+            console.print(f"[bold]{change.path}[/]", highlight=False)
+            for line in change.lines:
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                console.print(escape(line), style=style, highlight=False)
+        else:
+            console.print(
+                f"[bold]{change.path}[/]: {escape(repr(change.before))} → "
+                f"{escape(repr(change.after))}",
+                highlight=False,
+            )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_version(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="The version to evaluate.")],
+    dataset: Annotated[
+        Path,
+        typer.Option(help="Labelled examples (.jsonl, .csv or .parquet): inputs and a label."),
+    ],
+    against: Annotated[
+        int | None, typer.Option(help="Another version to run on the same rows, side by side.")
+    ] = None,
+    label: Annotated[str, typer.Option(help="The column holding the right answer.")] = "label",
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="module:function(predicted, expected) -> score in [0, 1] [default: exact match]."
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once.", min=1)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run a version over labelled examples before rollout: schema validity, score
+    (accuracy or your scorer), latency, tokens and cost; with --against, two side by side.
+    Nothing is logged as a prediction."""
+    from plinth.services.evaluation import evaluate, load_scorer
+
+    score_fn = load_scorer(scorer) if scorer is not None else None
+    frame = read_examples(dataset)
+    versions = [version] if against is None else [against, version]
+    with open_runtime(home) as runtime:
+        results = [
+            evaluate(
+                runtime.store,
+                runtime.registry,
+                name,
+                v,
+                frame,
+                label=label,
+                scorer=score_fn,
+                concurrency=concurrency,
+            )
+            for v in versions
+        ]
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    table = Table("", *(f"{name}:{r.version}" for r in results), title=f"{len(frame)} examples")
+
+    def row(title: str, cell: Any) -> None:
+        table.add_row(title, *(cell(r) for r in results))
+
+    row("answered (valid)", lambda r: f"{r.answered}/{r.rows} ({r.valid_share:.1%})")
+    row("score" if scorer else "accuracy", lambda r: "—" if r.score is None else f"{r.score:.4f}")
+    row("errors", lambda r: ", ".join(f"{c} {n}" for c, n in r.errors.items()) or "—")
+    row("latency p50 / p95 ms", lambda r: _latency(r.latency_ms))
+    row("tokens (prompt / completion)", lambda r: f"{r.prompt_tokens} / {r.completion_tokens}")
+    row("re-asks", lambda r: str(r.reasks))
+    row("cost", lambda r: f"{r.cost:.6g}")
+    console.print(table)
+
+
+def _latency(latency: dict[str, float]) -> str:
+    if not latency:
+        return "—"
+    return f"{latency['p50']:.1f} / {latency['p95']:.1f}"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -495,6 +782,35 @@ def prune(
 rollout.register(app, handle_errors)  # deploy, promote, rollback, history
 feedback.register(app, handle_errors)  # feedback, performance, review, tokens
 privacy.register(app, handle_errors)  # forget
+training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
+
+
+@app.command("prometheus-rules")
+@handle_errors
+def prometheus_rules_command(home: HomeOption = None) -> None:
+    """Print Plinth's alert rules (plinth.toml) as a Prometheus rules file (YAML).
+
+    The traffic rules are PromQL over the request metrics; drift, control charts and
+    performance fire from the gauges Plinth's own evaluator sets. Check it with
+    `promtool check rules FILE`.
+    """
+    settings = open_settings(home)
+    rules = prometheus_rules(settings.policies().monitoring, settings.review_sla_s)
+    typer.echo(to_yaml(rules))
+
+
+@app.command()
+@handle_errors
+def grafana(
+    name: Annotated[
+        str | None, typer.Argument(help="One model's dashboard [default: all, with a chooser].")
+    ] = None,
+) -> None:
+    """Print a Grafana dashboard (JSON) of Plinth's Prometheus metrics: traffic, latency
+    percentiles, errors, batch sizes, drift, performance, review queue, alerts firing."""
+    typer.echo(json.dumps(grafana_dashboard(name), indent=2))
+
+
 app.add_typer(contract_app)
 app.command()(handle_errors(monitor))  # plinth monitor
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import console, err_console, open_runtime
-from plinth.core.durations import parse_duration
+from plinth.core.durations import format_latency, parse_duration
 from plinth.errors import UnknownOutputFormatError
 from plinth.runtime import Runtime
 from plinth.services.monitoring.alerts import (
@@ -27,7 +28,7 @@ from plinth.services.monitoring.alerts import (
     WebhookSink,
     log_sink,
 )
-from plinth.services.monitoring.report import Baseline
+from plinth.services.monitoring.report import Baseline, describe_roles
 from plinth.services.monitoring.report_html import render_html
 
 
@@ -47,7 +48,7 @@ def _duration(seconds: float) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value * 1000:.3g} ms"
+    return format_latency(value)
 
 
 def print_performance(performance: dict[str, Any]) -> None:
@@ -84,6 +85,9 @@ def print_report(report: dict[str, Any]) -> None:
         f"({w['intervals']} intervals{of})  baseline {report['baseline']}",
         highlight=False,
     )
+    deployment = report.get("deployment")
+    if deployment is not None:
+        console.print(escape(describe_roles(report["version"], deployment)), highlight=False)
     console.print(
         f"requests {traffic['requests']}  records {traffic['records']}  "
         f"error rate {_fmt(traffic['error_rate'])}  "
@@ -153,11 +157,17 @@ def monitor(
         str, typer.Option(help="reference (training profile) or previous (the window before).")
     ] = "reference",
     version: Annotated[
-        int | None, typer.Option(help="Version [default: newest with traffic].")
+        int | None,
+        typer.Option(help="Version [default: the champion that serves the traffic]."),
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     html: Annotated[
-        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report to this file instead of printing the "
+            "tables (--format json still prints JSON).",
+        ),
     ] = None,
     watch: Annotated[
         bool,
@@ -224,7 +234,7 @@ def _watch_or_show(
                 report["performance"] = runtime.performance.report(name, window=span, windows=1)
                 if output_format == "json":
                     print(json.dumps(report, indent=2), flush=True)
-                else:
+                elif html is None:  # with --html the file is the report
                     print_report(report)
                 if html is not None:
                     html.write_text(render_html(report), encoding="utf-8")

@@ -1,7 +1,9 @@
 """``plinth deploy | promote | rollback | history``: versioned rollout from the terminal.
 
-Commands write a new deployment revision to the store and return; every serving worker
-applies it within a poll interval (a quarter of a second by default). ``register`` adds
+Commands write a new deployment revision to the store, then wait (``--wait``, 10 s by
+default) until every live serving worker reports it applied: a worker that cannot load a
+version it routes to makes the command fail with that load error's code and hint, while the
+workers keep serving the revision before. ``register`` adds
 the commands to the main Typer app, which passes in its error handler so these commands
 report errors exactly like the others.
 """
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from plinth.cli.canary import register_canary, show_decisions
 from plinth.cli.common import open_runtime
+from plinth.services.rollout.applied import DEFAULT_WAIT_S, wait_for_revision
 from plinth.services.rollout.deployments import Deployments, Revision, parse_fallback
 
 console = Console()
@@ -30,6 +33,13 @@ HomeOption = Annotated[
     typer.Option("--home", envvar="PLINTH_HOME", help="Plinth's data folder [default: ./.plinth]."),
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the history.")]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        help="Seconds to wait for every live worker to apply the change; 0 returns at once.",
+    ),
+]
 
 
 @contextmanager
@@ -38,12 +48,17 @@ def _deployments(home: Path | None) -> Iterator[Deployments]:
         yield runtime.deployments
 
 
-def _done(verb: str, revision: Revision) -> None:
+def _done(verb: str, revision: Revision, service: Deployments, wait: float) -> None:
+    """Say what was recorded, then wait for the live workers to apply it (or say why not)."""
     console.print(
         f"[green]{verb}[/] {revision.name} revision {revision.revision}: "
         f"{escape(revision.spec.describe())}",
         highlight=False,
     )
+    if wait <= 0:
+        return
+    applied = wait_for_revision(service.store, revision.name, revision.id, revision.revision, wait)
+    console.print(f"  {escape(applied.describe())}", highlight=False)
 
 
 def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
@@ -94,7 +109,15 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         max_output_distance: Annotated[
             float | None, typer.Option(help="Largest Jensen-Shannon distance of outputs.")
         ] = None,
+        scorer: Annotated[
+            str | None,
+            typer.Option(
+                help="module:function(predicted, expected) -> score in [0, 1]: judges the "
+                "arms' labelled answers [default: exact match]."
+            ),
+        ] = None,
         reason: ReasonOption = "",
+        wait: WaitOption = DEFAULT_WAIT_S,
         home: HomeOption = None,
     ) -> None:
         """Deploy VERSION as champion, or with --canary PCT as the canary.
@@ -117,22 +140,24 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                     "max_error_rate": max_error_rate,
                     "max_p95_increase": max_p95_increase,
                     "max_output_distance": max_output_distance,
+                    "scorer": scorer,
                 },
                 reason=reason,
             )
-        _done("deployed", revision)
+            _done("deployed", revision, service, wait)
 
     @app.command()
     @handle_errors
     def promote(
         name: Annotated[str, typer.Argument(help="Model name.")],
         reason: ReasonOption = "",
+        wait: WaitOption = DEFAULT_WAIT_S,
         home: HomeOption = None,
     ) -> None:
         """Make the canary the champion."""
         with _deployments(home) as service:
             revision = service.promote(name, reason=reason)
-        _done("promoted", revision)
+            _done("promoted", revision, service, wait)
 
     @app.command()
     @handle_errors
@@ -142,12 +167,13 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
             int | None, typer.Option("--to", help="Revision to return to [default: previous].")
         ] = None,
         reason: ReasonOption = "",
+        wait: WaitOption = DEFAULT_WAIT_S,
         home: HomeOption = None,
     ) -> None:
         """Serve an earlier revision's spec again (recorded as a new revision)."""
         with _deployments(home) as service:
             revision = service.rollback(name, to=to, reason=reason)
-        _done("rolled back", revision)
+            _done("rolled back", revision, service, wait)
 
     @app.command()
     @handle_errors

@@ -11,8 +11,9 @@ The file's shape::
     [monitoring]            # alert rules for every model (AlertRules)
     [monitoring.drift]      # drift detectors (plinth.core.drift.DriftConfig)
     [canary]                # canary analysis for every model (plinth.core.canary.CanaryPolicy)
-    [models.NAME]           # batching and the review gate of one model
+    [models.NAME]           # batching, admission and the review gate of one model
     [models.NAME.monitoring], [models.NAME.canary]   # per-model overrides
+    [models.NAME.training]  # retraining recipe, data, holdout, gate, triggers (TrainingPolicy)
     [log], [models.NAME.log]   # what the prediction log keeps (plinth.core.privacy.LogPolicy)
 """
 
@@ -38,8 +39,10 @@ from pydantic import (
 from plinth.core.canary import CanaryPolicy
 from plinth.core.drift import Detector, DriftConfig
 from plinth.core.durations import parse_duration
+from plinth.core.gate import GatePolicy
 from plinth.core.privacy import LogPolicy
 from plinth.core.review import ReviewPolicy
+from plinth.core.schedule import Schedule
 from plinth.errors import ConfigError, InvalidConfigError, PlinthError, Problem
 from plinth.errors.config import LOG_HASH_KEY, LOG_REDACT_AND_HASH
 
@@ -103,10 +106,68 @@ class CanaryPolicies:
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """Most records per model call, and the longest a batch may wait for more."""
+    """Most records per model call, the longest a batch may wait for more, and admission:
+    most records waiting (0: no bound) and whether to shed what cannot meet its deadline."""
 
     max_batch_size: int = 64
     max_wait_s: float = 0.0
+    max_queue_records: int = 0
+    shed: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Where a retraining job's rows come from (docs/retraining.md, "Data")."""
+
+    reference: bool = True  # the champion's training table, stored at registration
+    traffic: bool = True  # labelled traffic from the prediction log, point-in-time
+    window: timedelta = timedelta(days=30)  # how far back labelled traffic is read
+    max_rows: int = 200_000  # the newest rows win when there are more
+    traffic_weight: float = 1.0  # sample weight of a traffic row (reference rows weigh 1)
+    table: str | None = None  # an external CSV or Parquet file
+    sql: str | None = None  # ...or a query on a PostgreSQL URL
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingTriggers:
+    """What starts a job without a person; each is off unless set."""
+
+    schedule: Schedule | None = None
+    labels: int | None = None  # labels received since the last training
+    drift: bool = False  # a drift alert (dataset or feature) firing
+    performance: bool = False  # a performance-drop alert firing
+    cooldown: timedelta = timedelta(hours=1)  # between automatic jobs of one model
+
+
+@dataclass(frozen=True)
+class TrainingPolicy:
+    """``[models.NAME.training]``: how to retrain one model, judge it and ship it."""
+
+    entrypoint: str | None = None  # "package.module:function"
+    command: tuple[str, ...] | None = None  # reads {data}, writes {output} (.skops)
+    target: str | None = None  # default: the champion's target
+    seed: int = 0
+    time_limit: timedelta = timedelta(minutes=30)
+    memory_mb: int | None = 4096
+    data: TrainingData = field(default_factory=TrainingData)
+    holdout_share: float = 0.2  # the newest share of labelled traffic, never trained on
+    holdout_min_rows: int = 30
+    gate: GatePolicy = field(default_factory=GatePolicy)
+    triggers: TrainingTriggers = field(default_factory=TrainingTriggers)
+    auto_deploy: bool = True
+    canary_share: float = 10.0
+    canary_min_requests: int | None = None
+    canary_min_duration: timedelta | None = None
+
+    def canary_settings(self) -> dict[str, Any]:
+        """The deploy flags a canary of this policy is started with (None: [canary]'s)."""
+        return {
+            "min_requests": self.canary_min_requests,
+            "min_duration": None
+            if self.canary_min_duration is None
+            else self.canary_min_duration.total_seconds(),
+        }
 
 
 @dataclass(frozen=True)
@@ -121,12 +182,17 @@ class Policies:
     review_models: Mapping[str, ReviewPolicy] = field(default_factory=dict)
     log_default: LogPolicy = field(default_factory=LogPolicy)
     log_models: Mapping[str, LogPolicy] = field(default_factory=dict)
+    training_models: Mapping[str, TrainingPolicy] = field(default_factory=dict)
     source: Path | None = None
 
     def log(self, name: str) -> LogPolicy:
         """What the prediction log keeps of ``name``'s records: ``[models.NAME.log]`` over
         ``[log]``."""
         return self.log_models.get(name, self.log_default)
+
+    def training(self, name: str) -> TrainingPolicy | None:
+        """``[models.NAME.training]``, or None when the model has no recipe."""
+        return self.training_models.get(name)
 
     def batching(self, name: str) -> BatchingPolicy:
         return self.batching_models.get(name, self.batching_default)
@@ -225,14 +291,106 @@ class _Log(_Section):
     retention: Duration | None = None
 
 
+class _TrainingData(_Section):
+    reference: bool = True
+    traffic: bool = True
+    window: Duration | None = None
+    max_rows: int = Field(default=200_000, ge=1)
+    traffic_weight: float = Field(default=1.0, gt=0)
+    table: str | None = None
+    sql: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _TrainingData:
+        if self.sql is not None and self.url is None:
+            raise ValueError("sql needs url (a postgresql:// URL to run it on)")
+        if self.url is not None and not self.url.startswith("postgresql"):
+            raise ValueError(f"url must be a postgresql:// URL, got {self.url.split(':')[0]!r}")
+        if self.table is not None and self.sql is not None:
+            raise ValueError("give table or sql, not both")
+        if not (self.reference or self.traffic or self.table or self.sql):
+            raise ValueError("no data source: set reference, traffic, table or sql")
+        return self
+
+
+class _TrainingHoldout(_Section):
+    share: float = Field(default=0.2, gt=0, lt=1)
+    min_rows: int = Field(default=30, ge=1)
+
+
+class _TrainingGate(_Section):
+    absolute: dict[str, float] = Field(default_factory=dict)
+    max_regression: float = Field(default=0.02, ge=-1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    require_improvement: bool = False
+    bootstrap: int = Field(default=2000, ge=100, le=100_000)
+    slices: list[str] = Field(default_factory=list)
+    slice_max_regression: float = Field(default=0.10, ge=-1)
+    slice_min_rows: int = Field(default=30, ge=1)
+    contract: Literal["block", "report"] = "block"
+
+
+def _cron(value: Any) -> Schedule:
+    if isinstance(value, Schedule):
+        return value
+    return Schedule(value)  # ValueError names the problem
+
+
+class _TrainingTriggers(_Section):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True
+    )
+
+    schedule: Annotated[Schedule, BeforeValidator(_cron)] | None = None
+    labels: int | None = Field(default=None, ge=1)
+    drift: bool = False
+    performance: bool = False
+    cooldown: Duration | None = None
+
+
+class _Training(_Section):
+    entrypoint: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    command: list[str] | None = Field(default=None, min_length=1)
+    target: str | None = None
+    seed: int = 0
+    time_limit: Duration | None = None
+    memory_mb: int | None = Field(default=4096, ge=64)
+    auto_deploy: bool = True
+    canary_share: float = Field(default=10.0, gt=0, lt=100)
+    canary_min_requests: int | None = Field(default=None, ge=1)
+    canary_min_duration: Duration | None = None
+    data: _TrainingData | None = None
+    holdout: _TrainingHoldout | None = None
+    gate: _TrainingGate | None = None
+    triggers: _TrainingTriggers | None = None
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> _Training:
+        if (self.entrypoint is None) == (self.command is None):
+            raise ValueError('give exactly one of entrypoint = "pkg.module:function" or command')
+        if self.command is not None:
+            text = " ".join(self.command)
+            missing = [p for p in ("{data}", "{output}") if p not in text]
+            if missing:
+                raise ValueError(
+                    f"command must name {' and '.join(missing)} (the training table it reads, "
+                    "the .skops file it writes)"
+                )
+        return self
+
+
 class _Model(_Section):
     max_batch_size: int | None = Field(default=None, ge=1, le=10_000)
     max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
+    max_queue_records: int | None = Field(default=None, ge=0)
+    shed: bool | None = None
     review_below: float | None = Field(default=None, ge=0, le=1)
     review_above: float | None = Field(default=None, ge=0)
     review_measure: Literal["top_probability", "margin", "tree_spread", "ood"] | None = None
     monitoring: _Monitoring | None = None
     canary: dict[str, Any] | None = None
+    training: _Training | None = None
     log: _Log | None = None
 
     @model_validator(mode="after")
@@ -260,6 +418,8 @@ def read_policies(
     *,
     max_batch_size: int = 64,
     max_wait_ms: float = 0.0,
+    max_queue_records: int = 0,
+    shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
     log_hash_key: str | None = None,
@@ -277,6 +437,8 @@ def read_policies(
         source=path,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        max_queue_records=max_queue_records,
+        shed=shed,
         review_below=review_below,
         review_measure=review_measure,
         log_hash_key=log_hash_key,
@@ -289,6 +451,8 @@ def parse_policies(
     source: Path | None = None,
     max_batch_size: int = 64,
     max_wait_ms: float = 0.0,
+    max_queue_records: int = 0,
+    shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
     log_hash_key: str | None = None,
@@ -319,7 +483,9 @@ def parse_policies(
     default_gate = _gate(review_below, review_measure, "PLINTH_REVIEW_BELOW", problems)
     alert_defaults = _alert_rules(AlertRules(), parsed.monitoring, "monitoring", problems)
     canary_defaults = _canary(CanaryPolicy(), parsed.canary, "canary", problems)
-    batching_default = BatchingPolicy(max_batch_size, max_wait_ms / 1000.0)
+    batching_default = BatchingPolicy(
+        max_batch_size, max_wait_ms / 1000.0, max_queue_records=max_queue_records, shed=shed
+    )
     key = (log_hash_key or "").encode("utf-8")
     log_default = _log(LogPolicy(hash_key=key), parsed.log, "log", problems)
     logs: dict[str, LogPolicy] = {}
@@ -327,23 +493,26 @@ def parse_policies(
     canaries: dict[str, CanaryPolicy] = {}
     batching: dict[str, BatchingPolicy] = {}
     gates: dict[str, ReviewPolicy] = {}
+    training: dict[str, TrainingPolicy] = {}
     for name, section in parsed.models.items():
         at = f"models.{name}"
+        if section.training is not None:
+            training[name] = _training(section.training)
         if section.monitoring is not None:
             alerts[name] = _alert_rules(
                 alert_defaults, section.monitoring, f"{at}.monitoring", problems
             )
         if section.canary is not None:
             canaries[name] = _canary(canary_defaults, section.canary, f"{at}.canary", problems)
-        if section.max_batch_size is not None or section.max_wait_ms is not None:
-            batching[name] = BatchingPolicy(
-                section.max_batch_size or batching_default.max_batch_size,
-                (
-                    batching_default.max_wait_s
-                    if section.max_wait_ms is None
-                    else section.max_wait_ms / 1000.0
-                ),
-            )
+        given = section.model_dump(
+            exclude_unset=True,
+            include={"max_batch_size", "max_wait_ms", "max_queue_records", "shed"},
+        )
+        if given:
+            wait_ms = given.pop("max_wait_ms", None)
+            if wait_ms is not None:
+                given["max_wait_s"] = wait_ms / 1000.0
+            batching[name] = replace(batching_default, **given)
         if section.log is not None:
             logs[name] = _log(log_default, section.log, f"{at}.log", problems)
         measure = section.review_measure or review_measure
@@ -361,9 +530,60 @@ def parse_policies(
         batching_models=batching,
         review_default=default_gate,
         review_models=gates,
+        training_models=training,
         log_default=log_default,
         log_models=logs,
         source=source,
+    )
+
+
+def _training(section: _Training) -> TrainingPolicy:
+    base = TrainingPolicy()
+    d = section.data or _TrainingData()
+    h = section.holdout or _TrainingHoldout()
+    g = section.gate or _TrainingGate()
+    t = section.triggers or _TrainingTriggers()
+    return TrainingPolicy(
+        entrypoint=section.entrypoint,
+        command=None if section.command is None else tuple(section.command),
+        target=section.target,
+        seed=section.seed,
+        time_limit=section.time_limit or base.time_limit,
+        memory_mb=section.memory_mb,
+        data=TrainingData(
+            reference=d.reference,
+            traffic=d.traffic,
+            window=d.window or TrainingData().window,
+            max_rows=d.max_rows,
+            traffic_weight=d.traffic_weight,
+            table=d.table,
+            sql=d.sql,
+            url=d.url,
+        ),
+        holdout_share=h.share,
+        holdout_min_rows=h.min_rows,
+        gate=GatePolicy(
+            absolute=dict(g.absolute),
+            max_regression=g.max_regression,
+            alpha=g.alpha,
+            require_improvement=g.require_improvement,
+            bootstrap=g.bootstrap,
+            slices=tuple(g.slices),
+            slice_max_regression=g.slice_max_regression,
+            slice_min_rows=g.slice_min_rows,
+            contract=g.contract,
+        ),
+        triggers=TrainingTriggers(
+            schedule=t.schedule,
+            labels=t.labels,
+            drift=t.drift,
+            performance=t.performance,
+            cooldown=t.cooldown or TrainingTriggers().cooldown,
+        ),
+        auto_deploy=section.auto_deploy,
+        canary_share=section.canary_share,
+        canary_min_requests=section.canary_min_requests,
+        canary_min_duration=section.canary_min_duration,
     )
 
 

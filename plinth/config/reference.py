@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from plinth.config import policies
 from plinth.config.settings import Settings
 from plinth.core.privacy import LogPolicy
+from plinth.core.schedule import Schedule
 
 _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
     ("[monitoring] and [models.NAME.monitoring]", policies._Monitoring, policies.AlertRules()),
@@ -30,7 +31,18 @@ _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
     ),
     ("[models.NAME]", policies._Model, None),
     ("[log] and [models.NAME.log]", policies._Log, LogPolicy()),
+    # Retraining (docs/retraining.md): the schema's own defaults.
+    ("[models.NAME.training]", policies._Training, "schema"),
+    ("[models.NAME.training.data]", policies._TrainingData, "schema"),
+    ("[models.NAME.training.holdout]", policies._TrainingHoldout, "schema"),
+    ("[models.NAME.training.gate]", policies._TrainingGate, "schema"),
+    ("[models.NAME.training.triggers]", policies._TrainingTriggers, "schema"),
 ]
+_SCHEMA_DEFAULTS = {
+    ("_Training", "time_limit"): "`30m`",
+    ("_TrainingData", "window"): "`30d`",
+    ("_TrainingTriggers", "cooldown"): "`1h`",
+}
 
 
 def render() -> str:
@@ -61,10 +73,27 @@ def render() -> str:
     for title, model, defaults in _SECTIONS:
         lines += ["", f"### {title}", "", "| key | type | default |", "| --- | --- | --- |"]
         for key, info in model.model_fields.items():
-            if key in ("monitoring", "canary", "drift", "log"):
+            if _is_section(key, info):
                 continue
-            lines.append(f"| `{key}` | {_type(info)} | {_policy_default(defaults, key)} |")
+            if defaults == "schema":
+                shown = _SCHEMA_DEFAULTS.get((model.__name__, key)) or _default(info)
+                shown = "off" if shown == "unset" else shown
+            else:
+                shown = _policy_default(defaults, key)
+            lines.append(f"| `{key}` | {_type(info)} | {shown} |")
     return "\n".join(lines) + "\n"
+
+
+def _is_section(key: str, info: FieldInfo) -> bool:
+    """A sub-table with its own heading (or, for canary, its own page)."""
+    if key == "canary":
+        return True
+    annotation = info.annotation
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return any(
+        isinstance(a, type) and issubclass(a, BaseModel) and a is not policies._Detector
+        for a in args
+    )
 
 
 def _default(info: FieldInfo) -> str:
@@ -102,6 +131,8 @@ def _describe(annotation: Any) -> str:
         return names[annotation]
     if annotation is timedelta:
         return "duration (90s, 15m, 1h, 7d)"
+    if annotation is Schedule:
+        return "cron expression (5 fields, UTC)"
     if annotation is policies._Detector:
         return "{ method, threshold }"
     return str(annotation)
@@ -109,7 +140,8 @@ def _describe(annotation: Any) -> str:
 
 def _policy_default(defaults: Any, key: str) -> str:
     if defaults is None:
-        return "the setting" if key in ("max_batch_size", "max_wait_ms") else "unset"
+        batching = ("max_batch_size", "max_wait_ms", "max_queue_records", "shed")
+        return "the setting" if key in batching else "unset"
     names = {f.name: f for f in fields(defaults)}
     if key == "features":
         return "none"

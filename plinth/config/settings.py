@@ -68,6 +68,36 @@ class Settings(BaseSettings):
         "never wait, take what queued during the previous call); it waits only when the "
         "model's learned cost says the wait pays.",
     )
+    max_queue_records: int = Field(
+        default=0,
+        ge=0,
+        description="Most records one worker lets wait for one model (queued or being "
+        "scored); a request beyond it is shed with 503 server.overloaded (0, the default: "
+        "no bound but the deadline); per model: max_queue_records in [models.NAME].",
+    )
+    shed: bool = Field(
+        default=True,
+        description="Shed a request at once (503 server.overloaded, Retry-After) when the "
+        "model's queue, at its learned call cost, cannot answer it before its deadline; "
+        "per model: shed in [models.NAME].",
+    )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC on this port (the grpc "
+        "extra); unset, the default: no gRPC. `plinth serve --grpc-port N` sets it.",
+    )
+    grpc_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the gRPC server binds; `plinth serve` sets it to --host.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP/HTTP (the otel extra); the "
+        "endpoint, headers and service name come from the standard OTEL_* variables "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...).",
+    )
     log_predictions: bool = Field(
         default=True, description="Write every prediction to the log (off only for benchmarks)."
     )
@@ -84,6 +114,19 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="NORMAL",
         description="SQLite durability: NORMAL survives a process crash, FULL also power loss.",
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a write waits for another process's write lock before "
+        "it fails with 503 store.unavailable.",
+    )
+    store_probe_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="After the prediction log failed to commit, predictions are refused at "
+        "once (503 store.unavailable) and /readyz is not ready; one request (or /readyz) "
+        "tries the store again at most this often, and the first success ends it.",
     )
     # Versioned rollout (plinth.services.serving.routing).
     deployment_poll_s: float = Field(
@@ -110,6 +153,20 @@ class Settings(BaseSettings):
         default=30.0, description="How often live canaries are judged (by one worker)."
     )
     canary_analysis: bool = Field(default=True, description="Judge canaries in `serve`.")
+    # Retraining (plinth.services.training); recipes in plinth.toml [models.NAME.training].
+    training_jobs: bool = Field(
+        default=True,
+        description="Check retraining triggers and run training jobs in `serve` (one job "
+        "runs in exactly one process, under the store's lease).",
+    )
+    training_interval_s: float = Field(
+        default=15.0, description="How often triggers are checked and queued jobs claimed."
+    )
+    training_lease_s: float = Field(
+        default=60.0,
+        description="A running job's lease, renewed every second while it trains; a job "
+        "whose worker stops renewing is failed this long after.",
+    )
     # Monitoring (plinth.services.monitoring and plinth.services.monitoring.alerts).
     profile_interval_s: float = Field(
         default=60.0, description="Length of one interval profile; each is stored at its end."
@@ -196,6 +253,8 @@ class Settings(BaseSettings):
             self.policy_file,
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
+            max_queue_records=self.max_queue_records,
+            shed=self.shed,
             review_below=self.review_below,
             review_measure=self.review_measure,
             log_hash_key=self.log_hash_key,

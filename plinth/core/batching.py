@@ -16,6 +16,11 @@ for more records:
 - otherwise at most ``max_wait_s``, at most half a fixed cost, at most the time the
   arrival rate needs to fill the batch, and never past the earliest deadline in the queue
   minus the predicted cost of the call.
+
+The same cost answers admission (``expected_wait``): a request that joins a queue the
+scoring thread cannot clear before the request's deadline is refused at once (503
+``server.overloaded`` with ``Retry-After``) rather than queued to time out, so under
+overload the admitted requests keep a bounded latency instead of every request waiting.
 """
 
 from __future__ import annotations
@@ -106,3 +111,26 @@ def wait_budget(
     if cost.per_row * gain >= fixed:
         return 0.0
     return max(0.0, min(wait, slack_s - cost.predict(queued + int(gain))))
+
+
+def expected_wait(
+    cost: CallCost, *, queued: int, incoming: int, max_rows: int, running_s: float = 0.0
+) -> float:
+    """Seconds until a request of ``incoming`` records, behind ``queued`` ones, is answered.
+
+    ``running_s`` is what the call under way still needs; then the scoring thread takes
+    full batches in order, so the queue drains in ``ceil((queued + incoming) / max_rows)``
+    calls. 0 until a call cost has been learned.
+
+    >>> cost = CallCost()
+    >>> for rows in (1, 64):
+    ...     cost.observe(rows, 0.003 + 0.00005 * rows)
+    >>> round(expected_wait(cost, queued=0, incoming=1, max_rows=64) * 1e3, 2)
+    3.05
+    >>> round(expected_wait(cost, queued=639, incoming=1, max_rows=64, running_s=0.002) * 1e3, 2)
+    64.0
+    """
+    if not cost.known:
+        return 0.0
+    full, rest = divmod(queued + incoming, max_rows)
+    return running_s + full * cost.predict(max_rows) + (cost.predict(rest) if rest else 0.0)

@@ -15,8 +15,8 @@ difference too small to matter never does either (every limit has a tolerance):
 - ``output_distance``: Jensen-Shannon distance between the arms' output distributions, failing
   only when it is above the limit *and* a chi-square test of homogeneity says it is not chance.
 - ``performance`` (labels): is the canary's mean loss (0/1 for classes, absolute error for
-  values) above the champion's x (1 + increase)? One-sided Welch z test; skipped below
-  ``min_labels`` labels per arm.
+  values, or 1 - a user ``scorer``'s score) above the champion's x (1 + increase)?
+  One-sided Welch z test; skipped below ``min_labels`` labels per arm.
 
 The verdict: ``wait`` until both arms have ``min_requests``; then ``rollback`` as soon as a
 check fails (stopping harm does not wait for the minimum duration); ``promote`` once every
@@ -26,6 +26,7 @@ evaluated check passes and ``min_duration_s`` has passed; otherwise ``wait``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -49,6 +50,7 @@ CHECKS: tuple[str, ...] = (
     "performance",
 )
 ACTIONS: tuple[str, ...] = ("auto", "rollback", "report")
+_SCORER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 #: The quantile the latency check judges.
 LATENCY_QUANTILE = 0.95
 
@@ -73,6 +75,9 @@ class CanaryPolicy:
     max_output_distance: float = 0.1
     min_labels: int = 50
     max_loss_increase: float = 0.05
+    # ``module:function(predicted, expected) -> score in [0, 1]``: the performance check's
+    # loss is 1 - score (e.g. the scorer ``plinth evaluate`` used); None: 0/1 or |error|.
+    scorer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -113,6 +118,12 @@ def _replace(base: CanaryPolicy, changes: Mapping[str, Any]) -> CanaryPolicy:
 
 
 def _coerce(key: str, value: Any) -> Any:
+    if key == "scorer":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _SCORER.match(value):
+            raise ValueError(f"scorer must be module:function, got {value!r}")
+        return value
     if key == "checks":
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise TypeError("checks must be a list of check names")

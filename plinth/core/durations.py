@@ -51,3 +51,23 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{round(seconds * 1000):g}ms"
+
+
+def format_latency(seconds: float | None) -> str:
+    """A latency for people: milliseconds below a second, seconds above, never an exponent.
+
+    >>> format_latency(0.00321), format_latency(0.4567), format_latency(3.214)
+    ('3.21 ms', '457 ms', '3.21 s')
+    >>> format_latency(None), format_latency(0.9996), format_latency(1234.0)
+    ('—', '1 s', '1234 s')
+    """
+    if seconds is None:
+        return "—"
+    ms = seconds * 1000.0
+    if abs(ms) < 100:
+        return f"{ms:.3g} ms"
+    if abs(ms) < 999.5:
+        return f"{ms:.0f} ms"
+    if abs(seconds) < 99.95:
+        return f"{seconds:.3g} s"
+    return f"{seconds:.0f} s"

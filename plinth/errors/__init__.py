@@ -28,6 +28,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── PerformanceError                 performance.*            422
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
+    ├── TrainingError                    training.*               409
     ├── ReplayRedactedError              replay.redacted          409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
@@ -41,7 +42,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── InternalError                    internal.error           500
     ├── RemoteError                      http.error               the server's
     ├── MissingExtraError                extra.missing            500
-    └── NotServingError                  server.not_serving       503
+    └── ServerError                      server.*                 503
 
 Each family lives in its own module (``plinth.errors.contract`` …) with the problem and
 warning codes its errors carry inside ``problems``. docs/errors.md lists every leaf and
@@ -50,6 +51,7 @@ every problem code; ``python -m plinth.errors`` writes it and a test keeps it in
 
 from plinth.errors.access import (
     AuthError,
+    CsrfError,
     ForbiddenError,
     InvalidTokenError,
     MissingTokenError,
@@ -64,10 +66,12 @@ from plinth.errors.base import (
     MissingExtraError,
     NotFoundError,
     NotServingError,
+    OverloadedError,
     PlinthError,
     Problem,
     ProblemCode,
     RemoteError,
+    ServerError,
     error_class,
     leaves,
     problem_code,
@@ -116,9 +120,9 @@ from plinth.errors.registry import (
     ArtifactMissingError,
     BadOutputOnDataError,
     EmptyTrainingDataError,
+    ExamplesError,
     FeatureCountError,
     HashMismatchError,
-    InvalidArtifactNameError,
     InvalidModelNameError,
     InvalidTaskError,
     LightGBMLabelsError,
@@ -131,6 +135,7 @@ from plinth.errors.registry import (
     ModelNotFoundError,
     PickleNotTrustedError,
     RegistryError,
+    RemoteSpecError,
     UnknownArtifactFormatError,
     UnknownTargetLabelsError,
     UnsupportedMlflowFlavorError,
@@ -164,11 +169,13 @@ from plinth.errors.request import (
     UnsupportedDataFormatError,
 )
 from plinth.errors.rollout import (
+    ApplyTimeoutError,
     DeployError,
     DeploymentChangedError,
     InvalidDeploymentError,
     NoCanaryError,
     NothingToRollBackError,
+    RevisionNotAppliedError,
     RevisionNotFoundError,
 )
 from plinth.errors.serving import (
@@ -180,6 +187,11 @@ from plinth.errors.serving import (
     ModelRaisedError,
     NoDefaultOutputError,
     PredictionNotFoundError,
+    RemoteBudgetError,
+    RemoteCredentialsError,
+    RemoteRefusedError,
+    RemoteSchemaError,
+    RemoteUnavailableError,
     RouteError,
     ScoringFailedError,
 )
@@ -217,11 +229,23 @@ from plinth.errors.store import (
     StoreWriteError,
     UnstorableValueError,
 )
+from plinth.errors.training import (
+    JobActiveError,
+    JobLeaseLostError,
+    JobNotFoundError,
+    NotAwaitingApprovalError,
+    NoTrainingDataError,
+    TrainerFailedError,
+    TrainerTimeoutError,
+    TrainingError,
+    TrainingNotConfiguredError,
+)
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
     "PROBLEM_CODES",
     "AlreadyResolvedError",
+    "ApplyTimeoutError",
     "ArtifactMissingError",
     "AuthError",
     "BadModelOutputError",
@@ -234,6 +258,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "ContractViolationError",
+    "CsrfError",
     "DataError",
     "DataFileNotFoundError",
     "DatabaseUrlError",
@@ -248,6 +273,7 @@ __all__ = [
     "EmptyTrainingDataError",
     "EstimationError",
     "EstimationUnknownLabelError",
+    "ExamplesError",
     "FallbackExhaustedError",
     "FeatureCountError",
     "ForbiddenError",
@@ -256,7 +282,6 @@ __all__ = [
     "IncompatibleContractEditError",
     "IncompatibleProfileError",
     "InternalError",
-    "InvalidArtifactNameError",
     "InvalidAttributionInputError",
     "InvalidBodyError",
     "InvalidChartInputError",
@@ -280,6 +305,9 @@ __all__ = [
     "InvalidTokenError",
     "InvalidTrainingDataError",
     "InvalidWindowError",
+    "JobActiveError",
+    "JobLeaseLostError",
+    "JobNotFoundError",
     "LabelsFileColumnsError",
     "LightGBMLabelsError",
     "MalformedJsonError",
@@ -308,11 +336,14 @@ __all__ = [
     "NoMetricsDataError",
     "NoOodReferenceError",
     "NoReferenceProfileError",
+    "NoTrainingDataError",
     "NonFiniteMetricsInputError",
+    "NotAwaitingApprovalError",
     "NotFittedError",
     "NotFoundError",
     "NotServingError",
     "NothingToRollBackError",
+    "OverloadedError",
     "PathNotFoundError",
     "PerformanceError",
     "PickleNotTrustedError",
@@ -323,7 +354,13 @@ __all__ = [
     "ProblemCode",
     "ProfileError",
     "RegistryError",
+    "RemoteBudgetError",
+    "RemoteCredentialsError",
     "RemoteError",
+    "RemoteRefusedError",
+    "RemoteSchemaError",
+    "RemoteSpecError",
+    "RemoteUnavailableError",
     "ReplayRedactedError",
     "RequestError",
     "ResolutionChoiceError",
@@ -331,11 +368,13 @@ __all__ = [
     "ReviewClaimedError",
     "ReviewError",
     "ReviewItemNotFoundError",
+    "RevisionNotAppliedError",
     "RevisionNotFoundError",
     "RouteError",
     "SchemaMissingError",
     "SchemaTooNewError",
     "ScoringFailedError",
+    "ServerError",
     "SqliteSynchronousError",
     "StoreClosedError",
     "StoreConflictError",
@@ -347,6 +386,10 @@ __all__ = [
     "TokensSettingError",
     "TooManyAuthFailuresError",
     "TooManyRecordsError",
+    "TrainerFailedError",
+    "TrainerTimeoutError",
+    "TrainingError",
+    "TrainingNotConfiguredError",
     "UnknownArtifactFormatError",
     "UnknownBaselineError",
     "UnknownOutputFormatError",

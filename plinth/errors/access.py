@@ -49,6 +49,17 @@ class ForbiddenError(AuthError):
     hint = "Use a token with a role this route allows (admin may use every route)."
 
 
+class CsrfError(AuthError):
+    """A console form was posted without this session's CSRF token."""
+
+    code = "auth.csrf_failed"
+    status = 403
+    hint = (
+        "Post the console's forms from its own pages (each carries a hidden csrf_token); "
+        "reload the page and try again."
+    )
+
+
 class UnknownRoleError(AuthError):
     """A token was asked for with a role that does not exist."""
 

@@ -199,17 +199,42 @@ class MissingExtraError(PlinthError):
     status = 500
     hint = "Install the extra named in the message: pip install 'plinth-ml[EXTRA]'."
 
-    def __init__(self, extra: str, module: str, reason: str = "") -> None:
+    def __init__(
+        self, extra: str, module: str, reason: str = "", *, needed_by: str = "This model"
+    ) -> None:
         why = f" ({reason})" if reason else ""
         super().__init__(
-            f"This model needs {module}, which is not installed{why}.",
+            f"{needed_by} needs {module}, which is not installed{why}.",
             hint=f"pip install 'plinth-ml[{extra}]'",
         )
 
 
-class NotServingError(PlinthError):
+class ServerError(PlinthError):
+    """This server cannot take the request now; ``server.*`` (503)."""
+
+    status = 503
+
+
+class NotServingError(ServerError):
     """The process has no serving side (yet): it is starting, or not a server."""
 
     code = "server.not_serving"
-    status = 503
     hint = "Wait for /readyz, or start the server with `plinth serve`."
+
+
+class OverloadedError(ServerError):
+    """Shed at admission: the model's queue would not answer this request in time.
+
+    ``retry_after_s`` becomes the reply's ``Retry-After`` header.
+    """
+
+    code = "server.overloaded"
+    retry_after_s: int = 1
+    hint = (
+        "The model's queue is longer than this request's deadline; retry after the "
+        "Retry-After header's seconds, with backoff, or add workers or replicas."
+    )
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -125,7 +125,7 @@ class ArtifactMissingError(RegistryError):
     """A stored artifact cannot be read from $PLINTH_HOME/artifacts."""
 
     code = "registry.artifact_missing"
-    status = 500
+    status = 503  # the server cannot serve this version now: not a bug, not the caller's fault
     hint = "Restore $PLINTH_HOME/artifacts from backup or register the model again."
 
 
@@ -133,17 +133,8 @@ class HashMismatchError(RegistryError):
     """A stored artifact (or its record) changed since registration: its sha256 differs."""
 
     code = "registry.hash_mismatch"
-    status = 500
+    status = 503  # refused on purpose, with a code: 500 is kept for unexpected errors
     hint = "Someone modified the stored file; restore it or register the model again."
-
-
-class InvalidArtifactNameError(RegistryError):
-    """A stored record names an artifact that is not a sha256 (64 hex digits), so its
-    path could point outside $PLINTH_HOME/artifacts; it is refused, never opened."""
-
-    code = "registry.invalid_artifact_name"
-    status = 500
-    hint = "The version record was altered; restore the store from backup."
 
 
 class MissingTargetError(RegistryError):
@@ -198,6 +189,26 @@ class BadOutputOnDataError(RegistryError):
     hint = "A served model must return finite predictions and probabilities summing to 1."
 
 
+class RemoteSpecError(RegistryError):
+    """A remote model's spec (TOML) is unreadable or invalid; every problem is listed."""
+
+    code = "registry.remote_spec"
+    hint = "Fix each listed field of the spec; docs/remote-models.md shows a complete one."
+
+
+class ExamplesError(RegistryError):
+    """The example inputs for a remote model are missing, empty or not JSON objects."""
+
+    code = "registry.examples"
+    hint = (
+        "Pass --examples with a .jsonl file of input objects (one per line), or a .csv / "
+        ".parquet table of the input fields."
+    )
+
+
 MISSING_FEATURE = problem_code(
     RegistryError, "registry.missing_feature", "One column the model was fitted on is missing."
+)
+SPEC_FIELD = problem_code(
+    RegistryError, "registry.spec_field", "One field of a remote model's spec is invalid."
 )

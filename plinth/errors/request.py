@@ -114,6 +114,23 @@ INVALID_PARAMETER = problem_code(
     RequestError, "request.invalid_parameter", "One path or query parameter has the wrong type."
 )
 
+# The Open Inference Protocol's tensors (/v2 and gRPC).
+TENSOR_DATATYPE = problem_code(
+    RequestError, "request.tensor_datatype", "A tensor's datatype is not one the protocol has."
+)
+TENSOR_SHAPE = problem_code(
+    RequestError, "request.tensor_shape", "A tensor's shape does not fit its data or the contract."
+)
+TENSOR_DATA = problem_code(
+    RequestError, "request.tensor_data", "A tensor's data cannot be read as its datatype."
+)
+UNKNOWN_INPUT = problem_code(
+    RequestError, "request.unknown_input", "An input tensor names no field of the contract."
+)
+UNKNOWN_OUTPUT = problem_code(
+    RequestError, "request.unknown_output", "A requested output is not one the model gives."
+)
+
 
 class CliError(PlinthError):
     """A command-line argument or the file it names is wrong; ``cli.*``."""

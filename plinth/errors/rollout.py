@@ -63,6 +63,29 @@ class DeploymentChangedError(DeployError):
     hint = "See plinth history NAME, then try again."
 
 
+class RevisionNotAppliedError(DeployError):
+    """The revision is recorded, but a live worker could not load what it routes to; the
+    workers keep serving the revision before it. Each problem is one worker's load error."""
+
+    code = "deploy.not_applied"
+    status = 503
+    hint = (
+        "Fix the cause each problem names, then deploy again; until then the workers serve "
+        "the previous revision (`plinth rollback NAME` records that)."
+    )
+
+
+class ApplyTimeoutError(DeployError):
+    """Live workers did not report a change applied within the wait; each problem is one."""
+
+    code = "deploy.apply_timeout"
+    status = 504
+    hint = (
+        "The change is recorded and workers apply it when they can; `GET /v1/deployments/NAME` "
+        "shows what each one serves. Check the servers' logs, or wait longer (--wait)."
+    )
+
+
 def _code(code: str, meaning: str) -> str:
     return problem_code(DeployError, code, meaning)
 
@@ -95,3 +118,6 @@ UNKNOWN_FIELD = _code(
 )
 MISSING_FIELD = _code("deploy.missing_field", "The deploy body lacks a required field.")
 INVALID_FIELD = _code("deploy.invalid_field", "A deploy body field has the wrong type.")
+WORKER_PENDING = _code(
+    "deploy.worker_pending", "A live worker has not reported the change applied yet."
+)

@@ -50,6 +50,50 @@ class InvalidOutputContractError(ModelError):
     hint = "fix the output_contract JSON of the version"
 
 
+class RemoteUnavailableError(ModelError):
+    """A remote model's endpoint did not answer after its retries (time-outs, 429, 5xx)."""
+
+    code = "model.remote_unavailable"
+    hint = (
+        "The provider is down, slow or rate-limiting; the fallback chain answers meanwhile. "
+        "Check the endpoint, its status page and the spec's [retry] settings."
+    )
+
+
+class RemoteRefusedError(ModelError):
+    """A remote model's endpoint refused the request (a 4xx other than 429: not retried)."""
+
+    code = "model.remote_refused"
+    hint = "Check the spec's base_url, model name and credentials (the env variable it names)."
+
+
+class RemoteSchemaError(ModelError):
+    """A remote model's answer was not JSON matching its output schema, even after a re-ask."""
+
+    code = "model.remote_schema"
+    hint = (
+        "The model did not follow the output schema; tighten the prompt, lower the "
+        "temperature, or raise [output] reask in a new version."
+    )
+
+
+class RemoteBudgetError(ModelError):
+    """A remote model spent its daily budget and is set to stop calling (on_budget=fallback)."""
+
+    code = "model.budget_exhausted"
+    hint = (
+        "The day's budget ([cost] budget_per_day) is spent; the fallback chain answers until "
+        "midnight UTC. Raise the budget in a new version or deploy a cheaper one."
+    )
+
+
+class RemoteCredentialsError(ModelError):
+    """The environment variable a remote spec names for its credential is not set."""
+
+    code = "model.remote_credentials"
+    hint = "Export the variable named by the spec's api_key_env in the server's environment."
+
+
 BAD_OUTPUT = problem_code(
     ModelError,
     "model.bad_output",

@@ -3,7 +3,8 @@
 A flavor knows how to save a model to bytes, load it back safely, and call it on the
 DataFrame the contract produced. scikit-learn models are stored with skops; ONNX, XGBoost
 and LightGBM models in their libraries' own safe formats (each an optional extra); plain
-Python objects with pickle, when trusted. New kinds of model are new flavors; nothing else
+Python objects with pickle, when trusted; a remote model (an LLM or a service behind an
+API) as its spec, called over HTTP. New kinds of model are new flavors; nothing else
 changes. ``plinth.testing.check_flavor`` is the conformance suite every flavor passes.
 """
 
@@ -17,6 +18,7 @@ from plinth.flavors.base import (
 from plinth.flavors.lightgbm import LightGBMFlavor
 from plinth.flavors.onnx import OnnxFlavor
 from plinth.flavors.python import PythonFlavor
+from plinth.flavors.remote import RemoteFlavor, RemoteSpec
 from plinth.flavors.sklearn import SklearnFlavor
 from plinth.flavors.xgboost import XGBoostFlavor
 
@@ -26,6 +28,8 @@ __all__ = [
     "LoadedArtifact",
     "OnnxFlavor",
     "PythonFlavor",
+    "RemoteFlavor",
+    "RemoteSpec",
     "SklearnFlavor",
     "XGBoostFlavor",
     "flavor_for_object",

@@ -7,6 +7,7 @@ import importlib
 import io
 import pickle
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,21 @@ from plinth.errors import (
 SKOPS = "skops"
 PICKLE = "pickle"
 
+#: The ``time.perf_counter()`` value by which the current model call must be answered (the
+#: earliest deadline of the batch), set by scoring; a flavor that waits on I/O (a remote
+#: model) cuts its time-outs and retries to it. None outside serving.
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("plinth_call_deadline", default=None)
+
+
+@dataclass
+class Answered:
+    """A flavor's answers with one JSON record per row of how each was obtained (a remote
+    model's request, raw reply, usage and attempts), logged with the prediction."""
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    details: list[dict[str, Any]]
+
 
 class Flavor(ABC):
     """Wraps one loaded model object; the server only ever calls these methods.
@@ -43,6 +59,12 @@ class Flavor(ABC):
     """
 
     name: ClassVar[str]
+    # A freshly loaded version gets one throwaway call before traffic moves to it; not a
+    # flavor whose every call goes out to someone else's endpoint (and is paid for).
+    warm_up: ClassVar[bool] = True
+    # Batches of one version scored at once: 1 for a model that computes (the batch is
+    # what shares its cost); more for one that waits on I/O (``RemoteFlavor``).
+    concurrent_batches: int = 1
     formats: ClassVar[tuple[str, ...]] = ()
     suffixes: ClassVar[dict[str, str]] = {}
 
@@ -99,6 +121,22 @@ class Flavor(ABC):
     def _input(self, frame: pd.DataFrame) -> Any:
         return frame
 
+    def answer(self, frame: pd.DataFrame) -> Answered | None:
+        """Predictions, probabilities and per-row details in one call, for a flavor whose
+        answers each carry their own record (remote models); None: use ``predict`` and
+        ``predict_proba``."""
+        return None
+
+    def attach(self, name: str, version: int) -> None:
+        """Told which version this flavor serves (a remote model labels its metrics and its
+        budget with it); nothing for the others."""
+        return None
+
+    def close(self) -> None:
+        """Release what serving held open (a remote model's connections); the version is
+        no longer served. Nothing for a model in memory."""
+        return None
+
     def params(self) -> dict[str, Any]:
         """Hyper-parameters for lineage, made JSON-safe."""
         get_params = getattr(self.model, "get_params", None)
@@ -152,12 +190,13 @@ def flavors() -> tuple[type[Flavor], ...]:
     from plinth.flavors.lightgbm import LightGBMFlavor
     from plinth.flavors.onnx import OnnxFlavor
     from plinth.flavors.python import PythonFlavor
+    from plinth.flavors.remote.flavor import RemoteFlavor
     from plinth.flavors.sklearn import SklearnFlavor
     from plinth.flavors.xgboost import XGBoostFlavor
 
     # XGBoost's and LightGBM's estimators are scikit-learn estimators too: they come
     # first so they are stored in their libraries' own formats, not with skops.
-    return (OnnxFlavor, XGBoostFlavor, LightGBMFlavor, SklearnFlavor, PythonFlavor)
+    return (RemoteFlavor, OnnxFlavor, XGBoostFlavor, LightGBMFlavor, SklearnFlavor, PythonFlavor)
 
 
 def flavor_for_object(model: Any) -> type[Flavor]:

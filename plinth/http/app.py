@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,7 @@ from plinth.errors import (
     HttpStatusError,
     InternalError,
     InvalidParametersError,
+    MissingExtraError,
     PathNotFoundError,
     PlinthError,
     Problem,
@@ -47,16 +49,38 @@ from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
 from plinth.http.privacy import router as privacy_router
 from plinth.http.review import router as review_router
+from plinth.http.training import router as training_router
+from plinth.http.v2 import INFER_PATH, InferHandler, v2_error_body
+from plinth.http.v2 import router as v2_router
 from plinth.runtime import Runtime
 from plinth.services.views import prediction_view, version_view
+from plinth.ui.routes import PREFIX as CONSOLE_PREFIX
+from plinth.ui.routes import error_page as console_error_page
+from plinth.ui.routes import mount as mount_console
 from plinth.version import __version__
 
 log = logging.getLogger("plinth.http")
 
 
-def error_response(error: PlinthError, request_id: str) -> Response:
-    headers = {"x-request-id": request_id, **error_headers(error)}
-    return json_response(error_body(error, request_id), error.status, headers)
+def error_response(error: PlinthError, request_id: str, request: Request | None = None) -> Response:
+    """The error in ``/v1``'s shape, in the Open Inference Protocol's under ``/v2``, or, for a
+    console page (``/ui``), as an HTML page for a person."""
+    path = request.url.path if request is not None else ""
+    if request is not None and _is_console(request):
+        response = console_error_page(request, error)
+        response.headers["x-request-id"] = request_id
+        return response
+    body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
+    return json_response(body, error.status, {"x-request-id": request_id, **error_headers(error)})
+
+
+def _is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def _is_console(request: Request) -> bool:
+    path = request.url.path
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 def _request_id(request: Request) -> str:
@@ -67,12 +91,17 @@ class PlinthApp(FastAPI):
     """FastAPI, except that the predict route is answered before FastAPI's own routing."""
 
     predict_handler: PredictHandler | None = None
+    infer_handler: InferHandler | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
             match = PREDICT_PATH.fullmatch(scope["path"])
             if match is not None:
                 await self.predict_handler(match.group(1), scope, receive, send)
+                return
+            match = INFER_PATH.fullmatch(scope["path"])
+            if match is not None and self.infer_handler is not None:
+                await self.infer_handler(match.group(1), match.group(2), scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -103,9 +132,26 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             settings.auth_refresh_s,
             limiter=FailedAuthLimiter(settings.auth_max_failures, settings.auth_failure_window_s),
         )
+        grpc_server: Any = None
         try:
             await runtime.start_serving()
             await runtime.start_background()
+            if settings.grpc_port is not None:
+                try:
+                    from plinth.http.grpc_service import start_server
+                except ImportError as exc:
+                    raise MissingExtraError(
+                        "grpc", "grpcio", str(exc), needed_by="plinth serve --grpc-port"
+                    ) from exc
+
+                grpc_server = await start_server(
+                    runtime,
+                    app.state.auth,
+                    settings.grpc_host,
+                    settings.grpc_port,
+                    max_body_bytes=settings.max_body_bytes,
+                    max_records=settings.max_records_per_request,
+                )
             # Everything loaded so far (libraries, models) lives as long as the process: move
             # it out of the collector's sight, so a full collection under load walks only what
             # requests allocate (shorter GC pauses, a steadier p99).
@@ -113,6 +159,8 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             gc.freeze()
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(5.0)
             gc.unfreeze()  # an app built and stopped in a longer process must not leak
             await runtime.stop()
             await asyncio.to_thread(runtime.close)
@@ -129,10 +177,16 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         max_records=settings.max_records_per_request,
         replica=settings.replica,
     )
+    app.infer_handler = InferHandler(
+        app.state,
+        max_body_bytes=settings.max_body_bytes,
+        max_records=settings.max_records_per_request,
+        replica=settings.replica,
+    )
 
     @app.exception_handler(PlinthError)
     async def plinth_error(request: Request, exc: PlinthError) -> Response:
-        return error_response(exc, _request_id(request))
+        return error_response(exc, _request_id(request), request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -146,7 +200,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             for e in exc.errors()
         ]
         error = InvalidParametersError("The request's parameters are invalid.", problems=problems)
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -155,13 +209,13 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
             if exc.status_code == 404
             else HttpStatusError(str(exc.detail), exc.status_code)
         )
-        return error_response(error, _request_id(request))
+        return error_response(error, _request_id(request), request)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = _request_id(request)
         log.exception("unhandled error in request %s", request_id, exc_info=exc)
-        return error_response(InternalError(request_id), request_id)
+        return error_response(InternalError(request_id), request_id, request)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -224,13 +278,18 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> Response:
-        """Ready: the store answers and every registered model loaded."""
+        """Ready: the store answers (and takes writes, after the log failed to commit) and
+        every registered model loaded; otherwise 503 naming what is wrong."""
         runtime = runtime_of(request)
+        serving = runtime.require_serving()
         try:
             await asyncio.to_thread(runtime.store.ping)
+            writer = serving.log_writer
+            failure = None if writer is None else await asyncio.to_thread(writer.probe)
+            if failure is not None:
+                raise failure
         except PlinthError as exc:
             return json_response({"status": "unavailable", "store": exc.to_dict()["error"]}, 503)
-        serving = runtime.require_serving()
         errors = serving.load_errors
         loaded = sorted(f"{m.name}:{m.version}" for m in serving.pool.loaded)
         if errors:
@@ -242,6 +301,9 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)
+    mount_console(app)  # the web console at /ui: same process, same services and roles
+    app.include_router(training_router)
+    app.include_router(v2_router)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

@@ -96,19 +96,23 @@ class Auth:
 
     async def role(self, request: Request) -> str | None:
         """The caller's role; None while auth is off. Raises 401 for a bad token."""
-        client = request.client.host if request.client is not None else ""
+        client = request.client.host if request.client is not None else "unknown"
         role, name = await self.role_of(request.headers.get("authorization", ""), client)
         if name is not None:
             request.state.token_name = name
         return role
 
-    async def role_of(self, header: str, client: str = "") -> tuple[str | None, str | None]:
-        """(role, token name) for an ``Authorization`` header from ``client``; (None, None)
-        while auth is off. Raises 401 for a missing or unknown token, 429 for a client
-        that sent too many of those lately."""
+    async def role_of(
+        self, header: str, client: str | None = None
+    ) -> tuple[str | None, str | None]:
+        """(role, token name) for an ``Authorization`` header from ``client`` (its address;
+        None: not limited); (None, None) while auth is off. Raises 401 for a missing or
+        unknown token, 429 for a client that sent too many of those lately."""
         table = await self.table()
         if not table:
             return None, None
+        if client is None:
+            return self._lookup(table, header)
         wait = self.limiter.wait_s(client)
         if wait > 0:
             raise TooManyAuthFailuresError(
@@ -116,15 +120,21 @@ class Auth:
                 f"({self.limiter.max_failures} in {self.limiter.window_s:g} s).",
                 retry_after_s=max(1, math.ceil(wait)),
             )
+        try:
+            return self._lookup(table, header)
+        except (MissingTokenError, InvalidTokenError):
+            self.limiter.failed(client)
+            raise
+
+    @staticmethod
+    def _lookup(table: dict[str, tuple[str, str]], header: str) -> tuple[str, str]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            self.limiter.failed(client)
             raise MissingTokenError(
                 "This server requires an API token.",
             )
         entry = table.get(hash_token(token.strip()))
         if entry is None:
-            self.limiter.failed(client)
             raise InvalidTokenError(
                 "The API token is not valid (unknown or revoked).",
             )

@@ -1,7 +1,11 @@
 """Admin routes for rollout: read and change a model's deployment, see its history.
 
 Each change is written to the store and this worker applies it at once; the other workers
-(and replicas) pick it up from the store's change counter within a poll interval.
+(and replicas) pick it up from the store's change counter within a poll interval. The route
+answers once every live worker reports the revision applied (10 s at most): a worker that
+could not load it makes the answer a 503 ``deploy.not_applied`` carrying the load error's
+code and hint, one that did not report in time a 504 ``deploy.apply_timeout``; the revision
+stays recorded either way. ``GET`` lists what each live worker serves.
 
 ``POST /v1/deployments/{name}`` takes what ``plinth deploy`` takes, by the same names, and
 checks it the same way: a bad body gets one 422 (``deploy.invalid``) listing every problem
@@ -23,9 +27,12 @@ from pydantic import BaseModel, Field
 from plinth.errors import InvalidDeploymentError, Problem
 from plinth.errors.rollout import INVALID_BODY, INVALID_FIELD, MISSING_FIELD, UNKNOWN_FIELD
 from plinth.http.edge import read_json, runtime_of
+from plinth.services.process import in_thread
+from plinth.services.rollout.applied import DEFAULT_WAIT_S, live_states, wait_for_revision
 from plinth.services.rollout.deployments import (
     CANARY_SETTINGS,
     Deployments,
+    Revision,
     canary_policy,
     parse_fallback,
 )
@@ -68,6 +75,10 @@ class DeployBody(BaseModel):
     )
     max_output_distance: float | None = Field(
         default=None, description="Largest Jensen-Shannon distance of the arms' outputs."
+    )
+    scorer: str | None = Field(
+        default=None,
+        description="module:function(predicted, expected) -> score in [0, 1] for labels.",
     )
     analysis: dict[str, Any] | None = Field(
         default=None, description="Canary policy by its plinth.toml keys; the fields above win."
@@ -119,6 +130,7 @@ _CHECKS: dict[str, tuple[str, Any]] = {
     "max_error_rate": ("a number", _is_number),
     "max_p95_increase": ("a number", _is_number),
     "max_output_distance": ("a number", _is_number),
+    "scorer": ("a string module:function", lambda v: isinstance(v, str)),
 }
 
 
@@ -182,9 +194,16 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-async def _applied(request: Request) -> None:
-    # Read-your-writes on this worker; the others poll.
-    await runtime_of(request).require_serving().router.refresh()
+async def _applied(request: Request, revision: Revision) -> dict[str, Any]:
+    """Read-your-writes on this worker; then wait for every live worker to report it."""
+    runtime = runtime_of(request)
+    await runtime.require_serving().router.refresh()
+    applied = await in_thread(
+        lambda: wait_for_revision(
+            runtime.store, revision.name, revision.id, revision.revision, DEFAULT_WAIT_S
+        )
+    )
+    return {**revision.to_dict(), "applied": applied.to_dict()}
 
 
 @router.get("")
@@ -192,12 +211,24 @@ async def get_deployment(name: str, request: Request) -> Response:
     """The live spec and revision (revision null: never deployed, newest version serves)."""
     service = _service(request)
     spec, revision = await asyncio.to_thread(service.effective, name)
+    states = await in_thread(lambda: live_states(runtime_of(request).store, name))
     return _json(
         {
             "name": name,
             "revision": None if revision is None else revision.revision,
             "spec": spec.to_dict(),
             "serving": runtime_of(request).require_serving().router.serving(name),
+            "workers": [
+                {
+                    "worker": s.worker,
+                    "replica": s.replica,
+                    "revision": s.revision,
+                    "state": s.state,
+                    "error": s.error,
+                    "contracts": s.contracts,
+                }
+                for s in states
+            ],
         }
     )
 
@@ -242,8 +273,7 @@ async def deploy(name: str, request: Request) -> Response:
             problems=problems,
         )
     )
-    await _applied(request)
-    return _json(revision.to_dict(), 201)
+    return _json(await _applied(request, revision), 201)
 
 
 @router.post("/promote")
@@ -254,8 +284,7 @@ async def promote(name: str, request: Request, body: PromoteBody | None = None) 
     revision = await asyncio.to_thread(
         lambda: service.promote(name, reason=body.reason, who=body.who or "http")
     )
-    await _applied(request)
-    return _json(revision.to_dict(), 201)
+    return _json(await _applied(request, revision), 201)
 
 
 @router.post("/rollback")
@@ -266,8 +295,7 @@ async def rollback(name: str, request: Request, body: RollbackBody | None = None
     revision = await asyncio.to_thread(
         lambda: service.rollback(name, to=body.to, reason=body.reason, who=body.who or "http")
     )
-    await _applied(request)
-    return _json(revision.to_dict(), 201)
+    return _json(await _applied(request, revision), 201)
 
 
 @router.get("/history")

@@ -24,6 +24,7 @@ from plinth.errors import (
     InternalError,
     InvalidBodyError,
     InvalidParametersError,
+    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -45,6 +46,7 @@ from plinth.http.edge import (
     parse_json,
 )
 from plinth.runtime import Runtime
+from plinth.services.tracing import RequestTrace
 
 log = logging.getLogger("plinth.http")
 
@@ -59,7 +61,7 @@ SPLIT_HINT = "Split the records over several requests or use `plinth predict` fo
 _PID = str(os.getpid()).encode()
 
 
-class _DisconnectedError(Exception):
+class DisconnectedError(Exception):
     """The client went away before its body arrived: there is no one to answer."""
 
 
@@ -81,11 +83,12 @@ class PredictHandler:
         received = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = new_request_id(headers.get(b"x-request-id"))
+        trace = self._start_trace("POST /v1/models/{name}/predict", name, request_id, headers)
         try:
             status, body, extra = await self._answer(
-                name, scope, headers, receive, received, request_id
+                name, scope, headers, receive, received, request_id, trace
             )
-        except _DisconnectedError:
+        except DisconnectedError:
             return
         except PlinthError as exc:
             extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
@@ -96,6 +99,10 @@ class PredictHandler:
             status, body, extra = error.status, error.to_dict(), {}
         if "error" in body:
             body["error"]["request_id"] = request_id
+        if trace is not None:
+            extra[b"traceparent"] = self._end_trace(
+                trace, status, body["error"]["code"] if "error" in body else None
+            )
         await respond(send, status, body, request_id, extra, self.identity)
 
     async def _answer(
@@ -106,26 +113,32 @@ class PredictHandler:
         receive: Receive,
         received: float,
         request_id: str,
+        trace: RequestTrace | None = None,
     ) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
-        auth: Auth | None = getattr(self.state, "auth", None)
-        if auth is not None:
-            client = scope.get("client")
-            role, _ = await auth.role_of(
-                _text(headers.get(b"authorization")) or "", client[0] if client else ""
-            )
-            check_role(role, PREDICT_ROLES)
+        client = scope.get("client")
+        await self._authorize(headers, client[0] if client else "unknown")
         version = _version_param(scope.get("query_string", b""))
-        payload = await self._read_json(headers, receive)
+        payload = parse_json(await self._read_body(headers, receive), BODY_HINT)
         records, key = parse_predict_body(payload, self.max_records)
         runtime: Runtime = self.state.runtime
         router = runtime.require_serving().router
         routed = await router.predict(
-            name, records, request_id=request_id, received=received, key=key, version=version
+            name,
+            records,
+            request_id=request_id,
+            received=received,
+            key=key,
+            version=version,
+            trace=trace,
         )
+        if trace is not None:
+            trace.version, trace.route = routed.version, routed.route
         extra: dict[bytes, bytes] = {}
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
         if routed.error is not None:
+            if isinstance(routed.error, OverloadedError):
+                extra[b"retry-after"] = str(routed.error.retry_after_s).encode()
             return routed.error.status, routed.error.to_dict(), extra
         body = {
             "model": name,
@@ -136,7 +149,33 @@ class PredictHandler:
         }
         return 200, body, extra
 
-    async def _read_json(self, headers: dict[bytes, bytes], receive: Receive) -> Any:
+    def _start_trace(
+        self, route: str, name: str, request_id: str, headers: dict[bytes, bytes]
+    ) -> RequestTrace | None:
+        """The request's span when tracing is on (None, at the cost of one lookup, when off)."""
+        runtime: Runtime | None = getattr(self.state, "runtime", None)
+        tracing = None if runtime is None else runtime.tracing
+        if tracing is None:
+            return None
+        return tracing.start_request(route, name, request_id, headers.get(b"traceparent"))
+
+    @staticmethod
+    def _end_trace(trace: RequestTrace, status: int, error_code: str | None) -> bytes:
+        """End the request's span; its ``traceparent`` goes back in the reply."""
+        try:
+            trace.tracing.end_request(trace, status, error_code)
+        except Exception:  # tracing never fails a reply
+            log.exception("could not end a request's span")
+        return trace.traceparent().encode()
+
+    async def _authorize(self, headers: dict[bytes, bytes], client: str | None = None) -> None:
+        auth: Auth | None = getattr(self.state, "auth", None)
+        if auth is not None:
+            role, _ = await auth.role_of(_text(headers.get(b"authorization")) or "", client)
+            check_role(role, PREDICT_ROLES)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The whole body, refused past the size limit (declared or read)."""
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise BodyTooLargeError(int(length), self.max_body_bytes, hint=SPLIT_HINT)
@@ -145,7 +184,7 @@ class PredictHandler:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _DisconnectedError
+                raise DisconnectedError
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -153,7 +192,7 @@ class PredictHandler:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks), BODY_HINT)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def respond(
@@ -166,8 +205,21 @@ async def respond(
 ) -> None:
     """One JSON response, with the request id and who answered it in the headers."""
     data = orjson.dumps(body, option=JSON_OPTIONS)
+    await respond_bytes(send, status, data, b"application/json", request_id, extra, identity)
+
+
+async def respond_bytes(
+    send: Send,
+    status: int,
+    data: bytes,
+    content_type: bytes,
+    request_id: str,
+    extra: dict[bytes, bytes] | None = None,
+    identity: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """One response of any content type, with the same headers as ``respond``."""
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(data)).encode()),
         (b"x-request-id", request_id.encode()),
         *(identity or [(b"x-plinth-worker", _PID)]),

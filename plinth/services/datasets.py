@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from plinth.errors import (
     DataFileNotFoundError,
+    ExamplesError,
     UnreadableDataError,
     UnsupportedDataFormatError,
 )
@@ -34,6 +36,35 @@ def read_table(path: Path) -> pd.DataFrame:
         f"Unsupported data file type {suffix or '(none)'} for {path.name}.",
         hint=f"Use one of: {', '.join(SUPPORTED_SUFFIXES)}.",
     )
+
+
+def read_examples(path: Path) -> pd.DataFrame:
+    """Example inputs: JSON Lines (one object per line) or a CSV / Parquet table."""
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+        return read_table(path)
+    if not path.is_file():
+        raise DataFileNotFoundError(f"Data file {path} does not exist.")
+    rows: list[dict[str, object]] = []
+    bad: list[int] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (
+            f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        )
+        raise ExamplesError(f"{path.name}: line(s) {shown} are not JSON objects.")
+    if not rows:
+        raise ExamplesError(f"{path.name} holds no examples.")
+    return pd.DataFrame(rows)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

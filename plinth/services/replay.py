@@ -10,7 +10,7 @@ from plinth.core.privacy import altered_fields
 from plinth.errors import HashMismatchError, Problem, ReplayRedactedError
 from plinth.errors.privacy import REDACTED
 from plinth.services.registry.versions import Registry
-from plinth.services.serving.scoring import call_model, output_record
+from plinth.services.serving.scoring import answer_rows, output_record
 from plinth.store import PredictionRecord, Store
 
 
@@ -22,6 +22,8 @@ class ReplayResult:
     logged: dict[str, Any]
     replayed: dict[str, Any]
     differences: list[str] = field(default_factory=list)
+    # Set for a remote model: the request was sent again, and its answer may differ.
+    note: str | None = None
 
     @property
     def identical(self) -> bool:
@@ -57,10 +59,41 @@ def replay(store: Store, registry: Registry, prediction_id: str) -> ReplayResult
             ],
         )
     frame = model.contract.frame([record.features])
-    predictions, probabilities = call_model(model, frame)
+    try:
+        predictions, probabilities, details = answer_rows(model, frame)
+    finally:
+        model.flavor.close()
     classes = [str(c) for c in model.output.classes or []]
-    replayed = output_record(predictions, probabilities, classes, 0)
+    replayed = output_record(predictions, probabilities, classes, 0, details)
+    logged_remote = record.output.get("remote")
+    if isinstance(logged_remote, dict) and details is not None:
+        return _remote_result(record, replayed, logged_remote)
     return ReplayResult(record, record.output, replayed, diff(record.output, replayed))
+
+
+REMOTE_NOTE = (
+    "A remote model was asked again: the same request (same spec, same rendered prompt), "
+    "but the provider may answer differently even at temperature 0."
+)
+
+
+def _remote_result(
+    record: PredictionRecord, replayed: dict[str, Any], logged_remote: dict[str, Any]
+) -> ReplayResult:
+    """Compare what the answer is (prediction, probabilities, the parsed object); the
+    request must be the logged one, while usage, cost and attempts may differ freely."""
+    remote = replayed.get("remote", {})
+
+    def answer(output: dict[str, Any], parsed: Any) -> dict[str, Any]:
+        kept = {k: v for k, v in output.items() if k in ("prediction", "probabilities")}
+        return {**kept, "parsed": parsed}
+
+    logged = answer(record.output, logged_remote.get("parsed"))
+    again = answer(replayed, remote.get("parsed"))
+    differences = diff(logged, again)
+    if logged_remote.get("request_sha256") != remote.get("request_sha256"):
+        differences.insert(0, "request: the re-sent request differs from the logged one")
+    return ReplayResult(record, logged, again, differences, note=REMOTE_NOTE)
 
 
 def diff(logged: Any, replayed: Any, path: str = "output") -> list[str]:

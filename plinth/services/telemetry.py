@@ -24,6 +24,18 @@ RECORDS = Counter(
     "Records scored (a request may carry many).",
     ["model", "version", "route"],
 )
+STORE_UP = Gauge(
+    "plinth_store_up",
+    "1 while the prediction log commits, 0 from a commit that failed because the store "
+    "was unavailable until the next that worked (predictions are refused meanwhile).",
+    multiprocess_mode="livemin",
+)
+SHED = Counter(
+    "plinth_requests_shed",
+    "Prediction requests refused at admission (503 server.overloaded): the model's queue "
+    "was full or could not answer them before their deadline.",
+    ["model"],
+)
 REQUEST_SECONDS = Histogram(
     "plinth_request_duration_seconds",
     "Time from receiving a prediction request to having its reply ready.",
@@ -99,4 +111,17 @@ ALERT_FIRING = Gauge(
     "1 while an alert rule is firing for the model, else 0.",
     ["model", "rule"],
     multiprocess_mode="mostrecent",
+)
+
+# -- Retraining (issue 13): counted by whichever worker ran the job.
+TRAINING_JOBS = Counter(
+    "plinth_training_jobs",
+    "Training jobs finished, by model and outcome (succeeded, rejected, failed).",
+    ["model", "outcome"],
+)
+TRAINING_SECONDS = Histogram(
+    "plinth_training_duration_seconds",
+    "Wall time of one training job, from claim to its end (data, training, gate, registration).",
+    ["model"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )

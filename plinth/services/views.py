@@ -47,4 +47,5 @@ def prediction_view(record: PredictionRecord) -> dict[str, Any]:
         "confidence": record.confidence,
         "latency_ms": record.latency_ms,
         "warnings": record.warnings,
+        **({"trace_id": record.trace_id} if record.trace_id is not None else {}),
     }

@@ -1,8 +1,8 @@
 """Content-addressed model files: ``<root>/<sha256>``, written once, never changed.
 
-A name is read back from the store (a version's ``sha256``, a review asset's digest), so it
-is checked to be 64 lowercase hex digits before it becomes a path: an altered record
-cannot make Plinth open ``../../etc/passwd`` or anything else outside ``<root>``.
+A name is only ever 64 lowercase hex digits, checked before the filesystem is touched, so
+a version record altered in the database (``../../etc/passwd``, ``/dev/zero``) can never
+make the server open a file outside the artifacts folder.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 import tempfile
 from pathlib import Path
 
-from plinth.errors import InvalidArtifactNameError
+from plinth.errors import HashMismatchError
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ArtifactStore:
@@ -25,10 +25,11 @@ class ArtifactStore:
         self.root = root
 
     def path(self, sha256: str) -> Path:
-        """Where the artifact named ``sha256`` lives; refuses anything but a sha256."""
-        if not isinstance(sha256, str) or not _SHA256.match(sha256):
-            raise InvalidArtifactNameError(
-                f"{str(sha256)[:80]!r} is not a sha256 (64 hex digits); it is not opened."
+        """Where the file named ``sha256`` lives; refused unless it is a sha256."""
+        if not _SHA256.fullmatch(sha256):
+            raise HashMismatchError(
+                f"Artifact name {sha256[:80]!r} is not a sha256: the version's record was "
+                "altered; refused without opening anything.",
             )
         return self.root / sha256
 

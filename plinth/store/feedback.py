@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from plinth.store.records import split_trace
 from plinth.store.schema import api_tokens, label_history, labels, predictions, review_items
 from plinth.store.store import Store, _aware
 
@@ -136,7 +137,7 @@ def _ref(row: Any) -> PredictionRef:
         model=m["model"],
         version=m["version"],
         ts=m["ts"],
-        output=m["output"],
+        output=split_trace(m["output"])[0],
         request_id=m["request_id"],
         key=m["key"],
     )
@@ -217,7 +218,7 @@ class FeedbackStore:
             .limit(limit)
         )
         with self.store.reading() as conn:
-            return [row.output for row in conn.execute(query)]
+            return [split_trace(row.output)[0] for row in conn.execute(query)]
 
     def prediction_features(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The repaired features the model saw, per prediction id."""
@@ -555,7 +556,41 @@ def _upsert_labels(conn: Connection, rows: Sequence[LabelRow], now: datetime) ->
     for values in updates:
         pid = values.pop("pid")
         conn.execute(labels.update().where(labels.c.prediction_id == pid).values(**values))
+    _close_reviews(conn, rows, now)
     return replaced
+
+
+LABELLED = "labelled"  # a review item's action when a label from elsewhere closed it
+
+
+def _close_reviews(conn: Connection, rows: Sequence[LabelRow], now: datetime) -> None:
+    """A label from any source answers the review question: close the open items of those
+    predictions (resolved by ``label:SOURCE``, action ``labelled``), or the queue and its SLA
+    alert would wait for work nobody needs to do. A reviewer's own resolution is already
+    closed when its label is stored, so it is left as it is."""
+    last = {r.prediction_id: r for r in rows}  # the latest label of each prediction wins
+    open_ids: list[str] = []
+    for part in _chunks(list(last)):
+        open_ids += conn.execute(
+            sa.select(review_items.c.prediction_id).where(
+                review_items.c.prediction_id.in_(part), review_items.c.status != "resolved"
+            )
+        ).scalars()
+    for pid in open_ids:
+        row = last[pid]
+        conn.execute(
+            review_items.update()
+            .where(review_items.c.prediction_id == pid, review_items.c.status != "resolved")
+            .values(
+                status="resolved",
+                resolved_at=now,
+                resolved_by=f"label:{row.source}",
+                action=LABELLED,
+                label=_enc(row.label),
+                note=f"closed by a label from source {row.source!r}",
+                claimed_until=None,
+            )
+        )
 
 
 class _FakeRow:

@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect, Engine
 
-from plinth.errors import PlinthError
-from plinth.store.records import PredictionRecord
+from plinth.errors import PlinthError, StoreUnavailableError
+from plinth.store.records import TRACE_KEY, PredictionRecord
 from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
@@ -125,7 +125,7 @@ class RowBuilder:
                     r.key,
                     given,
                     SAME_AS_INPUT if seen == given else seen,
-                    dumps(r.output),
+                    dumps(r.output if r.trace_id is None else {**r.output, TRACE_KEY: r.trace_id}),
                     r.confidence,
                     r.latency_ms,
                     dumps(r.warnings),
@@ -137,8 +137,8 @@ class RowBuilder:
 class PredictionAppender:
     """A log connection. Use from one thread at a time (``LogWriter`` serialises it).
 
-    The connection is opened on first use and dropped after any failure, so a database
-    that went away is reconnected by the next group instead of failing every one after.
+    The connection is opened on first use and dropped after any failure; a kept connection
+    the database dropped is replaced within the same ``append`` (see there).
     """
 
     def __init__(
@@ -161,41 +161,52 @@ class PredictionAppender:
         self._conn: Any = None
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Commit ``records`` in one transaction; raises ``StoreError`` if they were not."""
+        """Commit ``records`` in one transaction; raises ``StoreError`` if they were not.
+
+        A kept connection the database dropped (a restart, a failover, an idle timeout) is
+        replaced and the group written again at once, so the first request after the store
+        comes back is answered instead of refused. A retry cannot duplicate rows: their ids
+        are primary keys, so a commit that did land makes the retry a conflict, not a copy.
+        """
         if not records:
             return
         params = self._builder.rows(records)
-        try:
-            conn = self._connection()
-            cursor = conn.cursor()
+        while True:
+            reused = self._conn is not None
             try:
-                if self._sqlite:
-                    # The sqlite3 module's own transaction handling is off (see the
-                    # engine's connect hook): take the write lock up front, as every
-                    # Plinth writer does.
-                    cursor.execute("BEGIN IMMEDIATE")
-                if self._sqlite:
-                    cursor.executemany(self._builder.sql, params)
-                else:  # COPY: 2x faster per row than a pipelined INSERT from 16 rows up
-                    with cursor.copy(self._builder.copy_sql) as copy:
-                        for row in params:
-                            copy.write_row(row)
-                if self._sqlite:
-                    cursor.execute("COMMIT")
-                else:
-                    conn.commit()
-            finally:
-                cursor.close()
-        except self._dbapi_error as error:
-            self._discard()
-            wrapped = exc.DBAPIError.instance(self._builder.sql, None, error, self._dbapi_error)
-            assert isinstance(wrapped, exc.DBAPIError)  # given a driver error, it is one
-            raise self._errors("write the prediction log", wrapped) from error
-        except exc.SQLAlchemyError as error:  # e.g. the pool could not connect
-            self._discard()
-            if isinstance(error, exc.DBAPIError):
-                raise self._errors("write the prediction log", error) from error
-            raise
+                self._write(params)
+                return
+            except self._dbapi_error as error:
+                self._discard()
+                wrapped = exc.DBAPIError.instance(self._builder.sql, None, error, self._dbapi_error)
+                assert isinstance(wrapped, exc.DBAPIError)  # given a driver error, it is one
+                failure = self._errors("write the prediction log", wrapped)
+                if reused and isinstance(failure, StoreUnavailableError):
+                    continue  # the kept connection was dead: reconnect and write once more
+                raise failure from error
+            except exc.SQLAlchemyError as error:  # e.g. the pool could not connect
+                self._discard()
+                if isinstance(error, exc.DBAPIError):
+                    raise self._errors("write the prediction log", error) from error
+                raise
+
+    def _write(self, params: Sequence[Any]) -> None:
+        conn = self._connection()
+        cursor = conn.cursor()
+        try:
+            if self._sqlite:
+                # The sqlite3 module's own transaction handling is off (see the engine's
+                # connect hook): take the write lock up front, as every Plinth writer does.
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.executemany(self._builder.sql, params)
+                cursor.execute("COMMIT")
+            else:  # COPY: 2x faster per row than a pipelined INSERT from 16 rows up
+                with cursor.copy(self._builder.copy_sql) as copy:
+                    for row in params:
+                        copy.write_row(row)
+                conn.commit()
+        finally:
+            cursor.close()
 
     def checkpoint(self) -> None:
         """Copy committed WAL pages into the SQLite database without waiting for anyone

@@ -45,6 +45,18 @@ class ModelSummary:
     updated_at: datetime
 
 
+#: Where a prediction's trace id is kept inside the stored output document.
+TRACE_KEY = "trace_id"
+
+
+def split_trace(output: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A stored output document as (the output, the trace id it carried)."""
+    if TRACE_KEY not in output:
+        return output, None
+    rest = dict(output)
+    return rest, rest.pop(TRACE_KEY)
+
+
 @dataclass(frozen=True)
 class PredictionRecord:
     """One served prediction, exactly as it must be replayable later.
@@ -71,3 +83,6 @@ class PredictionRecord:
     request_id: str
     key: str | None = None
     fields: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    # The OpenTelemetry trace that served it (PLINTH_TRACING); kept inside the output's
+    # JSON document under "trace_id" and taken out again on reading.
+    trace_id: str | None = None

@@ -134,6 +134,52 @@ deployment_revisions = sa.Table(
     sa.UniqueConstraint("name", "revision", name="uq_deployment_revisions_name_revision"),
 )
 
+# -- What every serving worker has applied (0010) ---------------------------------------------
+
+# One row per contract edit: the change counter workers poll for contracts (max(id)), and the
+# record of who changed which version's contract when (the document itself lives in the
+# version's metadata, with its history).
+contract_revisions = sa.Table(
+    "contract_revisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("who", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "name", "version", "revision", name="uq_contract_revisions_name_version_revision"
+    ),
+)
+
+# A serving worker's heartbeat: it is live while ``seen_at`` is recent.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker", sa.Text, primary_key=True),
+    sa.Column("replica", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+# What one worker applied per model: the deployment revision it tried (applied or failed,
+# with the load error) and the contract revision of each version it has loaded.
+worker_states = sa.Table(
+    "worker_states",
+    metadata,
+    sa.Column("worker", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("revision_id", sa.Integer, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=True),
+    sa.Column("state", sa.Text, nullable=False),  # applied | failed
+    sa.Column("error", _json(), nullable=True),
+    sa.Column("contracts", _json(), nullable=False),  # {"VERSION": contract revision}
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("worker", "name", name="pk_worker_states"),
+)
+
 # -- Monitoring: interval profiles, alerts and the evaluator's lease (issue 3) ----------------
 
 interval_profiles = sa.Table(
@@ -263,4 +309,40 @@ sa.Index(
     predictions.c.key,
     sqlite_where=predictions.c.key.isnot(None),
     postgresql_where=predictions.c.key.isnot(None),
+)
+
+# -- Retraining: one row per training job (issue 13, migration 0009) --------------------------
+# At most one queued or running job per model: the partial unique index is the guard, so two
+# triggers racing (in one process or on two replicas) start one job.
+
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # a ULID: sorts by creation time
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # queued | running | succeeded | rejected | failed
+    sa.Column("trigger", sa.Text, nullable=False),  # manual | schedule | labels | drift | ...
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("holder", sa.Text, nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("parent_version", sa.Integer, nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("data", _json(), nullable=True),
+    sa.Column("gate", _json(), nullable=True),
+    sa.Column("error", _json(), nullable=True),
+    sa.Index("ix_training_jobs_model_created", "model", "created_at"),
+)
+
+_ACTIVE_JOB = training_jobs.c.state.in_(["queued", "running"])
+sa.Index(
+    "ix_training_jobs_one_active",
+    training_jobs.c.model,
+    unique=True,
+    sqlite_where=_ACTIVE_JOB,
+    postgresql_where=_ACTIVE_JOB,
 )

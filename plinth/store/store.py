@@ -43,8 +43,8 @@ from plinth.errors import (
 )
 from plinth.store import migrations, partitions
 from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
-from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord
-from plinth.store.schema import model_versions, models, predictions
+from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord, split_trace
+from plinth.store.schema import VERSION_TABLE, model_versions, models, predictions
 
 SQLITE_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -73,6 +73,7 @@ class Store:
         url: str,
         *,
         sqlite_synchronous: str = "NORMAL",
+        sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
         migrate: bool = True,
         pool_size: int = 5,
         max_overflow: int = 10,
@@ -83,8 +84,9 @@ class Store:
         self.dialect = parsed.get_backend_name()
         self._where = parsed.render_as_string(hide_password=True)
         self._parsed = parsed
+        self._busy_timeout_s = sqlite_busy_timeout_s
         if self.dialect == "sqlite":
-            self._engine = _sqlite_engine(parsed, sqlite_synchronous)
+            self._engine = _sqlite_engine(parsed, sqlite_synchronous, sqlite_busy_timeout_s)
         else:
             self._engine = _postgresql_engine(parsed, pool_size, max_overflow)
         # Writers on SQLite start with BEGIN IMMEDIATE (see _sqlite_begin); PostgreSQL
@@ -127,26 +129,41 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self._where!r})"
 
-    def ping(self) -> None:
-        """Round-trip to the database; raises ``StoreError(store.unavailable)`` if it fails."""
-        with self.reading() as conn:
-            conn.execute(sa.select(1))
+    def ping(self, *, write: bool = False) -> None:
+        """Round-trip to the database; raises ``StoreError(store.unavailable)`` if it fails.
+
+        ``write=True`` commits a real (no-op) write, so a database that answers reads but
+        cannot take writes (locked by another process, its disk full) fails it too.
+        """
+        if not write:
+            with self.reading() as conn:
+                conn.execute(sa.select(1))
+            return
+        with self.writing() as conn:
+            conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = version_num")
 
     # -- registry ---------------------------------------------------------------------------
 
-    def add_version(self, record: VersionRecord) -> VersionRecord:
+    def add_version(
+        self, record: VersionRecord, *, guard: Callable[[Connection, int], None] | None = None
+    ) -> VersionRecord:
         """Store a new version with the next number for its name, or return the existing one.
 
         Registration is idempotent on (name, sha256). Numbering is safe across processes:
         SQLite serialises writers; on PostgreSQL the models row is locked, and a unique
-        violation from any remaining race is retried.
+        violation from any remaining race is retried. ``guard`` runs in the same transaction
+        with the version's number (a training job's lease check, ``TrainingStore``); if it
+        raises, nothing is stored.
         """
         created_at = _aware(record.created_at, "created_at")
         with self.translated_errors("register a model version"):
             for attempt in range(1, REGISTER_ATTEMPTS + 1):
                 try:
                     with self.write_engine.begin() as conn:
-                        return self._add_version(conn, record, created_at)
+                        added = self._add_version(conn, record, created_at)
+                        if guard is not None:
+                            guard(conn, added.version)
+                        return added
                 except exc.IntegrityError:
                     if attempt == REGISTER_ATTEMPTS:
                         raise
@@ -321,8 +338,8 @@ class Store:
         if row is None:
             raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
-                hint="Predictions older than the retention window (30 days by default, "
-                "PLINTH_RETENTION_DAYS) are pruned; check the id came from this deployment.",
+                hint="Predictions older than the retention window (`plinth prune --older-than`, "
+                "30 days by default) are deleted; check the id came from this deployment.",
             )
         return _prediction(row, self.layouts)
 
@@ -459,8 +476,13 @@ class Store:
             if "locked" in orig or "busy" in orig:
                 return (
                     f"Another process held the write lock for over "
-                    f"{SQLITE_BUSY_TIMEOUT_MS // 1000} s; look for a stuck process, or move "
+                    f"{self._busy_timeout_s:g} s; look for a stuck process, or move "
                     "to PostgreSQL for heavy concurrent writes."
+                )
+            if "full" in orig or "I/O" in orig:
+                return (
+                    f"The disk holding {self._parsed.database} is full or failing: free "
+                    "space (`plinth prune`, or remove other files), then it recovers by itself."
                 )
             return (
                 f"Check that {self._parsed.database} is on a local disk (not a network "
@@ -531,7 +553,7 @@ def _bad_url(url: str, why: str) -> ConfigError:
     )
 
 
-def _sqlite_engine(url: URL, synchronous: str) -> Engine:
+def _sqlite_engine(url: URL, synchronous: str, busy_timeout_s: float) -> Engine:
     mode = synchronous.upper()
     if mode not in SQLITE_SYNCHRONOUS:
         raise SqliteSynchronousError(
@@ -551,20 +573,20 @@ def _sqlite_engine(url: URL, synchronous: str) -> Engine:
         url,
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        connect_args={"timeout": busy_timeout_s},
     )
-    event.listen(engine, "connect", _sqlite_on_connect(mode))
+    event.listen(engine, "connect", _sqlite_on_connect(mode, int(busy_timeout_s * 1000)))
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_on_connect(synchronous: str) -> Callable[[Any, Any], None]:
+def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module; _sqlite_begin emits BEGIN.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             # WAL: readers never block the writer and the writer never blocks readers.
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL fsyncs the WAL on every commit. Commits are batched (one per group of
@@ -634,6 +656,7 @@ def _version(row: Row[Any]) -> VersionRecord:
 def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
     m = row._mapping
     given, seen = layouts.input_and_features(m["model"], m["version"], m["input"], m["features"])
+    output, trace_id = split_trace(m["output"])
     return PredictionRecord(
         id=m["id"],
         ts=m["ts"],
@@ -643,12 +666,13 @@ def _prediction(row: Row[Any], layouts: Layouts) -> PredictionRecord:
         route=m["route"],
         input=given,
         features=seen,
-        output=m["output"],
+        output=output,
         confidence=m["confidence"],
         latency_ms=m["latency_ms"],
         warnings=m["warnings"],
         request_id=m["request_id"],
         key=m["key"],
+        trace_id=trace_id,
     )
 
 

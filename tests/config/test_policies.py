@@ -164,6 +164,20 @@ def test_deploy_flags_are_validated_as_the_file_is() -> None:
     )
 
 
+def test_admission_limits_are_per_model_over_the_settings_defaults() -> None:
+    text = (
+        "[models.churn]\nmax_queue_records = 500\nshed = false\n[models.prices]\nmax_wait_ms = 2\n"
+    )
+    policies = parse_policies(text, max_queue_records=1000)
+    assert policies.batching("churn") == BatchingPolicy(64, 0.0, max_queue_records=500, shed=False)
+    assert policies.batching("prices") == BatchingPolicy(64, 0.002, max_queue_records=1000)
+    assert policies.batching("other") == BatchingPolicy(64, 0.0, max_queue_records=1000, shed=True)
+    with pytest.raises(ConfigError, match="1 problem") as caught:
+        parse_policies("[models.churn]\nmax_queue_records = -1\n")
+    assert caught.value.code == "config.invalid"
+    assert caught.value.problems[0].field == "models.churn.max_queue_records"
+
+
 LOG = """
 [log]
 retention = "30d"

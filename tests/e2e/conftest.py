@@ -58,7 +58,9 @@ def plinth_env(tmp_path: Path, database_url: str) -> Env:
     return Env(home, env)
 
 
-def start_server(plinth_env: Env, *extra: str, port: int | None = None) -> Server:
+def start_server(
+    plinth_env: Env, *extra: str, port: int | None = None, timeout: float = 60.0
+) -> Server:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(plinth_env.home.parent / f"server-{port}.log", "wb")  # noqa: SIM115
@@ -69,7 +71,7 @@ def start_server(plinth_env: Env, *extra: str, port: int | None = None) -> Serve
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.close()

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from plinth.config.settings import Settings
 from plinth.services.monitoring.alerts import LEASE
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.registry.versions import Registry
+from plinth.services.rollout.deployments import Deployments
+from plinth.services.serving.scoring import Job, score
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 from plinth.store.monitoring import ROLLUP_SECONDS, MonitoringStore
@@ -166,3 +169,34 @@ def test_prune_rolls_up_and_keeps_roll_ups_longer(plinth_env: Env, store: Store)
     ]
     bad = plinth_env.cli("prune", "--older-than", "30d", "--rollups-older-than", "7d", check=False)
     assert bad.returncode == 1 and "cli.invalid_retention" in bad.stderr
+
+
+def test_monitor_reports_the_champion_not_a_newer_shadow_and_html_replaces_the_tables(
+    plinth_env: Env, registry: Registry, drifted: Store, tmp_path: Path
+) -> None:
+    """Issue 11, item 4 and the HTML report's smaller ones: the default version is what
+    serves, the roles are listed; --html writes the file only; p99 has no exponent."""
+    champion = registry.load(registry.store.get_version("churn", 1))
+    train = churn_table(seed=3)
+    registry.register(churn_model(train), name="churn", train=train, target="churn")
+    shadow = registry.load(registry.store.get_version("churn", 2))
+    Deployments(registry.store).deploy("churn", 1, shadows=[2], reason="test")
+    collector = MonitorCollector(registry.store, interval_s=60)
+    _serve(shadow, collector, _records(4, 60))  # the newest traffic is the shadow's
+    now = time.perf_counter()
+    slow = [Job(_records(5, 20), "slow", now, now + 30) for _ in range(3)]
+    for result in score(champion, slow, [collector]):
+        collector.observe_reply(champion, result, 3.21)  # p99 above a second
+    collector.flush(final=True)
+
+    done = plinth_env.cli("monitor", "churn")
+    assert "churn:1  last 1h" in done.stdout, done.stdout
+    assert "serving: champion 1; shadows 2" in done.stdout
+
+    page = tmp_path / "report.html"
+    written = plinth_env.cli("monitor", "churn", "--html", str(page))
+    assert written.stdout.strip() == f"wrote {page}"  # not the terminal tables as well
+    html = page.read_text()
+    assert "churn:1" in html and "serving: champion 1; shadows 2" in html
+    p99 = html.split("<th>p99</th><td class='n'>")[1].split("</td>")[0]
+    assert p99.endswith(" s") and "e+" not in p99, p99

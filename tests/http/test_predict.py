@@ -22,7 +22,9 @@ from plinth.http.app import create_app
 from tests.support import (
     SHOPPERS_FEATURES,
     SHOPPERS_NUMBERS,
+    churn_model,
     churn_record,
+    churn_table,
     imputing_pipeline,
     numbers_only_model,
     shoppers_table,
@@ -216,8 +218,14 @@ def test_predict_answers_carry_request_and_worker_headers(client: TestClient) ->
 
 def test_a_bad_version_parameter_names_the_field(client: TestClient) -> None:
     bad = client.post("/v1/models/churn/predict?version=x", json={"records": [churn_record()]})
-    (problem,) = bad.json()["error"]["problems"]
+    error = bad.json()["error"]
+    assert bad.status_code == 422 and error["code"] == "request.invalid"
+    assert error["hint"], "the top-level error says how to fix it too"
+    (problem,) = error["problems"]
     assert problem["code"] == "request.invalid_parameter" and problem["field"] == "query.version"
+    assert problem["hint"]
+    monitor = client.get("/v1/models/churn/monitor?version=abc")
+    assert monitor.status_code == 422 and monitor.json()["error"]["hint"]
     other = client.post("/v1/models/churn/predict?debug=1", json={"records": [churn_record()]})
     assert other.status_code == 200  # unknown query parameters are ignored
 
@@ -356,3 +364,29 @@ def test_a_null_in_a_required_field_is_refused_whatever_the_model(
     reply = client.post(f"/v1/models/{name}/predict", json={"records": [record]})
     assert reply.status_code == 422
     assert _codes(reply.json()) == {(0, "visits", "contract.null_value")}
+
+
+def test_an_artifact_that_fails_its_hash_check_is_a_503_with_its_code(
+    client: TestClient, settings: Settings
+) -> None:
+    """A changed file on the server's disk is the server's fault, not an unexpected error."""
+    train = churn_table(seed=7)
+    with open_registry(settings) as registry:
+        record = registry.register(churn_model(train), name="churn", train=train, target="churn")
+        path = registry.artifacts.path(record.sha256)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reply = client.post(
+        f"/v1/models/churn/predict?version={record.version}", json={"records": [churn_record()]}
+    )
+    assert reply.status_code == 503, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "registry.hash_mismatch" and error["hint"]
+    path.unlink()
+    missing = client.post(
+        f"/v1/models/churn/predict?version={record.version}", json={"records": [churn_record()]}
+    )
+    assert missing.status_code == 503 and missing.json()["error"]["code"] == (
+        "registry.artifact_missing"
+    )

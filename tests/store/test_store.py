@@ -223,6 +223,15 @@ def test_prediction_round_trip_is_exact(store: Store) -> None:
     assert got == record
 
 
+def test_a_trace_id_travels_with_the_record_and_leaves_the_output_alone(store: Store) -> None:
+    traced = prediction(1, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    store.insert_predictions([traced, prediction(2)])
+    got = store.get_prediction(traced.id)
+    assert got == traced and got.trace_id == traced.trace_id
+    assert got.output == traced.output  # the id is kept beside the output, not in it
+    assert store.get_prediction(prediction(2).id).trace_id is None
+
+
 def test_features_identical_to_input_are_stored_once(store: Store) -> None:
     # The usual record reaches the model unrepaired: its row keeps the input only, and
     # every reader still gets the features back exactly.

@@ -229,8 +229,8 @@ class Feedback:
                     404,
                     UNKNOWN_PREDICTION,
                     f"no prediction with id {p.prediction_id!r}",
-                    "Use the prediction_id from the reply; predictions past the retention "
-                    "window (PLINTH_RETENTION_DAYS) are pruned.",
+                    "Use the prediction_id from the reply; predictions older than the "
+                    "retention window (`plinth prune --older-than`) are deleted.",
                 )
             if p.model is not None and ref.model != p.model:
                 return _fail(

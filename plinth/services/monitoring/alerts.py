@@ -33,8 +33,11 @@ from plinth.services.feedback.performance import Performance
 from plinth.services.monitoring.report import Monitor
 from plinth.services.process import in_thread, worker_id
 from plinth.services.review.queue import QueueView, ReviewQueue
+from plinth.services.rollout.applied import FAILED, live_states
+from plinth.services.rollout.deployments import Deployments, Revision
 from plinth.store import Store
 from plinth.store.monitoring import AlertRow, MonitoringStore
+from plinth.store.workers import WorkerState
 
 log = logging.getLogger("plinth.alerts")
 
@@ -48,6 +51,7 @@ RULES = (
     "validation_rate",
     "performance_drop",
     "review_sla",
+    "deployment_not_applied",
 )
 
 
@@ -263,6 +267,26 @@ def ground_truth_conditions(
     return found
 
 
+def deployment_condition(live: Revision | None, states: Sequence[WorkerState]) -> Condition:
+    """True while a live worker reports it could not apply ``name``'s live revision (it
+    keeps serving an older one); always on, since it means the deployment history lies."""
+    if live is None:
+        return Condition("deployment_not_applied", False, "never deployed", {})
+    failing = [s for s in states if s.state == FAILED and s.revision_id == live.id]
+    first = (failing[0].error or {}) if failing else {}
+    summary = (
+        f"{len(failing)} of {len(states)} live workers cannot apply revision {live.revision}: "
+        f"[{first.get('code')}] {first.get('message')}"
+        if failing
+        else f"every live worker applied revision {live.revision}"
+    )
+    evidence = {
+        "revision": live.revision,
+        "workers": [{"worker": s.worker, "replica": s.replica, "error": s.error} for s in failing],
+    }
+    return Condition("deployment_not_applied", bool(failing), summary, evidence)
+
+
 class AlertEvaluator:
     """Checks every model's rules and keeps alert state in the store."""
 
@@ -285,6 +309,7 @@ class AlertEvaluator:
         self.monitor = Monitor(store)
         self.performance = Performance(store)
         self.queue = ReviewQueue(store, sla=timedelta(seconds=review_sla_s))
+        self.deployments = Deployments(store)
 
     def try_evaluate(self, now: datetime | None = None) -> list[AlertEvent] | None:
         """Evaluate if this process holds (or can take) the lease; None if another does."""
@@ -330,6 +355,9 @@ class AlertEvaluator:
         )  # fmt: skip
         queue = next(iter(self.queue.numbers(name)), None) if rules.review_sla else None
         judged = conditions(report, rules) + ground_truth_conditions(performance, queue, rules)
+        judged.append(
+            deployment_condition(self.deployments.current(name), live_states(self.store, name))
+        )
         for c in judged:
             alert = open_alerts.get(c.rule)
             if c.active and alert is None:

@@ -34,6 +34,7 @@ from plinth.errors import (
     NoReferenceProfileError,
     UnknownBaselineError,
 )
+from plinth.services.rollout.deployments import Deployments
 from plinth.store import Store
 from plinth.store.monitoring import ROLLUP_SECONDS, IntervalRow, MonitoringStore
 from plinth.store.records import VersionRecord
@@ -61,6 +62,7 @@ class WindowData:
     floats: np.ndarray
     profile_rows: np.ndarray  # rows folded into the profile, per interval
     resolution_s: float | None = None  # seconds per point (None: no rows)
+    error_counts: np.ndarray | None = None  # every error code added up, per interval
 
     @property
     def empty(self) -> bool:
@@ -126,6 +128,7 @@ def merge_rows(
     requests = np.bincount(at, [r.requests for r in rows], minlength=n).astype(np.int64)
     records = np.bincount(at, [r.records for r in rows], minlength=n).astype(np.int64)
     failures = np.bincount(at, [r.validation_failures for r in rows], minlength=n)
+    error_counts = np.bincount(at, [sum(r.errors.values()) for r in rows], minlength=n)
     errors: dict[str, int] = {}
     problems: dict[str, int] = {}
     for r in rows:
@@ -143,7 +146,7 @@ def merge_rows(
     resolution = bucket_s if bucket_s is not None else max((r.seconds for r in rows), default=None)
     return WindowData(
         starts, requests, records, errors, failures.astype(np.int64), problems, latency,
-        ints, floats, profile_rows, resolution,
+        ints, floats, profile_rows, resolution, error_counts.astype(np.int64),
     )  # fmt: skip
 
 
@@ -197,11 +200,21 @@ class Monitor:
         self.charts = charts or ChartSpec()
 
     def resolve_version(self, name: str, start: datetime, end: datetime) -> VersionRecord:
-        """The newest version with traffic in the window, else the newest registered."""
-        versions = self.rows.versions_with_intervals(name, start, end)
-        if versions:
-            return self.store.get_version(name, versions[-1])
-        return self.store.get_version(name)
+        """What serves ``name`` now: the live deployment's champion (the newest version when
+        it was never deployed). Not the newest with traffic: a shadow or a canary registered
+        later would hide the version that takes the traffic."""
+        spec, _ = Deployments(self.store).effective(name)
+        return self.store.get_version(name, spec.champion)
+
+    def roles(self, name: str) -> dict[str, Any]:
+        """Champion, canary and shadows of the live deployment, for the report's header."""
+        spec, revision = Deployments(self.store).effective(name)
+        return {
+            "champion": spec.champion,
+            "canary": None if spec.canary is None else spec.canary.to_dict(),
+            "shadows": list(spec.shadows),
+            "revision": None if revision is None else revision.revision,
+        }
 
     def window(
         self, record: VersionRecord, layout: ProfileLayout, start: datetime, end: datetime
@@ -225,8 +238,13 @@ class Monitor:
         now: datetime | None = None,
         drift: DriftConfig | None = None,
         label: str | None = None,
+        detail: bool = False,
     ) -> dict[str, Any]:
-        """The JSON report: traffic, latency, drift, control charts and alerts."""
+        """The JSON report: traffic, latency, drift, control charts and alerts.
+
+        ``detail`` (the console's model page) adds every interval's numbers as ``series``
+        and a histogram for every feature and the output, drifted or not.
+        """
         if baseline not in ("reference", "previous"):
             raise UnknownBaselineError(baseline)
         end = now or datetime.now(UTC)
@@ -245,6 +263,7 @@ class Monitor:
         body: dict[str, Any] = {
             "model": name,
             "version": record.version,
+            "deployment": self.roles(name),
             "window": {
                 "label": label or _label(window),
                 "start": start.isoformat(),
@@ -257,8 +276,10 @@ class Monitor:
             **self._traffic(data),
         }
         body["drift"], body["histograms"] = self._drift(
-            data, layout, reference, record, baseline, start, window, drift or self.drift
+            data, layout, reference, record, baseline, start, window, drift or self.drift, detail
         )
+        if detail:
+            body["series"] = series(data)
         body["control"] = self._control(data, layout, reference, record)
         body["alerts"] = [a.to_dict() for a in self.rows.list_alerts(name, start)]
         return body
@@ -294,6 +315,7 @@ class Monitor:
         start: datetime,
         window: timedelta,
         config: DriftConfig,
+        every: bool = False,
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         if data.empty or int(data.profile_rows.sum()) == 0:
             return None, {}
@@ -316,13 +338,21 @@ class Monitor:
             entry["results"].append(r.to_dict())
             entry["drifted"] = entry["drifted"] or r.drifted
         histograms: dict[str, Any] = {}
-        for name in result.drifted_features:
+        shown = list(base.features_) if every else result.drifted_features
+        for name in shown:
             section = layout.feature(name)
             ref_bins, cur_bins = base.features_[name], current.features_[name]
             histograms[name] = {
                 "labels": [*bin_labels(section), "(null)"],
                 "reference": [*ref_bins.counts.tolist(), ref_bins.nulls],
                 "current": [*cur_bins.counts.tolist(), cur_bins.nulls],
+            }
+        if every and base.output_ is not None and current.output_ is not None:
+            section = layout.by_key["output"]
+            histograms["(output)"] = {
+                "labels": [*bin_labels(section), "(null)"],
+                "reference": [*base.output_.counts.tolist(), base.output_.nulls],
+                "current": [*current.output_.counts.tolist(), current.output_.nulls],
             }
         body = {
             "share_drifted": result.share_drifted,
@@ -420,9 +450,40 @@ class Monitor:
         return charts
 
 
+def series(data: WindowData) -> dict[str, Any]:
+    """Every interval's traffic, errors, contract failures and latency percentiles (seconds),
+    for charts: one list per statistic, aligned with ``starts``."""
+    requests = data.requests.tolist()
+    errors = data.error_counts if data.error_counts is not None else np.zeros(len(requests))
+    out: dict[str, Any] = {
+        "starts": [s.isoformat() for s in data.starts],
+        "resolution_s": data.resolution_s,
+        "requests": requests,
+        "records": data.records.tolist(),
+        "errors": (errors - data.validation_failures).tolist(),
+        "validation_failures": data.validation_failures.tolist(),
+    }
+    for q in (0.5, 0.95, 0.99):
+        values = histogram_quantiles(data.latency, q) if len(requests) else np.zeros(0)
+        out[f"p{int(q * 100)}"] = [None if not math.isfinite(v) else float(v) for v in values]
+    return out
+
+
 def _label(window: timedelta) -> str:
     seconds = int(window.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def describe_roles(version: int, deployment: dict[str, Any]) -> str:
+    """'champion 1; canary 3 at 10%; shadows 2', saying which of them the report is about."""
+    parts = [f"champion {deployment['champion']}"]
+    canary = deployment.get("canary")
+    if canary:
+        parts.append(f"canary {canary['version']} at {canary['weight']:g}%")
+    if deployment.get("shadows"):
+        parts.append("shadows " + ", ".join(map(str, deployment["shadows"])))
+    shown = "" if version == deployment["champion"] else f"; this report is about {version}"
+    return "serving: " + "; ".join(parts) + shown

@@ -10,6 +10,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from plinth.core.durations import format_latency
+from plinth.services.monitoring.report import describe_roles
+
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
@@ -33,7 +36,7 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value * 1000:.3g} ms"
+    return format_latency(value)
 
 
 def histogram_svg(labels: list[str], reference: list[int], current: list[int]) -> str:
@@ -73,6 +76,12 @@ def histogram_svg(labels: list[str], reference: list[int], current: list[int]) -
     return "".join(parts)
 
 
+def _roles(version: int, deployment: dict[str, Any] | None) -> str:
+    if deployment is None:
+        return ""
+    return f"<p class='muted'>{escape(describe_roles(version, deployment))}</p>"
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole report as a standalone HTML document."""
     name, version, window = report["model"], report["version"], report["window"]
@@ -85,6 +94,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<p class='muted'>{escape(window['start'])} to {escape(window['end'])}, "
         f"{window['intervals']} intervals{_resolution(window.get('resolution_s'))}, "
         f"baseline: {escape(report['baseline'])}</p>",
+        _roles(version, report.get("deployment")),
         "<h2>Traffic and latency</h2><table>",
         f"<tr><th>requests</th><td class='n'>{traffic['requests']}</td>"
         f"<th>records</th><td class='n'>{traffic['records']}</td></tr>",

@@ -4,6 +4,11 @@ The contract is inferred at registration but belongs to people: they may tighten
 declare a field nullable, or change a repair policy. The field set and kinds cannot
 change — the model still needs exactly those columns — so edits that would do that are
 refused with every problem listed.
+
+Each edit is a numbered contract revision (``contract_revision`` in the metadata, ``revision``
+in its history entry, a ``contract_revisions`` row): serving workers poll for new ones as
+they poll deployment revisions, reload the version with the new contract, and report the
+revision they serve (``wait_for_contract``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ from plinth.core.contract import Contract
 from plinth.errors import IncompatibleContractEditError, Problem
 from plinth.errors.contract import FIELDS_CHANGED, KIND_CHANGED
 from plinth.store import Store, VersionRecord
+from plinth.store.workers import WorkerStore
 
 
 def update_contract(
-    store: Store, name: str, version: int | None, document: Any, *, reason: str = ""
+    store: Store,
+    name: str,
+    version: int | None,
+    document: Any,
+    *,
+    reason: str = "",
+    who: str = "",
 ) -> VersionRecord:
     """Replace the contract of ``name:version`` after checking the edit is safe."""
     record = store.get_version(name, version)
@@ -31,17 +43,23 @@ def update_contract(
             problems=problems,
         )
     metadata = dict(record.metadata)
+    revision = int(metadata.get("contract_revision", 0)) + 1
+    now = datetime.now(UTC)
     history = list(metadata.get("contract_history", []))
     history.append(
         {
-            "replaced_at": datetime.now(UTC).isoformat(),
+            "revision": revision,
+            "replaced_at": now.isoformat(),
             "reason": reason,
             "previous": record.metadata["contract"],
         }
     )
     metadata["contract"] = edited.to_dict()
     metadata["contract_history"] = history
-    return store.update_version_metadata(record.name, record.version, metadata)
+    metadata["contract_revision"] = revision
+    return WorkerStore(store).record_contract(
+        record.name, record.version, metadata, revision=revision, who=who, reason=reason, at=now
+    )
 
 
 def _incompatibilities(current: Contract, edited: Contract) -> list[Problem]:

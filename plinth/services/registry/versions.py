@@ -8,9 +8,12 @@ same artifact bytes under the same name again returns the existing version.
 from __future__ import annotations
 
 import functools
+import io
+import logging
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +31,7 @@ from plinth.core.review import ReviewPolicy
 from plinth.errors import (
     BadOutputOnDataError,
     EmptyTrainingDataError,
+    ExamplesError,
     FeatureCountError,
     InvalidModelNameError,
     InvalidTaskError,
@@ -44,7 +48,10 @@ from plinth.flavors.base import (
     dump_model,
     load_artifact,
     read_model_file,
+    read_verified,
 )
+from plinth.flavors.remote import FORMAT as FORMAT_REMOTE
+from plinth.flavors.remote import RemoteFlavor, RemoteSpec
 from plinth.services.datasets import frame_sha256
 from plinth.services.registry.lineage import git_commit, library_versions
 from plinth.services.registry.review_assets import (
@@ -55,6 +62,8 @@ from plinth.services.registry.review_assets import (
 )
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore
+
+log = logging.getLogger("plinth.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UNSEEN_PROBE = "__plinth_unseen_category__"
@@ -130,6 +139,7 @@ class Registry:
         train_sha256: str | None = None,
         workdir: Path | None = None,
         lineage: dict[str, Any] | None = None,
+        guard: Callable[[Any, int], None] | None = None,
     ) -> VersionRecord:
         """Record a new version of ``name`` (or return the identical existing one).
 
@@ -212,6 +222,12 @@ class Registry:
         )
         metadata.update(fitted.metadata)
         metadata["review_context"] = store_assets(self.artifacts, fitted.assets)
+        # The tables themselves, so retraining can start from them (docs/retraining.md).
+        metadata["tables"] = {
+            split: stored
+            for split, frame in (("train", train), ("holdout", holdout))
+            if frame is not None and (stored := _store_table(self.artifacts, frame)) is not None
+        }
         self.artifacts.put(artifact.data)
         record = VersionRecord(
             name=name,
@@ -219,6 +235,102 @@ class Registry:
             sha256=artifact.sha256,
             flavor=artifact.flavor.name,
             task=resolved_task,
+            created_at=datetime.now(UTC),
+            metadata=metadata,
+        )
+        return self.store.add_version(record, guard=guard)
+
+    def table(self, record: VersionRecord, split: str = "train") -> pd.DataFrame | None:
+        """The training (or holdout) table stored with a version, sha256-checked; None for
+        versions registered before tables were kept, or whose table could not be stored."""
+        pointer = (record.metadata.get("tables") or {}).get(split)
+        if pointer is None:
+            return None
+        data = read_verified(self.artifacts.path(pointer["sha256"]), pointer["sha256"], "Table")
+        return pd.read_parquet(io.BytesIO(data))
+
+    def register_remote(
+        self,
+        spec: RemoteSpec,
+        *,
+        name: str,
+        examples: pd.DataFrame,
+        tags: dict[str, str] | None = None,
+        examples_sha256: str | None = None,
+        workdir: Path | None = None,
+    ) -> VersionRecord:
+        """Record a remote model's spec as a new version of ``name`` (or return the
+        identical existing one). The input contract is inferred from example inputs, as
+        from a training table; nothing is sent to the endpoint (that costs money and needs
+        credentials): ``plinth evaluate`` does that on purpose."""
+        _check_name(name)
+        data = spec.canonical()
+        sha256 = spec.sha256
+        existing = self.store.find_version(name, sha256)
+        if existing is not None:
+            return existing
+        if len(examples) == 0 or len(examples.columns) == 0:
+            raise ExamplesError("The example inputs are empty.")
+        missing = [f for f in spec.fields if f not in examples.columns]
+        if missing:
+            raise ExamplesError(
+                f"The prompt template names fields the examples do not have: {missing}.",
+                problems=[
+                    Problem(MISSING_FEATURE, f"field {f!r} is not in the examples", field=f)
+                    for f in missing
+                ],
+            )
+        contract = infer_contract(examples)
+        # A remote model reads any text: a category never seen in the examples passes, and
+        # a string field whose every example differs is free text, not a category (it is not
+        # binned for drift: each request would be "unseen").
+        document = contract.to_dict()
+        for f in document["fields"]:
+            if f["kind"] != "categorical":
+                continue
+            f["on_unseen"] = "pass"
+            values = examples[f["name"]].dropna()
+            if (
+                len(values) > 1
+                and values.nunique() == len(values)
+                and values.map(type).eq(str).all()
+            ):
+                f.update(kind="text", categories=None)
+        contract = Contract.from_dict(document)
+        output = OutputContract(task=spec.task, classes=spec.classes)  # type: ignore[arg-type]
+        profile = Profile.fit(
+            contract.frame(_records(examples)), {f.name: f.kind for f in contract.fields}
+        )
+        metadata: dict[str, Any] = {
+            "artifact": {"format": FORMAT_REMOTE, "trusted_types": [], "bytes": len(data)},
+            "contract": contract.to_dict(),
+            "output_contract": output.to_dict(),
+            "reference_profile": profile.to_dict(),
+            "metrics": {"split": "none", "rows": 0},
+            "remote": spec.document,
+            "lineage": {
+                "examples_sha256": examples_sha256 or frame_sha256(examples),
+                "example_rows": len(examples),
+                "features": list(examples.columns),
+                "git": git_commit(workdir or Path.cwd()),
+                "libraries": library_versions(),
+                "params": RemoteFlavor(spec).params(),
+                "model_class": "plinth.flavors.remote.RemoteSpec",
+            },
+            "tags": dict(tags or {}),
+        }
+        default = spec.output["default"]
+        if default is not None and spec.classes:
+            # Uniform: a default is a guess, so a confidence gate sends it to review.
+            probabilities = {str(c): 1.0 / len(spec.classes) for c in spec.classes}
+            metadata["default_output"] = {"prediction": default, "probabilities": probabilities}
+        self.artifacts.put(data)
+        record = VersionRecord(
+            name=name,
+            version=0,
+            sha256=sha256,
+            flavor=RemoteFlavor.name,
+            task=spec.task,
             created_at=datetime.now(UTC),
             metadata=metadata,
         )
@@ -233,6 +345,7 @@ class Registry:
             artifact_meta.get("format", "skops"),
             list(artifact_meta.get("trusted_types", [])),
         )
+        loaded.flavor.attach(record.name, record.version)
         return ServedModel(
             record=record,
             flavor=loaded.flavor,
@@ -240,6 +353,19 @@ class Registry:
             output=OutputContract.from_dict(record.metadata["output_contract"]),
             artifacts=self.artifacts,
         )
+
+
+def _store_table(artifacts: ArtifactStore, frame: pd.DataFrame) -> dict[str, Any] | None:
+    """Keep a table as Parquet in the artifact store; None (logged) if Parquet cannot hold
+    it (mixed-type object columns): registration never fails for want of a copy."""
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except Exception as exc:
+        log.warning("not keeping a copy of the table (%s: %s)", type(exc).__name__, exc)
+        return None
+    data = buffer.getvalue()
+    return {"sha256": artifacts.put(data), "rows": len(frame), "format": "parquet"}
 
 
 def _check_name(name: str) -> None:

@@ -204,12 +204,17 @@ class ReviewQueue:
         views = []
         for name, entry in sorted(self.sql.queue_numbers(now, model).items()):
             oldest = entry["oldest"]
-            durations = entry["resolution_s"]
+            # Wall-clock times from many processes: after the clock was set back, an item
+            # may look created in the future, or resolved before it was created. Such a span
+            # counts as 0: the age gauge and the median resolution time never go negative.
+            durations = [max(0.0, d) for d in entry["resolution_s"]]
             views.append(
                 QueueView(
                     model=name,
                     open=entry["open"],
-                    oldest_age_s=None if oldest is None else (now - oldest).total_seconds(),
+                    oldest_age_s=(
+                        None if oldest is None else max(0.0, (now - oldest).total_seconds())
+                    ),
                     median_resolution_s=float(np.median(durations)) if durations else None,
                     resolved_counted=len(durations),
                     sla_s=self.sla.total_seconds(),

@@ -37,6 +37,7 @@ from plinth.core.canary import (
 from plinth.core.interval import LatencyHistogram, ProfileLayout, decode_counts_many
 from plinth.core.profile import FeatureBins, Profile
 from plinth.errors import ModelError, PlinthError, error_class
+from plinth.services.evaluation import load_scorer
 from plinth.services.monitoring.report import merge_rows
 from plinth.services.process import in_thread, worker_id
 from plinth.services.rollout.deployments import Deployments, Revision
@@ -226,6 +227,16 @@ class CanaryAnalyzer:
             return None
         if not labels:
             return None
+        if policy.scorer is not None:  # the user's judgement, as in `plinth evaluate`
+            try:
+                scorer = load_scorer(policy.scorer)
+                return np.asarray(
+                    [1.0 - float(scorer(r.output.get("prediction"), r.label)) for r in labels],
+                    dtype=float,
+                )
+            except Exception:
+                log.exception("canary scorer %s failed; the performance check waits", policy.scorer)
+                return None
         if record.task == "classification":
             return np.asarray(
                 [str(r.label) != str(r.output.get("prediction")) for r in labels], dtype=float

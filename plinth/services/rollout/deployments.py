@@ -46,6 +46,7 @@ from plinth.errors.rollout import (
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
 from plinth.store.notifications import Listener
+from plinth.store.workers import ContractEdit, WorkerStore
 
 DEFAULT = "default"
 MAX_DEADLINE_MS = 600_000
@@ -75,6 +76,10 @@ CANARY_SETTINGS: dict[str, tuple[str, str]] = {
     "max_output_distance": (
         "max_output_distance",
         "The largest Jensen-Shannon distance between the arms' outputs, e.g. 0.1.",
+    ),
+    "scorer": (
+        "scorer",
+        "module:function(predicted, expected) -> score in [0, 1], judging labelled answers.",
     ),
 }
 _POLICY_HINT = "See docs/rollout.md, 'Automated canary analysis', for every setting."
@@ -231,9 +236,17 @@ class Deployments:
     def change_counter(self) -> int:
         return self.revisions.change_counter()
 
+    def counters(self) -> tuple[int, int]:
+        """(deployment change counter, contract-edit counter) in one read: what workers poll."""
+        return WorkerStore(self.store).counters()
+
+    def contract_edits_since(self, after_id: int) -> list[ContractEdit]:
+        return WorkerStore(self.store).contract_edits_since(after_id)
+
     def listen(self, on_change: Callable[[], None]) -> Listener | None:
         """Be told (on another thread) as soon as any revision is committed; PostgreSQL only,
-        None elsewhere. A hint to poll now: ``change_counter`` stays the truth."""
+        None elsewhere (contract edits send the same notification). A hint to poll now:
+        ``counters`` stays the truth."""
         return self.revisions.listen(on_change)
 
     # -- changing ----------------------------------------------------------------------------
@@ -375,15 +388,17 @@ class Deployments:
         evidence: dict[str, Any],
         who: str = "canary-analysis",
         expect_revision: int | None = None,
+        action: str = "auto-rollback",
     ) -> Revision:
-        """Stop the canary (champion keeps all traffic); the analysis's "roll back"."""
+        """Stop the canary (champion keeps all traffic): the analysis's "roll back", and
+        the console's "stop canary" (``action="stop-canary"``)."""
         known = self._known_versions(name)
 
         def build(latest: RevisionRecord | None) -> NewRevision:
             base, _ = _with_canary(name, latest, expect_revision, "stop")
             spec = replace(base, canary=None)
             validate(spec, known)
-            return self._new(spec, "auto-rollback", reason, who, evidence)
+            return self._new(spec, action, reason, who, evidence)
 
         return Revision.from_record(self.revisions.append(name, build))
 

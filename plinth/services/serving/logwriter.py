@@ -10,6 +10,12 @@ commits whatever arrived while its previous commit ran in one transaction.
 
 On SQLite that thread also checkpoints the WAL for the scoring threads' commits (at most
 every ``CHECKPOINT_EVERY_S``), so a checkpoint never stalls a model call.
+
+When a commit fails because the store is unavailable (down, locked, disk full) the writer
+remembers it, and the request path asks ``refuse`` first: predictions are answered at once
+with 503 ``store.unavailable`` instead of each scoring and then failing (or waiting out a
+lock), while one request per ``probe_s`` goes through to try again, and ``/readyz`` probes
+with a real write (``probe``). The first commit that succeeds ends it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from plinth.errors import PlinthError, StoreWriteError
+from plinth.errors import PlinthError, StoreUnavailableError, StoreWriteError
 from plinth.services import telemetry
 from plinth.store import PredictionRecord, Store
 from plinth.store.prediction_log import PredictionAppender
@@ -32,9 +38,13 @@ CHECKPOINT_EVERY_S = 1.0
 class LogWriter:
     """Commits prediction rows in groups; ``submit`` returns a future per call."""
 
-    def __init__(self, store: Store, *, max_rows: int = 5000) -> None:
+    def __init__(self, store: Store, *, max_rows: int = 5000, probe_s: float = 1.0) -> None:
         self.store = store
         self.max_rows = max_rows
+        self.probe_s = probe_s
+        self._failure: StoreUnavailableError | None = None  # the last commit's, until one works
+        self._probed_at = 0.0
+        self._probe_lock = threading.Lock()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="plinth-log-writer", daemon=True)
         self._started = False
@@ -70,6 +80,40 @@ class LogWriter:
             self._unchecked = True
         if error is not None:
             raise error
+
+    @property
+    def failure(self) -> StoreUnavailableError | None:
+        """Why the log cannot commit now (None: the last commit worked)."""
+        return self._failure
+
+    def refuse(self) -> StoreUnavailableError | None:
+        """The error to answer a prediction with at once while the log cannot commit; None
+        lets it through (all is well, or it is this ``probe_s``'s one try)."""
+        failure = self._failure
+        if failure is None:
+            return None
+        with self._probe_lock:
+            now = time.monotonic()
+            if now - self._probed_at >= self.probe_s:
+                self._probed_at = now
+                return None
+        return StoreUnavailableError(
+            f"Predictions are refused while the prediction log cannot commit: {failure.message}",
+            hint=failure.hint,
+        )
+
+    def probe(self) -> StoreUnavailableError | None:
+        """After a failed commit, try a real write now; None once the store takes writes."""
+        if self._failure is None:
+            return None
+        try:
+            self.store.ping(write=True)
+        except StoreUnavailableError as exc:
+            self._failure = exc
+            return exc
+        self._failure = None
+        telemetry.STORE_UP.set(1)
+        return None
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit everything already submitted, then stop the thread."""
@@ -132,9 +176,8 @@ class LogWriter:
             else:
                 done.set_exception(error)
 
-    @staticmethod
     def _append(
-        appender: PredictionAppender, rows: Sequence[PredictionRecord]
+        self, appender: PredictionAppender, rows: Sequence[PredictionRecord]
     ) -> PlinthError | None:
         """One transaction; the error instead of raising (a writer must never die)."""
         started = time.perf_counter()
@@ -149,4 +192,10 @@ class LogWriter:
             )
         telemetry.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
         telemetry.LOG_COMMIT_ROWS.observe(len(rows))
+        if isinstance(error, StoreUnavailableError):
+            with self._probe_lock:
+                self._failure, self._probed_at = error, time.monotonic()
+        elif error is None and self._failure is not None:
+            self._failure = None
+        telemetry.STORE_UP.set(0 if self._failure is not None else 1)
         return error

@@ -12,7 +12,7 @@ from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.logwriter import LogWriter
 from plinth.services.serving.review_gate import ReviewSink
 from plinth.services.serving.scoring import BatchObserver, prepare
-from plinth.store import Store
+from plinth.store import Store, VersionRecord
 
 
 class ModelPool:
@@ -53,24 +53,52 @@ class ModelPool:
             record = await asyncio.to_thread(self.store.get_version, name, version)
             key = (name, record.version)
             if key not in self._batchers:
-                model = await asyncio.to_thread(self.registry.load, record)
-                await asyncio.to_thread(prepare, model)
-                model.review = self.policies.review(name)
-                model.log_policy = self.policies.log(name)
-                batching = self.policies.batching(name)
-                batcher = Batcher(
-                    model,
-                    self.log,
-                    max_batch_records=batching.max_batch_size,
-                    max_wait_s=batching.max_wait_s,
-                    observers=self.observers,
-                    reviews=self.reviews,
-                )
-                batcher.start()
-                self._batchers[key] = batcher
+                self._batchers[key] = await self._build(record)
             if version is None:
                 self._serving[name] = record.version
             return self._batchers[key]
+
+    async def reload(self, name: str, version: int) -> bool:
+        """Load ``name:version`` again from its stored record (a contract edit) and swap it
+        in; queued requests finish on the old one. False when it is not loaded here."""
+        if (name, version) not in self._batchers:
+            return False
+        async with self._locks.setdefault((name, version), asyncio.Lock()):
+            record = await asyncio.to_thread(self.store.get_version, name, version)
+            fresh = await self._build(record)
+            old = self._batchers.get((name, version))
+            self._batchers[(name, version)] = fresh  # one assignment: each request sees one
+        if old is not None:
+            await old.drain()
+            await old.close()
+        return True
+
+    def contract_revisions(self, name: str) -> dict[str, int]:
+        """The contract revision of every loaded version of ``name`` (0: as registered)."""
+        return {
+            str(v): int(b.model.record.metadata.get("contract_revision", 0))
+            for (n, v), b in self._batchers.items()
+            if n == name
+        }
+
+    async def _build(self, record: VersionRecord) -> Batcher:
+        model = await asyncio.to_thread(self.registry.load, record)
+        await asyncio.to_thread(prepare, model)
+        model.review = self.policies.review(record.name)
+        model.log_policy = self.policies.log(record.name)
+        batching = self.policies.batching(record.name)
+        batcher = Batcher(
+            model,
+            self.log,
+            max_batch_records=batching.max_batch_size,
+            max_wait_s=batching.max_wait_s,
+            max_queue_records=batching.max_queue_records,
+            shed=batching.shed,
+            observers=self.observers,
+            reviews=self.reviews,
+        )
+        batcher.start()
+        return batcher
 
     def versions_of(self, name: str) -> list[int]:
         """The versions of ``name`` with a live batcher in this worker."""

@@ -1,16 +1,19 @@
 """The router: which version answers a request, what happens when it fails, and who gets copies.
 
 Per request: pick champion or canary (by a stable hash of the caller's key, else at random),
-give that version the deployment's deadline, and if it raises, breaks its output contract or
+give that version the deployment's deadline (refused at once, ``server.overloaded``, when
+its queue cannot meet it: ``Batcher.admit``), and if it raises, breaks its output contract or
 misses the deadline, walk the fallback chain — other versions, then ``default`` (the
 majority-class / median answer stored at registration). A caller's mistake (422) never falls
 back: another version would refuse it too. A circuit breaker per version skips one that
 keeps failing while there is somewhere else to go, and probes it again after a cool-down.
 
-Hot switching: a background task polls the store's change counter; a new revision's versions
+Hot switching: a background task polls the store's change counters; a new revision's versions
 are loaded and warmed *before* its plan replaces the old one (one dict assignment, so each
 request sees one whole plan), and versions nobody routes to any more are released once their
-queued requests are answered.
+queued requests are answered. A contract edit reloads the loaded version with its new
+contract the same way. After each change the worker reports what it applied, or the load
+error that stopped it (``services/rollout/applied.py``), so a deploy can wait for it.
 
 Shadows get a copy of the request after the reply through a bounded queue; when the queue is
 full the copy is dropped and counted, so a slow shadow can never slow or fail a reply.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import random
@@ -47,10 +51,12 @@ from plinth.errors import (
 from plinth.errors.serving import BREAKER_OPEN, DEFAULT_USED, FALLBACK_USED, NO_DEFAULT
 from plinth.services.process import in_thread
 from plinth.services.registry.versions import ServedModel
+from plinth.services.rollout.applied import HEARTBEAT_S, WorkerReporter
 from plinth.services.rollout.deployments import DEFAULT, Deployments, DeploymentSpec
 from plinth.services.serving.batcher import Batcher
 from plinth.services.serving.pool import ModelPool
 from plinth.services.serving.scoring import Job, JobResult, answer_and_row, contract_error, score
+from plinth.services.tracing import RequestTrace
 
 log = logging.getLogger("plinth.routing")
 
@@ -184,6 +190,7 @@ class Router:
         shadow_concurrency: int = 64,
         seed: int | None = None,
         clock: Callable[[], float] | None = None,
+        reporter: WorkerReporter | None = None,
     ) -> None:
         self.pool = pool
         self.deployments = deployments
@@ -195,7 +202,10 @@ class Router:
         self._rng = random.Random(seed)
         self._plans: dict[str, Plan] = {}
         self._breakers: dict[tuple[str, int], CircuitBreaker] = {}
-        self._counter = -1
+        self.reporter = reporter
+        self._counters = (-1, -1)  # (deployments, contract edits) as last applied
+        self._failed: dict[str, tuple[int, int, dict[str, Any]]] = {}  # name -> id, rev, error
+        self._reported: dict[str, tuple[Any, ...]] = {}
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._shadows: asyncio.Queue[_Shadow] = asyncio.Queue(maxsize=shadow_queue_size)
@@ -209,6 +219,8 @@ class Router:
 
     async def start(self, *, watch: bool = True) -> None:
         """Apply the live revisions, then keep polling for changes (unless ``watch=False``)."""
+        if self.reporter is not None:
+            await in_thread(self.reporter.heartbeat)
         await self.refresh()
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(self._shadow_worker()))
@@ -231,6 +243,9 @@ class Router:
                 await task
         self._background.clear()
         self._tasks.clear()
+        if self.reporter is not None:  # a worker that stops is no longer waited for
+            with contextlib.suppress(Exception):
+                await in_thread(self.reporter.forget)
 
     def wake(self) -> None:
         """Check for a new revision now instead of at the next poll (call on the loop)."""
@@ -257,6 +272,7 @@ class Router:
     # -- hot switching -----------------------------------------------------------------------
 
     async def _watch(self) -> None:
+        beat = time.monotonic()
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
@@ -265,35 +281,101 @@ class Router:
                 return
             try:
                 await self.refresh()
+                if self.reporter is not None and time.monotonic() - beat >= HEARTBEAT_S:
+                    beat = time.monotonic()
+                    await in_thread(self.reporter.heartbeat)
             except Exception:  # a store hiccup must not kill the watcher; retry next tick
                 log.exception("could not refresh deployments")
 
     async def refresh(self) -> bool:
-        """Apply any new revision; True when something changed. Cheap when nothing did."""
+        """Apply any new revision or contract edit; True when something changed. Cheap when
+        nothing did (one read of both counters)."""
         async with self._refresh_lock:
-            counter = await in_thread(self.deployments.change_counter)
-            if counter == self._counter:
+            counters = await in_thread(self.deployments.counters)
+            if counters == self._counters:
                 return False
-            live = await in_thread(self.deployments.live)
+            deployed, edited = counters
             changed = False
-            for revision in live:
-                plan = self._plans.get(revision.name)
-                if plan is not None and plan.revision_id == revision.id:
-                    continue
-                try:
-                    await self._prepare(revision.name, revision.spec)
-                except PlinthError as exc:
-                    # Keep serving the old plan; the next change (or restart) tries again.
-                    log.error(
-                        "cannot apply %s revision %s: %s", revision.name, revision.revision, exc
-                    )
-                    continue
-                self._plans[revision.name] = Plan(revision.spec, revision.revision, revision.id)
-                SWITCHES.labels(revision.name).inc()
-                changed = True
-                self._spawn(self._release_unused(revision.name))
-            self._counter = counter
+            touched: set[str] = set()
+            if self._counters[1] >= 0 and edited != self._counters[1]:
+                since = self._counters[1]
+                edits = await in_thread(lambda: self.deployments.contract_edits_since(since))
+                for edit in edits:
+                    if await self._reload(edit.name, edit.version):
+                        touched.add(edit.name)
+                        changed = True
+            if deployed != self._counters[0]:
+                for revision in await in_thread(self.deployments.live):
+                    touched.add(revision.name)
+                    plan = self._plans.get(revision.name)
+                    if plan is not None and plan.revision_id == revision.id:
+                        continue
+                    try:
+                        await self._prepare(revision.name, revision.spec)
+                    except PlinthError as exc:
+                        # Keep serving the old plan; the next change (or restart) tries again.
+                        log.error(
+                            "cannot apply %s revision %s: %s",
+                            revision.name,
+                            revision.revision,
+                            exc,
+                        )
+                        error = exc.to_dict()["error"]
+                        self._failed[revision.name] = (revision.id, revision.revision, error)
+                        continue
+                    self._failed.pop(revision.name, None)
+                    self._plans[revision.name] = Plan(revision.spec, revision.revision, revision.id)
+                    SWITCHES.labels(revision.name).inc()
+                    changed = True
+                    self._spawn(self._release_unused(revision.name))
+            if self._counters[0] < 0:  # first refresh: report every model this worker serves
+                touched.update(m.name for m in self.pool.loaded)
+            self._counters = counters
+            await self._report(touched)
             return changed
+
+    async def _reload(self, name: str, version: int) -> bool:
+        try:
+            return await self.pool.reload(name, version)
+        except PlinthError as exc:  # keep the loaded contract; the worker log says why
+            log.error("cannot reload %s:%s for its edited contract: %s", name, version, exc)
+            return False
+
+    async def _report(self, names: set[str]) -> None:
+        """Tell the store what this worker serves for each of ``names`` (when it changed)."""
+        if self.reporter is None:
+            return
+        reporter = self.reporter
+        for name in sorted(names):
+            plan = self._plans.get(name)
+            failed = self._failed.get(name)
+            contracts = self.pool.contract_revisions(name)
+            if failed is not None and (plan is None or failed[0] > plan.revision_id):
+                revision_id, revision, error = failed
+                report: tuple[Any, ...] = (revision_id, revision, error, contracts)
+            else:
+                report = (
+                    None if plan is None else plan.revision_id,
+                    None if plan is None else plan.revision,
+                    None,
+                    contracts,
+                )
+            if self._reported.get(name) == report:
+                continue
+            call = functools.partial(
+                reporter.report,
+                name,
+                revision_id=report[0],
+                revision=report[1],
+                error=report[2],
+                contracts=report[3],
+            )
+            try:
+                await in_thread(call)
+            except PlinthError as exc:  # the next change reports again
+                log.warning("could not report what this worker serves for %s: %s", name, exc)
+                continue
+            self._reported[name] = report
 
     async def _prepare(self, name: str, spec: DeploymentSpec) -> None:
         """Load and warm every version the spec routes to, before any traffic moves."""
@@ -327,12 +409,22 @@ class Router:
         received: float,
         key: str | None = None,
         version: int | None = None,
+        trace: RequestTrace | None = None,
     ) -> Routed:
         """Answer one request through the plan for ``name`` (or the pinned ``version``)."""
+        if self.pool.log is not None:
+            refused = self.pool.log.refuse()  # the log cannot commit: fail fast, no model call
+            if refused is not None:
+                return Routed(error=refused)
         hard_deadline = received + self.request_timeout_s
         if version is not None:  # pinned by the caller: no routing, no fallback
             batcher = await self.pool.get(name, version)
-            job = Job(records, request_id, received, hard_deadline, route=CHAMPION, key=key)
+            shed = batcher.admit(len(records), hard_deadline)
+            if shed is not None:
+                return Routed(error=shed)
+            job = Job(
+                records, request_id, received, hard_deadline, route=CHAMPION, key=key, trace=trace
+            )
             result = await batcher.submit(job)
             return Routed(result.answers, version, CHAMPION, None, result.error)
 
@@ -373,7 +465,12 @@ class Router:
             if plan.spec.deadline_ms is not None:
                 deadline = min(hard_deadline, started + plan.spec.deadline_ms / 1000.0)
             batcher = await self.pool.get(name, target)
-            job = Job(records, request_id, received, deadline, route=entry_route, key=key)
+            shed = batcher.admit(len(records), deadline)
+            if shed is not None:  # overload is not the model's failure: no fallback, no breaker
+                return Routed(error=shed, revision=plan.revision)
+            job = Job(
+                records, request_id, received, deadline, route=entry_route, key=key, trace=trace
+            )
             pending = batcher.enqueue(job)
             try:
                 result = await within(pending, max(0.0, deadline - time.perf_counter()))
@@ -496,6 +593,8 @@ def warm(model: ServedModel) -> None:
     The first call into a freshly loaded model pays for lazy imports and caches; paying it
     here keeps that latency off the first real request after a switch.
     """
+    if not model.flavor.warm_up:  # a remote model: a warm-up call would be sent and paid for
+        return
     sample = {f.name: f.impute for f in model.contract.fields}
     now = time.perf_counter()
     try:

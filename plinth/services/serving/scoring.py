@@ -25,13 +25,16 @@ from plinth.errors import (
     BadModelOutputError,
     ContractViolationError,
     DeadlineExceededError,
+    ModelError,
     ModelRaisedError,
     PlinthError,
     Problem,
 )
+from plinth.flavors.base import CALL_DEADLINE
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving import review_gate
+from plinth.services.tracing import RequestTrace, StageTimes
 from plinth.store import PredictionRecord
 
 log = logging.getLogger("plinth.scoring")
@@ -60,6 +63,7 @@ class Job:
     deadline: float  # perf_counter() value after which the job is answered with an error
     route: str = "champion"
     key: str | None = None
+    trace: RequestTrace | None = None  # the request's span, when tracing is on
 
 
 @dataclass
@@ -74,9 +78,14 @@ class JobResult:
 
 
 def score(
-    model: ServedModel, jobs: list[Job], observers: Sequence[BatchObserver] = ()
+    model: ServedModel,
+    jobs: list[Job],
+    observers: Sequence[BatchObserver] = (),
+    times: StageTimes | None = None,
 ) -> list[JobResult]:
-    """Answer every job in ``jobs`` with one contract pass and (usually) one model call."""
+    """Answer every job in ``jobs`` with one contract pass and (usually) one model call.
+
+    ``times`` (tracing only) gets the epoch time at each stage's edges."""
     results = [JobResult() for _ in jobs]
     now = time.perf_counter()
     live: list[int] = []
@@ -92,7 +101,11 @@ def score(
         return results
 
     records = [r for i in live for r in jobs[i].records]
+    if times is not None:
+        started = times.now()
     checked = model.contract.apply(records)
+    if times is not None:
+        times.contract = (started, times.now())
     starts = np.cumsum([0] + [len(jobs[i].records) for i in live])
     valid_jobs: list[int] = []
     for n, i in enumerate(live):
@@ -103,7 +116,7 @@ def score(
             valid_jobs.append(n)
     if not valid_jobs:
         return results
-    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results, observers)
+    _predict_jobs(model, jobs, live, valid_jobs, starts, checked, results, observers, times)
     return results
 
 
@@ -121,6 +134,7 @@ def answer_and_row(
     latency_ms: float,
     request_id: str,
     key: str | None,
+    trace_id: str | None = None,
 ) -> tuple[dict[str, Any], PredictionRecord]:
     """One answer as the caller sees it and as the log keeps it (every path answers so:
     the model, the fallback chain's default responder)."""
@@ -133,6 +147,9 @@ def answer_and_row(
         "route": route,
         "warnings": warnings,
     }
+    remote = output.get("remote")
+    if isinstance(remote, dict):  # the structured answer and what it cost, not the request
+        answer["remote"] = {k: remote.get(k) for k in ("parsed", "usage", "cost", "cached")}
     # [models.NAME.log]: what must not be stored is dropped or hashed here, before the row
     # exists, so no store, writer queue or error message ever holds the raw value.
     policy = model.log_policy
@@ -158,6 +175,7 @@ def answer_and_row(
         request_id=request_id,
         key=key,
         fields=model.field_order,
+        trace_id=trace_id,
     )
     return answer, row
 
@@ -180,6 +198,7 @@ def _predict_jobs(
     checked: ContractResult,
     results: list[JobResult],
     observers: Sequence[BatchObserver],
+    times: StageTimes | None = None,
 ) -> None:
     # Position of each input record inside checked.frame (valid records only).
     frame_pos = np.full(int(starts[-1]), -1, dtype=np.int64)
@@ -190,27 +209,45 @@ def _predict_jobs(
     else:
         frame = checked.frame.iloc[rows].reset_index(drop=True)
     features = checked.features()
+    # A flavor that waits on I/O (a remote model) keeps to the batch's earliest deadline.
+    deadline = CALL_DEADLINE.set(min(jobs[live[n]].deadline for n in valid_jobs))
     try:
         t0 = time.perf_counter()
-        predictions, probabilities = call_model(model, frame)
+        if times is not None and not times.model[0]:
+            times.model = (times.now(), 0)
+        predictions, probabilities, details = answer_rows(model, frame)
         telemetry.MODEL_SECONDS.labels(model.name, str(model.version)).observe(
             time.perf_counter() - t0
         )
+        if times is not None:  # a batch split to find a culprit: first call to last
+            times.model = (times.model[0], times.now())
         telemetry.BATCH_RECORDS.labels(model.name).observe(len(frame))
     except Exception as exc:
         if len(valid_jobs) > 1:
             # Isolate the culprit: score each request on its own.
             for n in valid_jobs:
-                _predict_jobs(model, jobs, live, [n], starts, checked, results, observers)
+                _predict_jobs(model, jobs, live, [n], starts, checked, results, observers, times)
             return
-        results[live[valid_jobs[0]]].error = ModelRaisedError(
-            f"The model raised {type(exc).__name__}: {exc}",
+        # A flavor's own model error (a remote endpoint down, a reply off its schema)
+        # keeps its code, so the fallback chain and the metrics say why.
+        results[live[valid_jobs[0]]].error = (
+            exc
+            if isinstance(exc, ModelError)
+            else ModelRaisedError(f"The model raised {type(exc).__name__}: {exc}")
         )
         return
+    finally:
+        CALL_DEADLINE.reset(deadline)
+    if times is not None:
+        started = times.now()
     verdicts = model.output.check(predictions, probabilities, len(frame))
+    if times is not None:
+        times.output = (started, times.now())
     conf = top_probability(probabilities) if probabilities is not None else None
     # The review gate: one vectorised pass over the batch; None when the version has none.
     gated = review_gate.gate(model, frame, predictions, probabilities)
+    if times is not None and gated is not None:
+        times.review = (times.output[1], times.now())
     classes = [str(c) for c in model.output.classes or []]
     ts = datetime.now(UTC)
     done = time.perf_counter()
@@ -238,7 +275,7 @@ def _predict_jobs(
         latency_ms = (done - job.received) * 1000.0
         result = results[i]
         for k, pos in zip(span, range(int(starts[n]), int(starts[n]) + count), strict=True):
-            output = output_record(predictions, probabilities, classes, k)
+            output = output_record(predictions, probabilities, classes, k, details)
             record_conf = None if conf is None else float(conf[k])
             warnings = [w.to_dict() for w in checked.warnings[pos]]
             prediction_id = next(ids)
@@ -255,6 +292,7 @@ def _predict_jobs(
                 latency_ms=latency_ms,
                 request_id=job.request_id,
                 key=job.key,
+                trace_id=None if job.trace is None else job.trace.trace_id,
             )
             if gated is not None and gated[0][k]:
                 draft = review_gate.draft(model, prediction_id, ts, float(gated[1][k]), output)
@@ -304,6 +342,17 @@ def prepare(model: ServedModel) -> bool:
         return False
 
 
+def answer_rows(
+    model: ServedModel, frame: Any
+) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]] | None]:
+    """``call_model`` plus each row's record of how it was answered, for the flavors that
+    keep one (a remote model's request, reply and usage); None for the others."""
+    answered = model.flavor.answer(frame)
+    if answered is None:
+        return (*call_model(model, frame), None)
+    return answered.predictions, answered.probabilities, answered.details
+
+
 def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions and (for classifiers) probabilities, the way serving and replay both do it."""
     if model.output.task == "classification" and model.flavor.has_proba:
@@ -322,14 +371,21 @@ def call_model(model: ServedModel, frame: Any) -> tuple[np.ndarray, np.ndarray |
 
 
 def output_record(
-    predictions: np.ndarray, probabilities: np.ndarray | None, classes: list[str], row: int
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    classes: list[str],
+    row: int,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON output logged for one row: its prediction and class probabilities."""
+    """The JSON output logged for one row: its prediction and class probabilities (and,
+    for a remote model, under ``remote`` its request, raw reply, usage and attempts)."""
     output: dict[str, Any] = {"prediction": _plain(predictions[row])}
     if probabilities is not None:
         output["probabilities"] = dict(
             zip(classes, (float(p) for p in probabilities[row]), strict=True)
         )
+    if details is not None:
+        output["remote"] = details[row]
     return output
 
 

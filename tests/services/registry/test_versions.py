@@ -291,3 +291,25 @@ def test_review_assets_live_in_one_checked_artifact_not_in_the_version_row(
     with pytest.raises(RegistryError) as gone:
         registry.load(stored).review_assets()
     assert gone.value.code == "registry.artifact_missing"
+
+
+def test_a_remote_spec_registered_twice_is_one_version(registry: Registry) -> None:
+    from plinth.flavors.remote import RemoteSpec
+    from tests.remote_support import EXAMPLES, triage_spec
+
+    spec = RemoteSpec.from_dict(triage_spec("http://127.0.0.1:9/v1"))
+    first = registry.register_remote(spec, name="triage", examples=pd.DataFrame(EXAMPLES))
+    again = registry.register_remote(
+        RemoteSpec.from_dict(triage_spec("http://127.0.0.1:9/v1")),
+        name="triage",
+        examples=pd.DataFrame(EXAMPLES[:2]),
+    )
+    assert (first.version, again.version, first.sha256) == (1, 1, spec.sha256)
+    assert first.flavor == "remote" and first.metadata["remote"] == spec.document
+    fields = {f["name"]: f for f in first.metadata["contract"]["fields"]}
+    assert fields["priority"]["kind"] == "integer"
+    assert fields["body"]["kind"] == "text"  # every example differs: free text
+    assert all(f["on_unseen"] == "pass" for f in fields.values() if f["kind"] == "categorical")
+    served = registry.load(first)
+    assert served.flavor.model_name == "triage"  # type: ignore[attr-defined]
+    served.flavor.close()

@@ -20,6 +20,7 @@ from sklearn.tree import DecisionTreeClassifier
 from plinth.core.review import ReviewPolicy, expected_review_share
 from plinth.errors import PlinthError
 from plinth.services.auth import Tokens, parse_env_tokens
+from plinth.services.feedback.labels import Feedback
 from plinth.services.feedback.performance import Performance
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.review.queue import ReviewQueue
@@ -134,6 +135,44 @@ def test_claim_lease_resolve_and_label(churn: Registry, writer: ReviewWriter) ->
     assert unknown.value.code == "review.not_found"
     (numbers,) = queue.numbers("churn")
     assert (numbers.open, numbers.resolved_counted) == (0, 2)
+
+
+def test_a_label_from_any_source_closes_the_pending_review_item(
+    churn: Registry, writer: ReviewWriter
+) -> None:
+    """Issue 11, item 6: labels from `plinth feedback` / POST /v1/feedback answer the review
+    question too; the queue (and its SLA alert) must not wait for them."""
+    records = [churn_record(), churn_record(age=70), churn_record(age=30)]
+    run(served(churn, "churn", ReviewPolicy(1.0)), records, writer)
+    queue = ReviewQueue(churn.store)
+    first, second, third = queue.list_items(model="churn")
+    assert queue.claim(second["id"], "ann")["claimed_by"] == "ann"
+    feedback = Feedback(churn.store)
+    stored = feedback.ingest(
+        [
+            {"prediction_id": first["prediction_id"], "label": "yes"},
+            {"prediction_id": second["prediction_id"], "label": "no"},
+        ],
+        source="crm",
+    )
+    assert stored.failed == 0
+    closed = queue.show(first["id"])
+    assert (closed["status"], closed["action"], closed["resolved_by"]) == (
+        "resolved",
+        "labelled",
+        "label:crm",
+    )
+    assert closed["label"] == "yes" and "crm" in closed["note"]
+    assert queue.show(second["id"])["status"] == "resolved"  # claimed or not
+    with pytest.raises(PlinthError) as late:
+        queue.resolve(second["id"], "ann", "approve")
+    assert late.value.code == "review.already_resolved"
+    assert [i["id"] for i in queue.list_items(status="pending")] == [third["id"]]
+    (numbers,) = queue.numbers("churn")
+    assert numbers.open == 1
+    # A reviewer's resolution keeps its own outcome when its label is stored.
+    done = queue.resolve(third["id"], "bob", "correct", "no")
+    assert (done["action"], done["resolved_by"]) == ("correct", "bob")
 
 
 def test_concurrent_reviewers_resolve_each_item_once(

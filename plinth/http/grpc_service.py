@@ -1,0 +1,304 @@
+"""The Open Inference Protocol over gRPC: KServe v2's ``GRPCInferenceService``.
+
+``plinth serve --grpc-port N`` (``PLINTH_GRPC_PORT``) starts it in every worker, on the
+worker's own event loop and beside its HTTP app (the port is shared between workers with
+SO_REUSEPORT, as gRPC does by default on Linux). It answers ``ServerLive``, ``ServerReady``,
+``ModelReady``, ``ServerMetadata``, ``ModelMetadata`` and ``ModelInfer`` exactly as the
+``/v2`` REST routes do: one translation (``plinth.core.inference_protocol``) and one
+inference path (``plinth.http.v2.infer``), so a gRPC inference goes through the same router,
+contract, batching, log, review gate, metrics and traces. Inputs arrive as typed
+``contents`` or as ``raw_input_contents``; outputs always go back as
+``raw_output_contents`` (what Triton's clients read fastest).
+
+A failure is a gRPC status (``INVALID_ARGUMENT`` for a 4xx request error, ``NOT_FOUND``,
+``UNAUTHENTICATED``, ``PERMISSION_DENIED``, ``RESOURCE_EXHAUSTED``, ``UNAVAILABLE``,
+``INTERNAL``) whose details are the REST error's text, with Plinth's code in the trailing
+metadata ``plinth-error-code`` and the request id in ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+
+from plinth.core import inference_protocol as oip
+from plinth.core.contract import Contract
+from plinth.core.output import OutputContract
+from plinth.errors import InternalError, PlinthError
+from plinth.http.auth import Auth, check_role
+from plinth.http.edge import PREDICT_ROLES, new_request_id
+from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE
+from plinth.http.v2 import EXTENSIONS, infer, parse_version, v2_error_body
+from plinth.runtime import Runtime
+from plinth.version import __version__
+
+log = logging.getLogger("plinth.grpc")
+
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def grpc_status(http_status: int) -> grpc.StatusCode:
+    """The gRPC status for one of Plinth's HTTP statuses."""
+    return {
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,
+        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        503: grpc.StatusCode.UNAVAILABLE,
+        504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    }.get(
+        http_status,
+        grpc.StatusCode.INVALID_ARGUMENT if 400 <= http_status < 500 else grpc.StatusCode.INTERNAL,
+    )
+
+
+class InferenceService:
+    """The servicer: one per worker, over the worker's Runtime."""
+
+    def __init__(self, runtime: Runtime, auth: Auth | None, *, max_records: int) -> None:
+        self.runtime = runtime
+        self.auth = auth
+        self.max_records = max_records
+
+    # -- health and metadata ------------------------------------------------------------------
+
+    async def server_live(self, request: Any, context: Any) -> Any:
+        return MESSAGES["ServerLiveResponse"](live=True)
+
+    async def server_ready(self, request: Any, context: Any) -> Any:
+        try:
+            await asyncio.to_thread(self.runtime.store.ping)
+        except PlinthError:
+            return MESSAGES["ServerReadyResponse"](ready=False)
+        ready = not self.runtime.require_serving().load_errors
+        return MESSAGES["ServerReadyResponse"](ready=ready)
+
+    async def model_ready(self, request: Any, context: Any) -> Any:
+        async def answer(request_id: str) -> Any:
+            record = await self._record(request.name, parse_version(request.version))
+            loaded = self.runtime.require_serving().pool.versions_of(request.name)
+            return MESSAGES["ModelReadyResponse"](ready=record.version in loaded)
+
+        return await self._guard(context, answer)
+
+    async def server_metadata(self, request: Any, context: Any) -> Any:
+        return MESSAGES["ServerMetadataResponse"](
+            name="plinth", version=__version__, extensions=EXTENSIONS
+        )
+
+    async def model_metadata(self, request: Any, context: Any) -> Any:
+        async def answer(request_id: str) -> Any:
+            record = await self._record(request.name, parse_version(request.version))
+            versions = await asyncio.to_thread(self.runtime.store.list_versions, request.name)
+            meta = oip.model_metadata(
+                request.name,
+                [str(v.version) for v in versions],
+                f"plinth_{record.flavor}",
+                Contract.from_dict(record.metadata["contract"]),
+                OutputContract.from_dict(record.metadata["output_contract"]),
+            )
+            tensor = MESSAGES["ModelMetadataResponse.TensorMetadata"]
+            return MESSAGES["ModelMetadataResponse"](
+                name=meta["name"],
+                versions=meta["versions"],
+                platform=meta["platform"],
+                inputs=[tensor(**t) for t in meta["inputs"]],
+                outputs=[tensor(**t) for t in meta["outputs"]],
+            )
+
+        return await self._guard(context, answer)
+
+    async def _record(self, name: str, version: int | None) -> Any:
+        if version is None:
+            version = self.runtime.require_serving().router.serving(name)
+        return await asyncio.to_thread(self.runtime.store.get_version, name, version)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    async def model_infer(self, request: Any, context: Any) -> Any:
+        received = time.perf_counter()
+        metadata = dict(context.invocation_metadata() or ())
+        request_id = new_request_id(metadata.get("x-request-id"))
+        tracing = self.runtime.tracing
+        trace = None
+        if tracing is not None:
+            parent = metadata.get("traceparent")
+            trace = tracing.start_request(
+                f"{SERVICE}/ModelInfer",
+                request.model_name,
+                request_id,
+                parent.encode("latin-1") if parent else None,
+            )
+
+        async def answer(request_id: str) -> Any:
+            await self._authorize(metadata)
+            version = parse_version(request.model_version)
+            parsed = oip.InferRequest(
+                id=request.id or None,
+                inputs=_inputs(request),
+                outputs=[oip.RequestedOutput(o.name, binary=True) for o in request.outputs] or None,
+                parameters=_parameters(request.parameters),
+            )
+            inferred = await infer(
+                self.runtime,
+                request.model_name,
+                version,
+                parsed,
+                request_id,
+                received,
+                trace,
+                self.max_records,
+            )
+            reply = MESSAGES["ModelInferResponse"](
+                model_name=request.model_name,
+                model_version=str(inferred.version),
+                id=request.id,
+            )
+            for key, value in inferred.parameters(request_id).items():
+                _set_parameter(reply.parameters[key], value)
+            for tensor in inferred.tensors:
+                reply.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                reply.raw_output_contents.append(oip.raw_bytes(tensor))
+            return reply
+
+        return await self._guard(context, answer, request_id, trace)
+
+    async def _authorize(self, metadata: dict[str, Any]) -> None:
+        if self.auth is not None:
+            role, _ = await self.auth.role_of(str(metadata.get("authorization", "")))
+            check_role(role, PREDICT_ROLES)
+
+    async def _guard(
+        self,
+        context: Any,
+        answer: Callable[[str], Awaitable[Any]],
+        request_id: str | None = None,
+        trace: Any = None,
+    ) -> Any:
+        """Run ``answer``; a ``PlinthError`` (or a bug of ours) becomes a gRPC status."""
+        request_id = request_id or new_request_id(None)
+        try:
+            reply = await answer(request_id)
+        except PlinthError as exc:
+            error: PlinthError = exc
+        except Exception as exc:  # a bug of ours: log it, answer INTERNAL with the request id
+            log.exception("unhandled error in gRPC request %s", request_id, exc_info=exc)
+            error = InternalError(request_id)
+        else:
+            if trace is not None:
+                trace.tracing.end_request(trace, 200, None)
+            return reply
+        status, code = error.status, error.code
+        if trace is not None:
+            trace.tracing.end_request(trace, status, code)
+        context.set_trailing_metadata((("plinth-error-code", code), ("x-request-id", request_id)))
+        await context.abort(grpc_status(status), v2_error_body(error, request_id)["error"])
+        raise AssertionError("context.abort raises")  # pragma: no cover
+
+
+def _inputs(request: Any) -> list[oip.Tensor]:
+    """The request's tensors, from ``raw_input_contents`` or the typed ``contents``."""
+    raw = list(request.raw_input_contents)
+    header = {
+        "inputs": [
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": list(tensor.shape),
+                **(
+                    {"parameters": {"binary_data_size": len(raw[i])}}
+                    if raw
+                    else {"data": _contents(tensor)}
+                ),
+            }
+            for i, tensor in enumerate(request.inputs)
+            if not raw or i < len(raw)
+        ]
+    }
+    return oip.parse_request(header, b"".join(raw)).inputs
+
+
+def _contents(tensor: Any) -> list[Any]:
+    name = _CONTENTS.get(tensor.datatype)
+    if name is None:
+        return []  # parse_request names the datatype as the problem
+    return list(getattr(tensor.contents, name))
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in parameters.items():
+        which = value.WhichOneof("parameter_choice")
+        out[key] = getattr(value, which) if which else None
+    return out
+
+
+def _set_parameter(target: Any, value: Any) -> None:
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int | np.integer):
+        target.int64_param = int(value)
+    elif isinstance(value, float):
+        target.double_param = value
+    else:
+        target.string_param = str(value)
+
+
+async def start_server(
+    runtime: Runtime,
+    auth: Auth | None,
+    host: str,
+    port: int,
+    *,
+    max_body_bytes: int,
+    max_records: int,
+) -> Any:
+    """Start the gRPC server on this worker's loop; ``await server.stop(grace)`` ends it."""
+    service = InferenceService(runtime, auth, max_records=max_records)
+    methods = {
+        "ServerLive": service.server_live,
+        "ServerReady": service.server_ready,
+        "ModelReady": service.model_ready,
+        "ServerMetadata": service.server_metadata,
+        "ModelMetadata": service.model_metadata,
+        "ModelInfer": service.model_infer,
+    }
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            methods[name],
+            request_deserializer=MESSAGES[request].FromString,
+            response_serializer=MESSAGES[response].SerializeToString,
+        )
+        for name, (request, response) in METHODS.items()
+    }
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_body_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server

@@ -1,0 +1,128 @@
+"""The Open Inference Protocol over gRPC (``plinth serve --grpc-port``), spoken by Triton's
+own gRPC client, unchanged, against a real server; outputs compared with the model's own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+import plinth
+from plinth.config.settings import Settings
+from tests.e2e.conftest import Env, Server, start_server, stop_server
+from tests.support import (
+    churn_model,
+    churn_table,
+    free_port,
+    regression_table,
+    ridge_model,
+)
+
+grpcclient = pytest.importorskip("tritonclient.grpc")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, Any, Any]]:
+    root = tmp_path_factory.mktemp("grpc")
+    home = root / "home"
+    database_url = f"sqlite:///{root / 'plinth.db'}"
+    settings = Settings(home=home, database_url=database_url)
+    churn = churn_model(churn_table(0))
+    ridge = ridge_model(regression_table(0))
+    plinth.register(churn, name="churn", train=churn_table(0), target="churn", settings=settings)
+    plinth.register(ridge, name="ridge", train=regression_table(0), target="y", settings=settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
+    env.update(PLINTH_HOME=str(home), PLINTH_DATABASE_URL=database_url)
+    port = free_port()
+    server = start_server(Env(home, env), "--grpc-port", str(port))
+    yield server, f"127.0.0.1:{port}", churn, ridge
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[Server, str, Any, Any]) -> Iterator[Any]:
+    triton = grpcclient.InferenceServerClient(served[1])
+    yield triton
+    triton.close()
+
+
+def test_health_and_metadata(client: Any) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("churn") and client.is_model_ready("ridge", "1")
+    assert "binary_tensor_data" in client.get_server_metadata(as_json=True)["extensions"]
+    meta = client.get_model_metadata("churn", as_json=True)
+    assert [i["name"] for i in meta["inputs"]] == ["age", "income", "city", "plan", "tenure"]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba", "prediction_id"]
+    with pytest.raises(InferenceServerException, match=r"registry\.model_not_found") as missing:
+        client.get_model_metadata("nope")
+    assert missing.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_infer_matches_the_model_and_is_logged(
+    client: Any, served: tuple[Server, str, Any, Any]
+) -> None:
+    server, _, churn, _ = served
+    rows = churn_table(5, rows=30).drop(columns=["churn"]).reset_index(drop=True)
+    rows["tenure"] = rows["tenure"].fillna(10.0)
+    columns = {
+        "age": ("INT64", rows["age"].to_numpy(np.int64)),
+        "income": ("FP64", rows["income"].to_numpy(np.float64)),  # NaN: a missing number
+        "city": ("BYTES", rows["city"].to_numpy(object)),
+        "plan": ("BYTES", rows["plan"].to_numpy(object)),
+        "tenure": ("FP64", rows["tenure"].to_numpy(np.float64)),
+    }
+    inputs = []
+    for name, (datatype, values) in columns.items():
+        tensor = grpcclient.InferInput(name, [len(rows)], datatype)
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    result = client.infer("churn", inputs, request_id="grpc-1")
+    response = result.get_response()
+    assert response.id == "grpc-1" and response.model_version == "1"
+    labels = [v.decode() for v in result.as_numpy("predict")]
+    assert labels == list(churn.predict(rows))
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), churn.predict_proba(rows), atol=1e-12
+    )
+    ids = [v.decode() for v in result.as_numpy("prediction_id")]
+    logged = httpx.get(f"{server.url}/v1/predictions/{ids[0]}").json()
+    assert logged["request_id"] == response.parameters["request_id"].string_param
+    assert response.parameters["route"].string_param == "champion"
+
+
+def test_one_matrix_tensor_and_one_named_output(
+    client: Any, served: tuple[Server, str, Any, Any]
+) -> None:
+    ridge = served[3]
+    rows = regression_table(4, rows=12).drop(columns=["y"])
+    tensor = grpcclient.InferInput("x", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows.to_numpy(np.float32))
+    result = client.infer(
+        "ridge", [tensor], model_version="1", outputs=[grpcclient.InferRequestedOutput("predict")]
+    )
+    assert [o.name for o in result.get_response().outputs] == ["predict"]
+    expected = ridge.predict(rows.astype(np.float32).astype(np.float64))
+    np.testing.assert_allclose(result.as_numpy("predict"), expected, rtol=1e-12)
+
+
+def test_errors_are_grpc_statuses_with_plinth_codes(client: Any) -> None:
+    age = grpcclient.InferInput("age", [1], "BYTES")
+    age.set_data_from_numpy(np.array(["old"], dtype=object))
+    with pytest.raises(InferenceServerException, match=r"\[contract\.wrong_type\]") as bad:
+        client.infer("churn", [age])
+    assert bad.value.status() == "StatusCode.INVALID_ARGUMENT"
+    colour = grpcclient.InferInput("colour", [1], "BYTES")
+    colour.set_data_from_numpy(np.array(["red"], dtype=object))
+    with pytest.raises(InferenceServerException, match=r"request\.unknown_input"):
+        client.infer("churn", [colour])
+    with pytest.raises(InferenceServerException, match=r"registry\.model_not_found"):
+        client.infer("nope", [colour])
+    with pytest.raises(InferenceServerException, match=r"request\.invalid"):
+        client.infer("churn", [colour], model_version="abc")

@@ -1,0 +1,149 @@
+"""The console's pages and forms in-process (TestClient), on SQLite and PostgreSQL: the open
+console of a laptop (no tokens), every admin action, review, lookup and replay, sign-in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from plinth.api import open_registry
+from plinth.config.settings import Settings
+from plinth.http.app import create_app
+from plinth.runtime import opened
+from tests.support import churn_model, churn_table
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home", database_url=database_url, review_below=0.75, auth_refresh_s=0.0
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    train = churn_table()
+    with open_registry(settings) as registry:
+        for seed in (0, 1):
+            table = churn_table(seed)
+            registry.register(churn_model(table), name="churn", train=table, target="churn")
+    del train
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def csrf(page: Response) -> str:
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def post(client: TestClient, path: str, csrf_token: str, **fields: str) -> Response:
+    return client.post(path, data={"csrf_token": csrf_token, **fields}, follow_redirects=False)
+
+
+def test_the_open_console_shows_and_changes_everything(client: TestClient) -> None:
+    rows = churn_table(7, rows=40).drop(columns=["churn"]).astype(object)
+    rows = rows.where(rows.notna(), None)
+    reply = client.post("/v1/models/churn/predict", json={"records": rows.to_dict("records")})
+    assert reply.status_code == 200, reply.text
+    answers = reply.json()["predictions"]
+    home = client.get("/ui")
+    assert home.status_code == 200 and "open (no tokens)" in home.text
+    assert 'data-model="churn"' in home.text
+    assert client.get("/ui/login", follow_redirects=False).headers["location"] == "/ui"
+    lost = client.get("/ui/nowhere")
+    assert lost.status_code == 404 and "text/html" in lost.headers["content-type"]
+    assert "request.not_found" in lost.text
+    assert client.get("/v1/nowhere").json()["error"]["code"] == "request.not_found"  # API: JSON
+    assert client.get("/ui/static/console.css").status_code == 200
+
+    page = client.get("/ui/models/churn?window=1h")
+    assert page.status_code == 200
+    assert "Requests and records per interval" in page.text and 'id="actions"' in page.text
+    bad = client.get("/ui/models/churn?window=2h")
+    assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
+    assert "request.invalid" in bad.text and "window must be one of 1h, 24h, 7d, 30d" in bad.text
+
+    for body in ({"version": 1}, {"version": 2, "canary": 50}):
+        assert client.post("/v1/deployments/churn", json=body).status_code == 201
+    page = client.get("/ui/models/churn")
+    assert "canary v2 at 50" in page.text and "Stop the canary" in page.text
+    token = csrf(page)
+    refused = post(client, "/ui/models/churn/promote", token)
+    assert refused.status_code == 422
+    assert "a reason is required" in refused.text and "the change was not confirmed" in refused.text
+    done = post(client, "/ui/models/churn/stop-canary", token, reason="too slow", confirm="yes")
+    assert done.status_code == 303 and done.headers["location"].endswith("done=stop-canary")
+    assert (
+        client.post("/v1/deployments/churn", json={"version": 2, "canary": 50}).status_code == 201
+    )
+    done = post(client, "/ui/models/churn/promote", token, reason="looks good", confirm="yes")
+    assert done.status_code == 303
+    history = client.get("/v1/deployments/churn/history").json()["revisions"]
+    assert [r["action"] for r in history[:3]] == ["promote", "canary", "stop-canary"]
+    assert history[0]["spec"]["champion"] == 2 and history[0]["who"] == "console"
+    back = post(client, "/ui/models/churn/rollback", token, reason="undo", confirm="yes", to="1")
+    assert back.status_code == 303
+    assert client.get("/v1/deployments/churn").json()["spec"]["champion"] == 1
+    unknown = post(client, "/ui/models/churn/explode", token, reason="x", confirm="yes")
+    assert unknown.status_code == 422 and "unknown action" in unknown.text
+
+    found = client.get(f"/ui/predictions?id={answers[0]['prediction_id']}", follow_redirects=False)
+    assert found.status_code == 303
+    shown = client.get(found.headers["location"] + "?replay=1")
+    assert shown.status_code == 200 and "Identical" in shown.text
+    missing = client.get("/ui/predictions/nope")
+    assert missing.status_code == 404 and "log.prediction_not_found" in missing.text
+
+    queue = client.get("/ui/review?model=churn")
+    ids = re.findall(r'data-review="([^"]+)"', queue.text)
+    assert len(ids) >= 2, "the gate should have sent several answers to review"
+    claimed = post(client, f"/ui/review/{ids[0]}/claim", csrf(queue))
+    assert claimed.headers["location"] == f"/ui/review/{ids[0]}"
+    case = client.get(claimed.headers["location"])
+    assert "Claimed by <b>console</b>" in case.text and "Approve" in case.text
+    wrong = post(client, f"/ui/review/{ids[0]}/resolve", csrf(case), action="maybe")
+    assert wrong.status_code == 422 and "review." in wrong.text
+    approved = post(client, f"/ui/review/{ids[0]}/resolve", csrf(case), action="approve")
+    # Straight on to the next case, already claimed.
+    assert approved.headers["location"] == f"/ui/review/{ids[1]}?done={ids[0]}"
+    assert "Claimed by <b>console</b>" in client.get(approved.headers["location"]).text
+
+
+def test_sign_in_sign_out_and_revocation(client: TestClient, settings: Settings) -> None:
+    with opened(settings) as runtime:
+        row, token = runtime.tokens.create("reviewer", "rita")
+        runtime.tokens.create("admin", "ada")  # auth stays on when rita's token goes
+    away = client.get("/ui/models/churn", follow_redirects=False)
+    assert away.status_code == 303
+    assert away.headers["location"] == "/ui/login?next=/ui/models/churn"
+    login = client.get(away.headers["location"])
+    wrong = post(client, "/ui/login", csrf(login), token="plt_wrong", next="/ui/models/churn")
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+    signed = post(client, "/ui/login", csrf(login), token=token, next="https://evil.example/")
+    assert signed.headers["location"] == "/ui"  # never a redirect out of the console
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback; over TLS it is Secure:
+    tls = TestClient(client.app, base_url="https://testserver")
+    over_tls = post(tls, "/ui/login", csrf(tls.get("/ui/login")), token=token)
+    assert over_tls.status_code == 303 and "Secure" in over_tls.headers["set-cookie"]
+    home = client.get("/ui")
+    assert "rita (reviewer)" in home.text and "Review</a>" in home.text
+    assert 'id="actions"' not in client.get("/ui/models/churn").text
+    out = post(client, "/ui/logout", csrf(home))
+    assert out.status_code == 303
+    assert client.get("/ui", follow_redirects=False).status_code == 303
+
+    login = client.get("/ui/login")
+    post(client, "/ui/login", csrf(login), token=token)
+    assert client.get("/ui", follow_redirects=False).status_code == 200
+    with opened(settings) as runtime:
+        runtime.tokens.revoke(row.id)
+    assert client.get("/ui", follow_redirects=False).headers["location"].startswith("/ui/login")
