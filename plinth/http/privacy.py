@@ -57,7 +57,8 @@ async def forget_subject(request: Request) -> Response:
     body = await read_json(request, MAX_BODY_BYTES, hint=HINT, too_large_hint=HINT)
     key, model = _parse(body)
     runtime = runtime_of(request)
-    gone = await asyncio.to_thread(forget, runtime.store, key, model=model)
+    who = getattr(request.state, "token_name", None) or "anonymous (auth off)"
+    gone = await asyncio.to_thread(forget, runtime.store, key, model=model, who=f"api:{who}")
     return json_response(
         {
             "predictions": gone.predictions,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from plinth.config.policies import Policies
 from plinth.errors import PlinthError
+from plinth.services import audit
 from plinth.services.process import worker_id
 from plinth.store import Store
 from plinth.store.monitoring import MonitoringStore
@@ -94,9 +95,20 @@ class LogRetention:
         )
 
 
-def forget(store: Store, key: str, *, model: str | None = None) -> Forgotten:
-    """Delete every logged prediction, label and review item for request key ``key``."""
+def forget(store: Store, key: str, *, model: str | None = None, who: str = "unknown") -> Forgotten:
+    """Delete every logged prediction, label and review item for request key ``key``, and
+    record the action (counts only, never the key) in the audit trail."""
     forgotten = PrivacyStore(store).forget(key, model=model)
+    audit.record(
+        store,
+        "subject.forget",
+        model or "*",
+        who,
+        predictions=forgotten.predictions,
+        labels=forgotten.labels,
+        label_history=forgotten.label_history,
+        review_items=forgotten.review_items,
+    )
     # Counts only: the key is the subject's identifier and stays out of the server log.
     log.warning(
         "forgot a subject: %d predictions, %d labels, %d review items",

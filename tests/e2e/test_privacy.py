@@ -95,5 +95,11 @@ def test_redacted_values_never_reach_the_database_file(
 
     gone = json.loads(plinth_env.cli("forget", "--key", "subject-7", "--json").stdout)
     assert gone == {"predictions": 1, "labels": 0, "label_history": 0, "review_items": 0}
+    trail = json.loads(plinth_env.cli("audit", "--action", "subject.forget", "--json").stdout)
+    assert [(e["who"].startswith("api:"), e["detail"]["predictions"]) for e in trail] == [
+        (False, 1),  # the CLI's, by the OS user
+        (True, 1),  # the HTTP route's, by its token name (auth off here)
+    ]
+    assert "subject-7" not in json.dumps(trail)  # counts only, never the subject's key
     missing = plinth_env.cli("replay", ids["subject-7"], check=False)
     assert missing.returncode != 0 and "not_found" in missing.stdout + missing.stderr
