@@ -147,6 +147,11 @@ def test_a_valid_reply_is_parsed_validated_costed_and_recorded(
     )
     assert details["request"] == sent
     assert details["parsed"] == BILLING and json.loads(details["raw"]) == BILLING
+    assert details["response"]["system_fingerprint"] == "fp_sim"
+    assert (details["response"]["model"], details["response"]["finish_reason"]) == (
+        "sim-small",
+        "stop",
+    )
     prompt_words = len(" ".join(m["content"] for m in sent["messages"]).split())
     assert details["usage"] == {"prompt_tokens": prompt_words, "completion_tokens": 4}
     assert details["cost"] == pytest.approx(prompt_words / 1000 * 0.5 + 4 / 1000 * 1.5)
@@ -255,6 +260,24 @@ def test_a_hung_attempt_times_out_and_the_retry_answers(make: Any, provider: Pro
     assert [a["outcome"] for a in attempts] == ["timeout", "ok"]
 
 
+def test_a_hedged_attempt_takes_the_first_reply(make: Any, provider: Provider) -> None:
+    slow = {"label": "bug", "confidence": 0.5}
+    provider.script(replies=[{"delay_s": 3, "answer": slow}], default=BILLING)
+    answered = make(retry={"timeout_s": 10.0, "hedge_after_s": 0.3}).answer(frame())
+    assert answered.predictions.tolist() == ["billing"]  # the hedge's reply, not the slow one
+    [attempt] = answered.details[0]["attempts"]
+    assert (attempt["outcome"], attempt["hedged"]) == ("ok", True)
+    first, second = provider.requests()
+    assert first["body"] == second["body"]
+
+
+def test_an_attempt_answered_before_the_hedge_is_not_hedged(make: Any, provider: Provider) -> None:
+    provider.script(default=BILLING)
+    answered = make(retry={"hedge_after_s": 1.0}).answer(frame())
+    assert "hedged" not in answered.details[0]["attempts"][0]
+    assert len(provider.requests()) == 1
+
+
 def test_the_request_deadline_cuts_the_attempt_and_stops_retrying(
     make: Any, provider: Provider
 ) -> None:
@@ -344,7 +367,11 @@ def test_a_batch_is_sent_concurrently_and_one_bad_row_costs_the_others_nothing(
     # already answered come from the memo, not from the provider again.
     for row in [EXAMPLES[0], EXAMPLES[1], EXAMPLES[3], EXAMPLES[4]]:
         assert flavor.answer(frame([row])).predictions.tolist() == ["billing"]
+    with pytest.raises(RemoteSchemaError):  # the culprit fails again, from the memo
+        flavor.answer(frame(EXAMPLES[2:3]))
     assert len(provider.requests()) == 5
+    flavor.answer(frame(EXAMPLES[:1]))  # the memo is spent: a new request is sent
+    assert len(provider.requests()) == 6
 
 
 def test_a_plain_http_json_service(make: Any, provider: Provider) -> None:

@@ -5,7 +5,9 @@ backoff (``plinth.core.backoff``), obeying ``Retry-After``; any other 4xx is the
 fault and is not retried. Each attempt's time-out is the spec's ``timeout_s`` cut to what
 is left of the call's budget: the spec's ``total_timeout_s`` and the request's own deadline
 (``plinth.flavors.base.CALL_DEADLINE``, set by scoring), so a retry never outlives the
-caller. The clock, the sleep and the random draw are attributes, so a test swaps them.
+caller. With ``hedge_after_s`` an attempt that has no reply by then is sent once more and
+the first reply wins (a hedged request: the slow tail costs a second call, not a time-out).
+The clock, the sleep and the random draw are attributes, so a test swaps them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +51,7 @@ class Caller:
         backoff: Backoff,
         concurrency: int,
         headers: dict[str, str] | None = None,
+        hedge_after_s: float | None = None,
     ) -> None:
         self.url = url
         self.attempts = attempts
@@ -60,13 +64,17 @@ class Caller:
         self.sleep: Callable[[float], None] = time.sleep
         self.draw: Callable[[], float] = random.random
         self.on_attempt: AttemptHook | None = None
+        self.hedge_after_s = hedge_after_s
         self._slots = threading.BoundedSemaphore(concurrency)
+        # Hedged attempts run here: two per attempt at most, each holding a slot.
+        self._hedges = ThreadPoolExecutor(2 * concurrency, thread_name_prefix="plinth-hedge")
         self._client = httpx.Client(
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             follow_redirects=False,
         )
 
     def close(self) -> None:
+        self._hedges.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def post(
@@ -87,13 +95,7 @@ class Caller:
             record: dict[str, Any] = {"attempt": retry + 1, "timeout_s": round(timeout, 6)}
             retry_after: float | None = None
             try:
-                with self._slots:
-                    response = self._client.post(
-                        self.url,
-                        json=body,
-                        headers={**self.headers, **headers},
-                        timeout=httpx.Timeout(timeout),
-                    )
+                response = self._attempt(body, {**self.headers, **headers}, timeout, limit, record)
             except httpx.TimeoutException:
                 record["outcome"] = "timeout"
             except httpx.TransportError as exc:
@@ -146,6 +148,47 @@ class Caller:
         )
         error.attempts = attempts  # type: ignore[attr-defined]
         raise error
+
+    def _send(
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> httpx.Response:
+        with self._slots:
+            return self._client.post(
+                self.url, json=body, headers=headers, timeout=httpx.Timeout(timeout)
+            )
+
+    def _attempt(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        limit: float,
+        record: dict[str, Any],
+    ) -> httpx.Response:
+        """One attempt; hedged: if no reply came within ``hedge_after_s``, the same request
+        is sent once more and the first reply wins (the other is left to finish unread, and
+        its tokens are not counted)."""
+        if self.hedge_after_s is None or self.hedge_after_s >= timeout:
+            return self._send(body, headers, timeout)
+        first = self._hedges.submit(self._send, body, headers, timeout)
+        done, _ = wait([first], timeout=self.hedge_after_s)
+        if done:
+            return first.result()
+        record["hedged"] = True
+        second = self._hedges.submit(
+            self._send, body, headers, max(0.001, min(timeout, limit - self.clock()))
+        )
+        pending = {first, second}
+        finished: list[Future[httpx.Response]] = []
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished += done
+            for future in done:
+                if future.exception() is None and 200 <= future.result().status_code < 300:
+                    return future.result()
+        # Neither answered well: a reply (429, 5xx) if there is one, else the first error.
+        replies = [f for f in finished if f.exception() is None]
+        return (replies or [first])[0].result()
 
     def _notify(self, record: dict[str, Any]) -> None:
         if self.on_attempt is not None:

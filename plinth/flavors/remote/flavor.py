@@ -82,8 +82,8 @@ BUDGET_RATIO = Gauge(
     ["model"],
 )
 
-#: A failed batch keeps its answered rows this long, so scoring's one-request-at-a-time
-#: retry of the batch (isolating the culprit) does not pay for them again.
+#: A failed batch keeps each row's outcome (answer or error) this long, so scoring's
+#: one-request-at-a-time retry of the batch (isolating the culprit) pays for nothing again.
 MEMO_TTL_S = 60.0
 MAX_CACHE_ENTRIES = 10_000
 _REASK = (
@@ -147,6 +147,7 @@ class RemoteFlavor(Flavor):
     def __init__(self, model: RemoteSpec) -> None:
         super().__init__(model)
         self.spec: RemoteSpec = model
+        self._spec_sha256 = model.sha256  # the version's identity, logged with each answer
         retry = model.retry
         self.caller = Caller(
             model.url,
@@ -156,6 +157,7 @@ class RemoteFlavor(Flavor):
             backoff=Backoff(float(retry["backoff_base_s"]), float(retry["backoff_cap_s"])),
             concurrency=int(model.document["limits"]["concurrency"]),
             headers=dict(model.endpoint["headers"]),
+            hedge_after_s=None if retry["hedge_after_s"] is None else float(retry["hedge_after_s"]),
         )
         self.caller.on_attempt = self._count_attempt
         # A slow reply must not hold up the batches behind it: as many batches in flight
@@ -167,7 +169,7 @@ class RemoteFlavor(Flavor):
         self._rows = ThreadPoolExecutor(
             int(model.document["limits"]["concurrency"]), thread_name_prefix="plinth-remote"
         )
-        self._cache: dict[str, tuple[float, bool, _Row]] = {}
+        self._cache: dict[str, tuple[float, bool, _Row | Exception]] = {}
         self._cache_lock = threading.Lock()
         validator = require("jsonschema", "remote").Draft202012Validator
         self._validator = validator(model.output["schema"])
@@ -228,15 +230,14 @@ class RemoteFlavor(Flavor):
         records = _records(frame)
         deadline = CALL_DEADLINE.get()
         if len(records) == 1:
-            rows: list[_Row | BaseException] = [self._guarded(records[0], deadline)]
+            rows: list[_Row | Exception] = [self._guarded(records[0], deadline)]
         else:
             rows = list(self._rows.map(lambda r: self._guarded(r, deadline), records))
-        failed = [r for r in rows if isinstance(r, BaseException)]
+        failed = [r for r in rows if isinstance(r, Exception)]
         if failed:
-            if len(rows) > 1:
+            if len(rows) > 1:  # each outcome, for scoring's request-by-request retry
                 for record, row in zip(records, rows, strict=True):
-                    if isinstance(row, _Row):
-                        self._remember(self._key(self._request(record)), row, memo=True)
+                    self._remember(self._key(self._request(record)), row, memo=True)
             raise failed[0]
         answered = [r for r in rows if isinstance(r, _Row)]
         predictions = np.empty(len(answered), dtype=object)
@@ -257,7 +258,7 @@ class RemoteFlavor(Flavor):
         p[classes.index(row.prediction)] = confidence
         return p
 
-    def _guarded(self, record: dict[str, Any], deadline: float | None) -> _Row | BaseException:
+    def _guarded(self, record: dict[str, Any], deadline: float | None) -> _Row | Exception:
         try:
             return self._one(record, deadline)
         except Exception as exc:
@@ -294,16 +295,23 @@ class RemoteFlavor(Flavor):
                 {"role": "assistant", "content": raw if raw is not None else ""},
                 {"role": "user", "content": _REASK.format(errors="; ".join(errors))},
             ]
-            exchange = self._post({**request, "messages": messages}, headers, deadline, attempts)
+            try:
+                exchange = self._post(
+                    {**request, "messages": messages}, headers, deadline, attempts
+                )
+            except ModelError:
+                self._charge(usage)  # the first reply was paid for all the same
+                raise
             _add_usage(usage, exchange.body)
             raw, parsed, errors = self._parse(exchange.body)
             REASKS.labels(self.model_name, str(self.version), str(not errors).lower()).inc()
         cost = self._charge(usage)
         details = {
-            "spec": self.spec.sha256,
+            "spec": self._spec_sha256,
             "request_sha256": key,
             "request": request,
             "raw": raw,
+            "response": _response_facts(exchange.body),
             "parsed": parsed,
             "usage": usage,
             "cost": cost,
@@ -450,7 +458,7 @@ class RemoteFlavor(Flavor):
 
     # -- the cache ----------------------------------------------------------------------------
 
-    def _remember(self, key: str, row: _Row, *, memo: bool) -> None:
+    def _remember(self, key: str, row: _Row | Exception, *, memo: bool) -> None:
         ttl = MEMO_TTL_S if memo else float(self.spec.document["cache"]["ttl_s"])
         with self._cache_lock:
             if len(self._cache) >= MAX_CACHE_ENTRIES:
@@ -470,9 +478,12 @@ class RemoteFlavor(Flavor):
             if expires <= time.monotonic():
                 del self._cache[key]
                 return None
-            if memo:  # the same answer, paid once, for the request that asked for it
+            if memo:  # the same outcome, paid once, for the request that asked for it
                 del self._cache[key]
+                if isinstance(row, Exception):
+                    raise row
                 return row
+        assert isinstance(row, _Row)  # only answers are cached for their TTL
         CACHE_HITS.labels(self.model_name, str(self.version)).inc()
         details = {
             **row.details,
@@ -482,6 +493,19 @@ class RemoteFlavor(Flavor):
             "attempts": [],
         }
         return _Row(row.prediction, row.confidence, details)
+
+
+def _response_facts(body: Any) -> dict[str, Any]:
+    """What the provider said about its reply (its id, the model that really answered, the
+    backend fingerprint, why it stopped): what to quote to the provider, and why a replay of
+    the same request may differ."""
+    if not isinstance(body, dict):
+        return {}
+    facts = {k: body.get(k) for k in ("id", "model", "system_fingerprint") if k in body}
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        facts["finish_reason"] = choices[0].get("finish_reason")
+    return facts
 
 
 def _add_usage(usage: dict[str, int], body: Any) -> None:

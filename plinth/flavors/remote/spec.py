@@ -59,6 +59,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "total_timeout_s": 30.0,
         "backoff_base_s": 0.5,
         "backoff_cap_s": 8.0,
+        "hedge_after_s": None,
     },
     "limits": {"concurrency": 8},
     "cost": {
@@ -315,6 +316,7 @@ def _check_numbers(document: dict[str, Any], problems: list[Problem]) -> None:
     number("retry", "total_timeout_s", low=0.001)
     number("retry", "backoff_base_s", low=0)
     number("retry", "backoff_cap_s", low=0)
+    number("retry", "hedge_after_s", low=0.001, allow_none=True)
     number("limits", "concurrency", low=1)
     number("cost", "prompt_per_1k", low=0)
     number("cost", "completion_per_1k", low=0)
