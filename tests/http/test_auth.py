@@ -94,3 +94,12 @@ def test_a_client_with_too_many_bad_tokens_gets_429_with_retry_after(
         assert reply.status_code == 429, reply.text
         assert reply.json()["error"]["code"] == "auth.too_many_failures"
         assert 1 <= int(reply.headers["retry-after"]) <= 60
+
+
+def test_grpc_clients_are_counted_by_address_without_the_port() -> None:
+    from plinth.http.grpc_service import peer_host
+
+    assert peer_host("ipv4:127.0.0.1:50412") == "127.0.0.1"
+    assert peer_host("ipv6:[::1]:50412") == "[::1]"
+    assert peer_host("unix:/tmp/plinth.sock") == "/tmp/plinth.sock"
+    assert peer_host(None) == peer_host("") == "unknown"
