@@ -15,6 +15,7 @@ from plinth.api import open_registry
 from plinth.config.settings import Settings
 from plinth.http.app import create_app
 from plinth.http.auth import FailedAuthLimiter
+from plinth.services import audit
 from plinth.services.auth import Tokens
 from plinth.store import Store
 from tests.support import churn_model, churn_record, churn_table
@@ -103,3 +104,24 @@ def test_grpc_clients_are_counted_by_address_without_the_port() -> None:
     assert peer_host("ipv6:[::1]:50412") == "[::1]"
     assert peer_host("unix:/tmp/plinth.sock") == "/tmp/plinth.sock"
     assert peer_host(None) == peer_host("") == "unknown"
+
+
+def test_forgetting_a_subject_over_http_needs_an_admin_token(
+    client: TestClient, settings: Settings
+) -> None:
+    with Store(settings.resolved_database_url()) as store:
+        _, predictor = Tokens(store).create("predict", "app")
+        _, admin = Tokens(store).create("admin", "ops")
+    body = {"records": [churn_record()], "key": "subject-1"}
+    as_app = {"authorization": f"Bearer {predictor}"}
+    assert client.post("/v1/models/churn/predict", json=body, headers=as_app).status_code == 200
+    refused = client.post("/v1/forget", json={"key": "subject-1"}, headers=as_app)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "auth.forbidden"
+    done = client.post(
+        "/v1/forget", json={"key": "subject-1"}, headers={"authorization": f"Bearer {admin}"}
+    )
+    assert done.status_code == 200
+    assert done.json() == {"predictions": 1, "labels": 0, "label_history": 0, "review_items": 0}
+    with Store(settings.resolved_database_url()) as store:
+        (event,) = audit.read(store, action="subject.forget")
+    assert event.who == "api:ops"  # the admin token's name
