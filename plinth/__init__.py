@@ -15,13 +15,14 @@ from plinth.version import __version__
 
 if TYPE_CHECKING:
     from plinth.api import open_registry, register
-    from plinth.client import Client
+    from plinth.client import AsyncClient, Client
     from plinth.config.settings import Settings
     from plinth.errors import PlinthError, Problem
     from plinth.runtime import Runtime
 
 
 _EXPORTS = {
+    "AsyncClient": "plinth.client",
     "Client": "plinth.client",
     "PlinthError": "plinth.errors",
     "Problem": "plinth.errors",
@@ -32,6 +33,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "PlinthError",
     "Problem",

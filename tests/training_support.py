@@ -27,6 +27,10 @@ def fit_raises(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
 
 
 def fit_hangs(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
+    pidfile = os.environ.get("PLINTH_TEST_TRAINER_PIDFILE")
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write(str(os.getpid()))
     time.sleep(3600)
 
 
@@ -41,3 +45,8 @@ def fit_greedy(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
 def fit_dropping_b(frame: pd.DataFrame, context: dict[str, Any]) -> Ridge:
     """Trains on fewer fields than the champion takes: a contract change that breaks callers."""
     return Ridge().fit(frame[["a"]], frame[context["target"]])
+
+
+def fit_telling_threads(frame: pd.DataFrame, context: dict[str, Any]) -> Any:
+    """Fails on purpose, saying how many native threads it was given."""
+    raise RuntimeError(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")

@@ -265,6 +265,12 @@ def _show_data(data: dict[str, Any]) -> None:
         f"cut-off {data.get('cutoff')}",
         highlight=False,
     )
+    timings = data.get("timings") or {}
+    if timings:
+        console.print(
+            "  time: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()),
+            highlight=False,
+        )
     served = data.get("predictions_in_window")
     labelled = data.get("labelled_traffic")
     if served is not None:
@@ -316,6 +322,16 @@ def _show_gate(gate: dict[str, Any]) -> None:
             _ok(not contract.get("blocks")),
         )  # fmt: skip
     console.print(table)
+    registered = gate.get("registered_holdout") or {}
+    if registered.get("rows"):
+        cand, champ = registered["candidate"], registered["champion"]
+        shown = ", ".join(
+            f"{k} {_num(cand[k])} vs {_num(champ[k])}" for k in sorted(cand) if k != "errors"
+        )
+        console.print(
+            f"  registered holdout ({registered['rows']} rows, reported only): {shown}",
+            highlight=False,
+        )
     for reason in gate.get("reasons") or []:
         console.print(f"  [yellow]-[/] {escape(reason)}", highlight=False)
 

@@ -122,7 +122,7 @@ class TrainingData:
     reference: bool = True  # the champion's training table, stored at registration
     traffic: bool = True  # labelled traffic from the prediction log, point-in-time
     window: timedelta = timedelta(days=30)  # how far back labelled traffic is read
-    max_rows: int = 200_000  # the newest rows win when there are more
+    max_rows: int = 200_000  # newest traffic first, then a seeded sample of the rest
     traffic_weight: float = 1.0  # sample weight of a traffic row (reference rows weigh 1)
     table: str | None = None  # an external CSV or Parquet file
     sql: str | None = None  # ...or a query on a PostgreSQL URL
@@ -150,6 +150,7 @@ class TrainingPolicy:
     seed: int = 0
     time_limit: timedelta = timedelta(minutes=30)
     memory_mb: int | None = 4096
+    threads: int | None = 1  # OpenMP/BLAS threads of the trainer (None: the libraries' own)
     data: TrainingData = field(default_factory=TrainingData)
     holdout_share: float = 0.2  # the newest share of labelled traffic, never trained on
     holdout_min_rows: int = 30
@@ -356,6 +357,7 @@ class _Training(_Section):
     seed: int = 0
     time_limit: Duration | None = None
     memory_mb: int | None = Field(default=4096, ge=64)
+    threads: int | None = Field(default=1, ge=1, le=1024)
     auto_deploy: bool = True
     canary_share: float = Field(default=10.0, gt=0, lt=100)
     canary_min_requests: int | None = Field(default=None, ge=1)
@@ -550,6 +552,7 @@ def _training(section: _Training) -> TrainingPolicy:
         seed=section.seed,
         time_limit=section.time_limit or base.time_limit,
         memory_mb=section.memory_mb,
+        threads=section.threads,
         data=TrainingData(
             reference=d.reference,
             traffic=d.traffic,

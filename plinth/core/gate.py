@@ -171,6 +171,20 @@ def judge(
     )
 
 
+def paired_metrics(
+    task: str,
+    y: Sequence[Any] | np.ndarray,
+    candidate: Sequence[Any] | np.ndarray,
+    champion: Sequence[Any] | np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """Both models' metrics on the same rows, without a verdict (a report beside the gate)."""
+    y_arr = np.asarray(y, dtype=object if task == "classification" else float)
+    return {
+        "candidate": _metrics(task, y_arr, np.asarray(candidate, dtype=y_arr.dtype)),
+        "champion": _metrics(task, y_arr, np.asarray(champion, dtype=y_arr.dtype)),
+    }
+
+
 def contract_diff(champion: Mapping[str, Any], candidate: Mapping[str, Any]) -> dict[str, Any]:
     """Fields removed, added, or of another kind, between two contract documents.
 

@@ -30,7 +30,7 @@ import numpy as np
 from plinth.core import inference_protocol as oip
 from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
-from plinth.errors import InternalError, PlinthError
+from plinth.errors import InternalError, OverloadedError, PlinthError
 from plinth.http.auth import Auth, check_role
 from plinth.http.edge import PREDICT_ROLES, new_request_id
 from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE
@@ -224,7 +224,10 @@ class InferenceService:
         status, code = error.status, error.code
         if trace is not None:
             trace.tracing.end_request(trace, status, code)
-        context.set_trailing_metadata((("plinth-error-code", code), ("x-request-id", request_id)))
+        trailing = [("plinth-error-code", code), ("x-request-id", request_id)]
+        if isinstance(error, OverloadedError):
+            trailing.append(("retry-after", str(error.retry_after_s)))
+        context.set_trailing_metadata(tuple(trailing))
         await context.abort(grpc_status(status), v2_error_body(error, request_id)["error"])
         raise AssertionError("context.abort raises")  # pragma: no cover
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from plinth.core import inference_protocol as oip
 from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
 from plinth.errors import (
+    BodyTooLargeError,
     InternalError,
     InvalidBodyError,
     InvalidParametersError,
@@ -107,6 +109,7 @@ class InferHandler(PredictHandler):
             return
         except PlinthError as exc:
             error_code = exc.code
+            # Retry-After for any error that says when (shed by admission, auth limit).
             status, data = exc.status, _dumps(v2_error_body(exc, request_id))
             extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
@@ -132,6 +135,9 @@ class InferHandler(PredictHandler):
         await self._authorize(headers, client)
         version = parse_version(version_text)
         body = await self._read_body(headers, receive)
+        encoding = headers.get(b"content-encoding")
+        if encoding:
+            body = _decompress(body, encoding, self.max_body_bytes)
         header, binary = _split(body, headers.get(HEADER_LENGTH))
         request = oip.parse_request(parse_json(header, oip.BODY_HINT), binary)
         runtime: Runtime = self.state.runtime
@@ -251,6 +257,30 @@ async def infer(
         warnings=sum(len(a.get("warnings", [])) for a in routed.answers),
         reviews=sum(1 for a in routed.answers if "review" in a),
     )
+
+
+def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip or deflate body (Triton's ``request_compression_algorithm``), inflated to at
+    most ``limit`` bytes: the size limit holds for what the body unpacks to."""
+    kind = encoding.decode("latin-1").strip().lower()
+    if kind == "identity":
+        return body
+    if kind not in ("gzip", "deflate"):
+        raise InvalidBodyError(
+            f"Content-Encoding {kind!r} is not one this server reads.",
+            hint="Send the body as it is, or gzip or deflate it.",
+        )
+    inflater = zlib.decompressobj(31 if kind == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidBodyError(
+            f"The body is not valid {kind} data: {exc}.",
+            hint=f"Compress the whole body with {kind}, or drop Content-Encoding.",
+        ) from None
+    if len(data) > limit:
+        raise BodyTooLargeError(len(data), limit, hint=SPLIT_HINT)
+    return data
 
 
 def _split(body: bytes, header_length: bytes | None) -> tuple[bytes, memoryview]:

@@ -14,6 +14,7 @@ FULL = """
 entrypoint = "examples.diamonds:retrain"
 time_limit = "5m"
 memory_mb = 2048
+threads = 2
 auto_deploy = false
 canary_share = 25
 canary_min_requests = 40
@@ -46,6 +47,7 @@ def test_the_section_becomes_a_training_policy() -> None:
         False,
     )
     assert policy.time_limit == timedelta(minutes=5) and policy.memory_mb == 2048
+    assert policy.threads == 2
     assert (policy.data.reference, policy.data.traffic, policy.data.table) == (
         False,
         True,

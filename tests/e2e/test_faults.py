@@ -60,6 +60,25 @@ def test_overload_is_shed_at_once_with_retry_after_and_never_a_500(
     line = next(x for x in metrics.splitlines() if x.startswith("plinth_requests_shed_total{"))
     assert 'model="m"' in line and float(line.split()[-1]) >= len(shed)
 
+    # The Open Inference Protocol goes through the same admission: shed the same way, in the
+    # protocol's error shape, with the same Retry-After.
+    tensors = [
+        {"name": name, "datatype": "FP64", "shape": [1], "data": [value]}
+        for name, value in SLOW.items()
+    ]
+
+    def infer(_: int) -> httpx.Response:
+        return httpx.post(f"{server.url}/v2/models/m/infer", json={"inputs": tensors}, timeout=10)
+
+    with ThreadPoolExecutor(8) as pool:
+        inferred = list(pool.map(infer, range(8)))
+    assert {r.status_code for r in inferred} <= {200, 503}
+    v2_shed = [r for r in inferred if r.json().get("code") == "server.overloaded"]
+    assert v2_shed, [r.json() for r in inferred]
+    for reply in v2_shed:
+        assert int(reply.headers["retry-after"]) >= 1
+        assert reply.json()["error"].startswith("server.overloaded: ")
+
 
 def start_unready(env: Env) -> tuple[Server, httpx.Response]:
     """``plinth serve`` that is up but may never be ready: its first complete /readyz."""

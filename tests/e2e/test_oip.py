@@ -8,6 +8,8 @@ to be a first-class prediction: logged, counted, gated for review.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -306,3 +308,47 @@ def test_errors_keep_the_protocol_shape_and_plinth_codes(client: Any, server: Se
     one = {"inputs": [{"name": "age", "datatype": "INT64", "shape": [1], "data": [40]}]}
     missing = httpx.post(f"{server.url}/v2/models/nope/infer", json=one)
     assert missing.status_code == 404 and missing.json()["code"] == "registry.model_not_found"
+
+
+def test_python_clients_sync_and_async_against_the_server(server: Server) -> None:
+    records = churn_rows().head(3).fillna({"income": 50_000.0}).to_dict("records")
+    with plinth.Client(server.url) as client:
+        blocking = client.predict("churn", records, key="order-7")
+
+    async def call() -> Any:
+        async with plinth.AsyncClient(server.url) as client:
+            return await asyncio.gather(*(client.predict("churn", [r]) for r in records))
+
+    concurrent = asyncio.run(call())
+    assert [a.prediction for a in blocking.predictions] == [
+        reply.predictions[0].prediction for reply in concurrent
+    ]
+    assert all(reply.model == "churn" and reply.version == 1 for reply in concurrent)
+    assert [a.probabilities for a in blocking.predictions] == [
+        reply.predictions[0].probabilities for reply in concurrent
+    ]
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(client: Any, server: Server, models: Models, algorithm: str) -> None:
+    rows = churn_rows().head(6)
+    result = client.infer(
+        "churn", churn_inputs(rows, binary=True), request_compression_algorithm=algorithm
+    )
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), expected_churn(models, rows)[1], atol=1e-12
+    )
+
+
+def test_compressed_bodies_are_checked(server: Server) -> None:
+    url = f"{server.url}/v2/models/churn/infer"
+    unknown = httpx.post(url, content=b"{}", headers={"Content-Encoding": "br"})
+    assert unknown.status_code == 422 and "Content-Encoding 'br'" in unknown.json()["error"]
+    broken = httpx.post(url, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 422 and broken.json()["code"] == "request.invalid_body"
+    # A small body that inflates past the size limit is refused, not inflated.
+    limit = Settings().max_body_bytes
+    bomb = gzip.compress(b" " * (limit + 1024))
+    assert len(bomb) < limit // 100
+    refused = httpx.post(url, content=bomb, headers={"Content-Encoding": "gzip"})
+    assert refused.status_code == 413 and refused.json()["code"] == "request.too_large"

@@ -94,6 +94,7 @@ def test_shifted_labels_retrain_ship_a_canary_and_promote_it(
     gate = job["gate"]
     assert isinstance(gate, dict) and gate["passed"] and gate["relative"]["improved"]
     assert gate["metrics"]["candidate"]["rmse"] < gate["metrics"]["champion"]["rmse"]
+    assert gate["registered_holdout"]["rows"] == 1000  # reported beside the verdict
     data = job["data"]
     assert isinstance(data, dict) and data["sources"]["reference"] == 4000
     assert data["holdout_source"] == "traffic" and data["labelled_traffic"] >= 300

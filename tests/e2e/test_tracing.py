@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import plinth
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
+GRPC_TRACE = "0af7651916cd43dd8448eb211c80319c"
 STAGES = {
     "plinth.queue_wait",
     "plinth.contract",
@@ -83,7 +85,8 @@ def test_request_spans_over_otlp(tmp_path: Path, receiver: tuple[str, Path]) -> 
         OTEL_SERVICE_NAME="plinth-under-test",
         OTEL_BSP_SCHEDULE_DELAY="50",
     )
-    server = start_server(Env(home, env), "--review-below", "0.99")
+    grpc_port = free_port()
+    server = start_server(Env(home, env), "--review-below", "0.99", "--grpc-port", str(grpc_port))
     try:
         records = [churn_record(), churn_record(age=70, city="nice"), churn_record(plan="basic")]
         v1 = httpx.post(
@@ -105,6 +108,23 @@ def test_request_spans_over_otlp(tmp_path: Path, receiver: tuple[str, Path]) -> 
         v2_trace = v2.headers["traceparent"].split("-")[1]
         assert v2_trace != CALLER_TRACE  # no traceparent sent: a new trace
 
+        # gRPC: the caller's trace comes in the metadata, the predictions are in the span.
+        import tritonclient.grpc as grpcclient
+
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}") as triton:
+            tensors = []
+            for name, value in churn_record().items():
+                datatype = "BYTES" if isinstance(value, str) else "FP64"
+                tensor = grpcclient.InferInput(name, [1], datatype)
+                tensor.set_data_from_numpy(
+                    np.array([value], dtype=object if datatype == "BYTES" else np.float64)
+                )
+                tensors.append(tensor)
+            answered = triton.infer(
+                "churn", tensors, headers={"traceparent": f"00-{GRPC_TRACE}-{CALLER_SPAN}-01"}
+            )
+        grpc_id = answered.as_numpy("prediction_id")[0].decode()
+
         # The logged record carries the trace id.
         logged = httpx.get(f"{server.url}/v1/predictions/{ids[0]}").json()
         assert logged["trace_id"] == CALLER_TRACE
@@ -123,6 +143,7 @@ def test_request_spans_over_otlp(tmp_path: Path, receiver: tuple[str, Path]) -> 
             lambda found: (
                 {s["name"] for s in found if s["trace_id"] == CALLER_TRACE} >= STAGES
                 and any(s["trace_id"] == v2_trace for s in found)
+                and {s["name"] for s in found if s["trace_id"] == GRPC_TRACE} >= STAGES
             ),
         )
     finally:
@@ -160,3 +181,11 @@ def test_request_spans_over_otlp(tmp_path: Path, receiver: tuple[str, Path]) -> 
     assert refused["name"] == "POST /v2/models/{name}/infer" and refused["parent_span_id"] == ""
     assert refused["attributes"]["plinth.error.code"] == "request.invalid_body"
     assert refused["attributes"]["http.response.status_code"] == 422
+
+    # The gRPC inference: a child of the caller's span, the prediction id on it, its stages.
+    (served,) = [s for s in spans if s["name"] == "inference.GRPCInferenceService/ModelInfer"]
+    assert served["trace_id"] == GRPC_TRACE and served["parent_span_id"] == CALLER_SPAN
+    assert served["attributes"]["plinth.prediction_ids"] == [grpc_id]
+    assert served["attributes"]["http.response.status_code"] == 200
+    under = {s["name"] for s in spans if s["parent_span_id"] == served["span_id"]}
+    assert under == STAGES

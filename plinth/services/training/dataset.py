@@ -69,6 +69,7 @@ def build_training_set(
         )
     data = policy.data
     columns = [*features, target]
+    # Sources in this order: traffic (the newest rows win when max_rows cuts), then the rest.
     parts: list[pd.DataFrame] = []
     sources: dict[str, int] = {}
 
@@ -119,10 +120,8 @@ def build_training_set(
         parts.append(frame)
         sources["table"] = len(frame)
 
-    train = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    train = _within(parts, data.max_rows, policy.seed, "traffic" in sources, columns)
     train = train.dropna(subset=[target])
-    if len(train) > data.max_rows:  # keep the newest: traffic first, then the rest
-        train = train.iloc[: data.max_rows]
     if train.empty:
         raise NoTrainingDataError(f"No training rows for {champion.name}: sources {sources}.")
     if holdout.empty:
@@ -155,6 +154,22 @@ def build_training_set(
     return TrainingSet(
         train.reset_index(drop=True), holdout, target, features, holdout_source, summary
     )
+
+
+def _within(
+    parts: list[pd.DataFrame], max_rows: int, seed: int, traffic_first: bool, columns: list[str]
+) -> pd.DataFrame:
+    """At most ``max_rows``: the newest labelled traffic first, then a seeded random sample
+    of the other sources (a table's order says nothing about time)."""
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    traffic, rest = (parts[0], parts[1:]) if traffic_first else (parts[0].iloc[:0], parts)
+    traffic = traffic.iloc[max(len(traffic) - max_rows, 0) :]
+    others = pd.concat(rest, ignore_index=True) if rest else traffic.iloc[:0]
+    room = max_rows - len(traffic)
+    if len(others) > room:
+        others = others.sample(n=room, random_state=seed)
+    return pd.concat([traffic, others], ignore_index=True)
 
 
 def _traffic_frame(rows: list[LabelledRow], features: list[str], target: str) -> pd.DataFrame:

@@ -39,12 +39,13 @@ import pandas as pd
 
 from plinth.config.policies import Policies, TrainingPolicy
 from plinth.core.contract import infer_contract
-from plinth.core.gate import GateVerdict, judge
+from plinth.core.gate import GateVerdict, judge, paired_metrics
 from plinth.core.ids import new_id
 from plinth.errors import (
     JobActiveError,
     JobLeaseLostError,
     NotAwaitingApprovalError,
+    NotFoundError,
     PlinthError,
     TrainerFailedError,
     TrainingNotConfiguredError,
@@ -157,23 +158,47 @@ class Retraining:
         return failed
 
     def execute(self, job: JobRow, progress: Callable[[str], None] | None = None) -> JobRow:
-        """Run a job this worker has claimed, to its end; returns the finished job."""
+        """Run a job this worker has claimed, to its end; returns the finished job.
+
+        Where the time went is kept in ``data.timings`` (seconds per step)."""
         started = time.monotonic()
         say = progress or (lambda message: None)
         gate: dict[str, Any] | None = None
+        data: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        clock = [started]
+
+        def lap(step: str) -> None:
+            now = time.monotonic()
+            timings[step] = round(now - clock[0], 3)
+            clock[0] = now
+
+        def end(state: str, **changes: Any) -> JobRow:
+            lap("ship" if state == "succeeded" else "last step")
+            if data:
+                changes["data"] = data | {"timings": timings}
+            return self._finish(job, state, started, gate=gate, **changes)
+
         try:
             policy = self.policy(job.model)
             champion = self.store.get_version(job.model, job.parent_version)
             say(f"building the training set as of {job.created_at:%Y-%m-%d %H:%M:%S}")
             tset = self._training_set(policy, champion, job.created_at)
-            self._renew(job, data=tset.summary)
+            data = dict(tset.summary)
+            self._renew(job, data=data)
+            lap("data")
             with self._scratch(job) as scratch:
                 say(f"training on {len(tset.train)} rows ({_sources(tset)})")
                 model_path, trained_s, tail = self._train(job, policy, champion, tset, scratch)
+                lap("train")
                 say(f"judging on {len(tset.holdout)} holdout rows ({tset.holdout_source})")
                 candidate = read_model_file(model_path, trust_pickle=False, trust_types=[])
                 verdict = self._judge(policy, champion, tset, candidate.flavor)
+                lap("gate")
                 gate = verdict.to_dict() | {
+                    "registered_holdout": self._registered_holdout(
+                        champion, tset, candidate.flavor
+                    ),
                     "policy": policy.gate.to_dict(),
                     "candidate_sha256": candidate.sha256,
                     "train_seconds": round(trained_s, 3),
@@ -183,21 +208,22 @@ class Retraining:
                     # Not registered (see the module docstring); the artifact is kept by hash.
                     self.registry.artifacts.put(candidate.data)
                     say("rejected: " + "; ".join(verdict.reasons))
-                    return self._finish(job, "rejected", started, gate=gate, outcome="rejected")
+                    return end("rejected", outcome="rejected")
                 say("passed the gate; registering")
                 record = self._register(job, policy, champion, tset, model_path, verdict)
+                lap("register")
             outcome = self._ship(job, policy, champion, record)
             say(f"registered {record.ref}: {outcome}")
-            return self._finish(
-                job, "succeeded", started, gate=gate, version=record.version, outcome=outcome
-            )
+            return end("succeeded", version=record.version, outcome=outcome)
         except PlinthError as exc:
             say(f"failed: {exc}")
-            return self._finish(job, "failed", started, gate=gate, error=exc.to_dict()["error"])
+            return end("failed", error=exc.to_dict()["error"])
         except Exception as exc:  # user code and libraries: the job says why, the worker lives
             log.exception("%s: training job %s failed", job.model, job.id)
-            error = {"code": "internal.error", "message": f"{type(exc).__name__}: {exc}"}
-            return self._finish(job, "failed", started, gate=gate, error=error)
+            return end(
+                "failed",
+                error={"code": "internal.error", "message": f"{type(exc).__name__}: {exc}"},
+            )
 
     def dry_run(self, name: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Build the set, train and gate now, in this process's child; register nothing."""
@@ -286,6 +312,7 @@ class Retraining:
             heartbeat=heartbeat,
             sys_path=[str(self.code_dir), *[p for p in sys.path if p]],
             cwd=self.code_dir,
+            threads=policy.threads,
         )
         return run.model, run.seconds, run.log_tail
 
@@ -321,6 +348,33 @@ class Retraining:
             contracts=contracts,
             seed=policy.seed,
         )
+
+    def _registered_holdout(
+        self, champion: VersionRecord, tset: TrainingSet, flavor: Any
+    ) -> dict[str, Any] | None:
+        """Both models on the champion's registered holdout, reported beside the verdict
+        when the newest traffic was the judge (an old regime's table does not block)."""
+        if tset.holdout_source != "traffic":
+            return None
+        table = self.registry.table(champion, "holdout")
+        if table is None or table.empty or tset.target not in table.columns:
+            return None
+        try:
+            wanted = flavor.feature_names()
+            fields = [str(c) for c in wanted] if wanted is not None else tset.features
+            served = self.registry.load(champion)
+            frame = served.contract.frame(_records(table[tset.features]))
+            return {
+                "rows": len(table),
+                **paired_metrics(
+                    champion.task,
+                    table[tset.target].to_numpy(),
+                    np.asarray(flavor.predict(table[fields])),
+                    np.asarray(served.flavor.predict(frame)),
+                ),
+            }
+        except Exception as exc:  # a report: it never fails the job
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     def _register(
         self,
@@ -470,6 +524,8 @@ class Retraining:
                 if fired is None:
                     continue
                 job, created = self.request(name, trigger=fired[0], reason=fired[1])
+            except NotFoundError:  # a recipe for a model not registered (yet): nothing to do
+                continue
             except PlinthError as exc:  # one model's trouble must not stop the others
                 log.error("%s: retraining trigger check failed: %s", name, exc)
                 continue

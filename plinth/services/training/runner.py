@@ -1,13 +1,13 @@
 """Run one trainer in a process of its own, with a time limit and a memory cap.
 
 A trainer is user code: it may raise, hang, eat memory or be killed. None of that may reach
-the server, so it never runs in the serving process. The child is started in its own
-session (its whole process group is killed on timeout), with ``RLIMIT_AS`` set to the
-policy's ``memory_mb`` by ``plinth.services.training.limit`` (an allocation past it fails
-inside the trainer as a MemoryError), and its output goes to a log file whose tail the job
-keeps. While it runs, the parent calls ``heartbeat`` about once a second: the job's lease
-is renewed there, and a lost lease kills the trainer at once (another worker has failed the
-job; nothing may be registered).
+the server, so it never runs in the serving process. The child is started in its own session
+(its whole process group is killed on timeout), with ``RLIMIT_AS`` set to the policy's
+``memory_mb`` by ``plinth.services.training.limit`` (an allocation past it fails inside the
+trainer as a MemoryError) and asked to die with its worker; its output goes to a log file
+whose tail the job keeps. While it runs, the parent calls ``heartbeat`` about once a second:
+the job's lease is renewed there, and a lost lease kills the trainer at once (another worker
+has failed the job; nothing may be registered).
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ from typing import Any
 from plinth.errors import JobLeaseLostError, TrainerFailedError, TrainerTimeoutError
 
 LOG_TAIL_CHARS = 4000
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ def run_trainer(
     heartbeat: Callable[[float], bool] = lambda elapsed: True,
     sys_path: Sequence[str] = (),
     cwd: Path | None = None,
+    threads: int | None = 1,
 ) -> TrainerRun:
     """Train in a child process; raises ``training.*`` errors that say what went wrong."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -72,8 +79,14 @@ def run_trainer(
         assert command is not None
         fill = {"data": str(data), "output": str(output), "seed": str(context.get("seed", 0))}
         argv = [part.format(**fill) for part in command]
-    if memory_mb is not None:
-        argv = [sys.executable, "-m", "plinth.services.training.limit", str(memory_mb), *argv]
+    env = dict(os.environ)
+    if threads is not None:
+        # Native thread pools (OpenMP, BLAS) sized to the policy, not to every core: beside a
+        # busy server an OpenMP trainer spinning on all cores was measured 38x slower.
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+    cap = "-" if memory_mb is None else str(memory_mb)
+    argv = [sys.executable, "-m", "plinth.services.training.limit", cap, *argv]
     started = time.monotonic()
     with log_path.open("wb") as log:
         try:
@@ -83,6 +96,7 @@ def run_trainer(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
+                env=env,
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
         except OSError as exc:

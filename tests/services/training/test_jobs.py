@@ -108,6 +108,8 @@ def test_a_better_candidate_is_registered_with_lineage_and_goes_out_as_a_canary(
     assert done.gate is not None and done.gate["passed"] and done.gate["relative"]["improved"]
     assert done.data is not None and done.data["sources"] == {"traffic": 240}
     assert done.data["holdout_rows"] == 60 and done.data["holdout_source"] == "traffic"
+    assert set(done.data["timings"]) == {"data", "train", "gate", "register", "ship"}
+    assert done.gate["registered_holdout"] is None  # the champion was registered without one
     version = registry.store.get_version("reg", 2)
     lineage = version.metadata["lineage"]
     assert lineage["parent_version"] == 1 and lineage["training_job"] == job.id
@@ -296,3 +298,42 @@ def test_triggers_schedule_labels_drift_and_cooldown_with_an_injected_clock(
     clock.at += timedelta(minutes=1)
     [labelled] = service.check_triggers()
     assert labelled.trigger == "labels" and labelled.reason.startswith("250 labels since")
+
+
+def test_a_recipe_for_a_model_not_registered_yet_is_skipped(
+    registry: Registry, tmp_path: Path
+) -> None:
+    policy = recipe(triggers=TrainingTriggers(schedule=Schedule("* * * * *")))
+    service = Retraining(
+        registry.store, registry, Policies(training_models={"ghost": policy}), clock=Clock(AFTER)
+    )
+    service.clock = Clock(AFTER + timedelta(minutes=5))  # a cron minute has passed
+    assert service.check_triggers() == []
+    with pytest.raises(Exception, match="ghost") as unknown:
+        service.request("ghost")
+    assert getattr(unknown.value, "code", "") == "registry.model_not_found"
+
+
+def test_max_rows_keeps_the_newest_traffic_then_samples_the_reference(
+    registry: Registry, champion: VersionRecord, tmp_path: Path
+) -> None:
+    shifted_traffic(registry, champion)
+    policy = recipe(data=TrainingData(reference=True, window=timedelta(days=7), max_rows=250))
+    summary = retraining(registry, policy, Clock(AFTER), tmp_path).dry_run("reg")["data"]
+    # The newest 250 labelled predictions are read: 50 held out, 200 trained on, and 50
+    # reference rows sampled to fill max_rows.
+    assert summary["labelled_traffic"] == 250
+    assert summary["sources"] == {"traffic": 200, "reference": 300}
+    assert (summary["rows"], summary["holdout_rows"]) == (250, 50)
+
+
+def test_the_trainer_gets_the_policys_thread_count(
+    registry: Registry, champion: VersionRecord, tmp_path: Path
+) -> None:
+    shifted_traffic(registry, champion, n=100)
+    policy = recipe("tests.training_support:fit_telling_threads", threads=3)
+    service = retraining(registry, policy, Clock(AFTER), tmp_path)
+    service.request("reg")
+    done = service.run_next()
+    assert done is not None and done.error is not None
+    assert "OMP_NUM_THREADS=3" in done.error["message"]
