@@ -10,7 +10,8 @@ else constructs or wires services. It has three stages, each undone by the next 
 - ``await start_serving()`` starts the request path of one worker: log writer, review writer,
   monitoring collector, model pool and router, with every live deployment loaded and warmed;
 - ``await start_background()`` starts what runs beside it under store leases: alert rules,
-  canary analysis, retraining (triggers and jobs), the performance and review gauges;
+  canary analysis, retraining (triggers and jobs), log retention ([models.NAME.log]
+  retention), the performance and review gauges;
 - ``await stop()`` stops both in reverse order (every answered batch still counted and
   logged), ``close()`` closes the store.
 """
@@ -317,6 +318,17 @@ class Runtime:
         if settings.training_jobs if training is None else training:
             # Triggers, queued jobs and the canaries jobs started; a job runs in one process.
             self._start(self.retraining.run(settings.training_interval_s))
+        from plinth.services.privacy import LogRetention
+
+        retention = LogRetention(
+            self.store, self.policies, lease_s=max(2 * settings.retention_interval_s, 5.0)
+        )
+        if retention.active:  # one process at a time deletes rows past each model's retention
+
+            def retain() -> None:
+                retention.try_run()
+
+            self._start(_every(settings.retention_interval_s, retain, "log retention"))
         if gauges:
             self._start(_every(settings.performance_refresh_s, self._publish_gauges, "gauges"))
         # PostgreSQL: the log's daily partitions a week ahead (a no-op elsewhere).

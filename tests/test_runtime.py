@@ -82,3 +82,39 @@ def test_plinth_serve_refuses_a_bad_policy_file_with_exit_2(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr
     assert "config.invalid" in done.stderr
     assert "monitoring.windw" in done.stderr and "models.a.max_batch_size" in done.stderr
+
+
+def test_the_server_itself_enforces_each_models_log_retention(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from plinth.core.ids import new_id
+    from plinth.store import PredictionRecord
+
+    settings.policy_file.write_text('[models.churn.log]\nretention = "1d"\n')
+    now = datetime.now(UTC)
+
+    def row(model: str, age: timedelta) -> PredictionRecord:
+        return PredictionRecord(
+            new_id(), now - age, model, 1, "0" * 64, "champion", churn_record(), {},
+            {"prediction": 0}, None, 1.0, [], "r",
+        )  # fmt: skip
+
+    async def background() -> None:
+        runtime = Runtime.open(settings)
+        try:
+            runtime.store.insert_predictions(
+                [row("churn", timedelta(days=3)), row("churn", timedelta(hours=1)),
+                 row("other", timedelta(days=3))]
+            )  # fmt: skip
+            await runtime.start_background(alerts=False, canary=False, gauges=False)
+            for _ in range(200):
+                if runtime.store.count_predictions("churn") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            await runtime.stop()
+            assert runtime.store.count_predictions("churn") == 1  # the fresh row stays
+            assert runtime.store.count_predictions("other") == 1  # no retention: kept
+        finally:
+            runtime.close()
+
+    asyncio.run(background())

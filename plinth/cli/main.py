@@ -20,7 +20,7 @@ from rich.table import Table
 
 from plinth.cli import canary as canary_cli
 from plinth.cli import contract as contract_cli
-from plinth.cli import feedback, rollout, training
+from plinth.cli import feedback, privacy, rollout, training
 from plinth.cli import monitor as monitor_cli
 from plinth.cli.common import (
     HomeOption,
@@ -502,6 +502,7 @@ def predict(
     with open_runtime(home, settings) as runtime, runtime.writers() as (writer, reviews):
         model = runtime.registry.load(runtime.store.get_version(model_name, version))
         model.review = runtime.policies.review(model.name)
+        model.log_policy = runtime.policies.log(model.name)
         try:
             with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
                 scored, summary = score_frame(
@@ -782,6 +783,7 @@ def prune(
 rollout.register(app)  # deploy, promote, rollback, history
 canary_cli.register(app)  # canary
 feedback.register(app)  # feedback, performance, review, tokens
+privacy.register(app, handle_errors)  # forget, audit
 training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
 
 

@@ -14,6 +14,7 @@ The file's shape::
     [models.NAME]           # batching, admission and the review gate of one model
     [models.NAME.monitoring], [models.NAME.canary]   # per-model overrides
     [models.NAME.training]  # retraining recipe, data, holdout, gate, triggers (TrainingPolicy)
+    [log], [models.NAME.log]   # what the prediction log keeps (plinth.core.privacy.LogPolicy)
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from plinth.core.canary import CanaryPolicy
 from plinth.core.drift import Detector, DriftConfig
 from plinth.core.durations import parse_duration
 from plinth.core.gate import GatePolicy
+from plinth.core.privacy import LogPolicy
 from plinth.core.review import ReviewPolicy
 from plinth.core.schedule import Schedule
 from plinth.errors import ConfigError, InvalidConfigError, PlinthError, Problem
+from plinth.errors.config import LOG_HASH_KEY, LOG_REDACT_AND_HASH
 
 HINT = "Fix each listed setting in plinth.toml; docs/configuration.md lists every one."
 
@@ -178,8 +181,15 @@ class Policies:
     batching_models: Mapping[str, BatchingPolicy] = field(default_factory=dict)
     review_default: ReviewPolicy | None = None
     review_models: Mapping[str, ReviewPolicy] = field(default_factory=dict)
+    log_default: LogPolicy = field(default_factory=LogPolicy)
+    log_models: Mapping[str, LogPolicy] = field(default_factory=dict)
     training_models: Mapping[str, TrainingPolicy] = field(default_factory=dict)
     source: Path | None = None
+
+    def log(self, name: str) -> LogPolicy:
+        """What the prediction log keeps of ``name``'s records: ``[models.NAME.log]`` over
+        ``[log]``."""
+        return self.log_models.get(name, self.log_default)
 
     def training(self, name: str) -> TrainingPolicy | None:
         """``[models.NAME.training]``, or None when the model has no recipe."""
@@ -274,6 +284,12 @@ class _Monitoring(_Section):
     min_labels: int | None = Field(default=None, ge=1)
     review_sla: bool | None = None
     drift: _Drift | None = None
+
+
+class _Log(_Section):
+    redact: list[str] | None = None
+    hash: list[str] | None = None
+    retention: Duration | None = None
 
 
 class _TrainingData(_Section):
@@ -377,6 +393,7 @@ class _Model(_Section):
     monitoring: _Monitoring | None = None
     canary: dict[str, Any] | None = None
     training: _Training | None = None
+    log: _Log | None = None
 
     @model_validator(mode="after")
     def _one_gate(self) -> _Model:
@@ -391,6 +408,7 @@ class _Model(_Section):
 class _File(_Section):
     monitoring: _Monitoring | None = None
     canary: dict[str, Any] | None = None
+    log: _Log | None = None
     models: dict[str, _Model] = Field(default_factory=dict)
 
 
@@ -406,6 +424,7 @@ def read_policies(
     shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
+    log_hash_key: str | None = None,
 ) -> Policies:
     """The policies in ``path`` (all defaults when it does not exist) over the settings'
     defaults; raises one ``config.invalid`` listing every problem in the file."""
@@ -424,6 +443,7 @@ def read_policies(
         shed=shed,
         review_below=review_below,
         review_measure=review_measure,
+        log_hash_key=log_hash_key,
     )
 
 
@@ -437,6 +457,7 @@ def parse_policies(
     shed: bool = True,
     review_below: float | None = None,
     review_measure: str = "top_probability",
+    log_hash_key: str | None = None,
 ) -> Policies:
     """``read_policies`` for a document already in hand (tests, ``plinth config check``).
 
@@ -467,6 +488,9 @@ def parse_policies(
     batching_default = BatchingPolicy(
         max_batch_size, max_wait_ms / 1000.0, max_queue_records=max_queue_records, shed=shed
     )
+    key = (log_hash_key or "").encode("utf-8")
+    log_default = _log(LogPolicy(hash_key=key), parsed.log, "log", problems)
+    logs: dict[str, LogPolicy] = {}
     alerts: dict[str, AlertRules] = {}
     canaries: dict[str, CanaryPolicy] = {}
     batching: dict[str, BatchingPolicy] = {}
@@ -491,6 +515,8 @@ def parse_policies(
             if wait_ms is not None:
                 given["max_wait_s"] = wait_ms / 1000.0
             batching[name] = replace(batching_default, **given)
+        if section.log is not None:
+            logs[name] = _log(log_default, section.log, f"{at}.log", problems)
         measure = section.review_measure or review_measure
         threshold = section.review_above if section.review_above is not None else None
         threshold = section.review_below if threshold is None else threshold
@@ -507,6 +533,8 @@ def parse_policies(
         review_default=default_gate,
         review_models=gates,
         training_models=training,
+        log_default=log_default,
+        log_models=logs,
         source=source,
     )
 
@@ -579,6 +607,36 @@ def _alert_rules(
         except PlinthError as exc:
             problems.append(Problem("config.invalid_setting", exc.message, exc.hint, where))
     return replace(base, **changes)
+
+
+def _log(base: LogPolicy, section: _Log | None, where: str, problems: list[Problem]) -> LogPolicy:
+    """``section`` over ``base``: a key it sets replaces the base's, one it omits is kept."""
+    if section is None:
+        return base
+    redact = base.redact if section.redact is None else frozenset(section.redact)
+    hashed = base.hash if section.hash is None else frozenset(section.hash)
+    retention = base.retention if section.retention is None else section.retention
+    both = sorted(redact & hashed)
+    if both:
+        problems.append(
+            Problem(
+                LOG_REDACT_AND_HASH,
+                f"{', '.join(both)} listed in both redact and hash",
+                "A field is either dropped (redact) or kept as a keyed hash (hash), not both.",
+                where,
+            )
+        )
+    if section.hash and not base.hash_key:
+        problems.append(
+            Problem(
+                LOG_HASH_KEY,
+                f"hash = {sorted(section.hash)} needs a secret key, and none is set",
+                "Set PLINTH_LOG_HASH_KEY to a long random secret (e.g. `openssl rand -hex 32`) "
+                "and keep it: a new key makes new hashes that no longer join the old ones.",
+                f"{where}.hash",
+            )
+        )
+    return replace(base, redact=redact, hash=hashed, retention=retention)
 
 
 def _drift(base: DriftConfig, section: _Drift) -> DriftConfig:

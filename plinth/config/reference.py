@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from plinth.config import policies
 from plinth.config.settings import Settings
+from plinth.core.privacy import LogPolicy
 from plinth.core.schedule import Schedule
 
 _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
@@ -29,6 +30,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], Any]] = [
         policies.AlertRules().drift,
     ),
     ("[models.NAME]", policies._Model, None),
+    ("[log] and [models.NAME.log]", policies._Log, LogPolicy()),
     # Retraining (docs/retraining.md): the schema's own defaults.
     ("[models.NAME.training]", policies._Training, "schema"),
     ("[models.NAME.training.data]", policies._TrainingData, "schema"),
@@ -154,7 +156,7 @@ def _policy_default(defaults: Any, key: str) -> str:
         from plinth.core.durations import format_duration
 
         return f"`{format_duration(value.total_seconds())}`"
-    return f"`{list(value) if isinstance(value, tuple) else value}`"
+    return f"`{list(value) if isinstance(value, (tuple, frozenset)) else value}`"
 
 
 if __name__ == "__main__":

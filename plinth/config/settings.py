@@ -201,6 +201,18 @@ class Settings(BaseSettings):
     tokens: str | None = Field(
         default=None, description="Extra API tokens as role:token,role:token (see plinth tokens)."
     )
+    log_hash_key: str | None = Field(
+        default=None,
+        repr=False,  # a secret: never in a repr, a log line or an error
+        description="Secret key of the keyed hash (HMAC-SHA256) that `hash = [...]` in "
+        "[models.NAME.log] stores instead of a field's value; required when any model hashes.",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often `serve` deletes log rows older than each model's "
+        "`retention` (one process at a time, under a lease).",
+    )
     auth_refresh_s: float = Field(default=5.0, description="How often the token table reloads.")
     auth_max_failures: int = Field(
         default=10,
@@ -246,6 +258,7 @@ class Settings(BaseSettings):
             shed=self.shed,
             review_below=self.review_below,
             review_measure=self.review_measure,
+            log_hash_key=self.log_hash_key,
         )
 
     @property

@@ -29,6 +29,7 @@ Dispatch on classes (``isinstance``), never on code strings.
     ├── ReviewError                      review.*                 422
     ├── NoLabelStoredError               feedback.all_failed      422
     ├── TrainingError                    training.*               409
+    ├── ReplayRedactedError              replay.redacted          409
     ├── NotFittedError                   core.not_fitted          500
     ├── InvalidNeighboursInputError      neighbours.invalid       500
     ├── InvalidAttributionInputError     attribution.invalid      500
@@ -114,6 +115,7 @@ from plinth.errors.feedback import (
     UnknownReviewActionError,
     UnknownReviewStatusError,
 )
+from plinth.errors.privacy import ReplayRedactedError
 from plinth.errors.registry import (
     ArtifactMissingError,
     BadOutputOnDataError,
@@ -360,6 +362,7 @@ __all__ = [
     "RemoteSchemaError",
     "RemoteSpecError",
     "RemoteUnavailableError",
+    "ReplayRedactedError",
     "RequestError",
     "ResolutionChoiceError",
     "RetentionOrderError",

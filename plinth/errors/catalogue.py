@@ -14,7 +14,7 @@ from plinth.errors.base import PROBLEM_CODES, NotFoundError, PlinthError, error_
 # The order families are shown in: the request's path first, the root's own leaves last.
 _MODULES = (
     *("config", "request", "contract", "registry", "serving", "store", "access"),
-    *("rollout", "feedback", "training", "statistics", "base"),
+    *("rollout", "feedback", "training", "privacy", "statistics", "base"),
 )
 
 

@@ -74,3 +74,13 @@ CANARY_INVALID_SETTING = problem_code(
     "canary.invalid_setting",
     "A canary policy setting has a value of the wrong type or range.",
 )
+LOG_HASH_KEY = problem_code(
+    ConfigError,
+    "config.log_hash_key",
+    "A log policy hashes fields but PLINTH_LOG_HASH_KEY is not set.",
+)
+LOG_REDACT_AND_HASH = problem_code(
+    ConfigError,
+    "config.log_redact_and_hash",
+    "A log policy lists one field under both redact and hash.",
+)

@@ -45,6 +45,7 @@ from plinth.http.edge import (
 from plinth.http.feedback import router as feedback_router
 from plinth.http.monitoring import router as monitoring_router
 from plinth.http.predict import PREDICT_PATH, PredictHandler
+from plinth.http.privacy import router as privacy_router
 from plinth.http.review import router as review_router
 from plinth.http.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from plinth.http.training import router as training_router
@@ -299,6 +300,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         return json_response({"status": "ready", "loaded": loaded})
 
     app.include_router(deployments_router, dependencies=[Depends(require_role("admin"))])
+    app.include_router(privacy_router, dependencies=[Depends(require_role("admin"))])
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)

@@ -57,6 +57,12 @@ def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:
     return body
 
 
+def error_headers(error: PlinthError) -> dict[str, str]:
+    """Headers an error's reply carries besides the body (``Retry-After`` for a 429)."""
+    retry = getattr(error, "retry_after_s", None)
+    return {} if retry is None else {"retry-after": str(int(retry))}
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(body, option=JSON_OPTIONS),

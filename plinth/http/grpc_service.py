@@ -56,6 +56,19 @@ _CONTENTS = {
 }
 
 
+def peer_host(peer: str | None) -> str:
+    """The client's address in gRPC's peer string, without the port (for the failed-auth
+    limit, which counts per address as the HTTP routes do).
+
+    >>> peer_host("ipv4:127.0.0.1:50412"), peer_host("ipv6:[::1]:50412"), peer_host(None)
+    ('127.0.0.1', '[::1]', 'unknown')
+    """
+    kind, _, rest = (peer or "").partition(":")
+    if kind in ("ipv4", "ipv6"):
+        rest = rest.rsplit(":", 1)[0]
+    return rest or "unknown"
+
+
 def grpc_status(http_status: int) -> grpc.StatusCode:
     """The gRPC status for one of Plinth's HTTP statuses."""
     return {
@@ -151,7 +164,7 @@ class InferenceService:
             )
 
         async def answer(request_id: str) -> Any:
-            await self._authorize(metadata)
+            await self._authorize(metadata, peer_host(context.peer()))
             version = parse_version(request.model_version)
             parsed = oip.InferRequest(
                 id=request.id or None,
@@ -183,9 +196,9 @@ class InferenceService:
 
         return await self._guard(context, answer, request_id, trace)
 
-    async def _authorize(self, metadata: dict[str, Any]) -> None:
+    async def _authorize(self, metadata: dict[str, Any], client: str | None = None) -> None:
         if self.auth is not None:
-            role, _ = await self.auth.role_of(str(metadata.get("authorization", "")))
+            role, _ = await self.auth.role_of(str(metadata.get("authorization", "")), client or "")
             check_role(role, PREDICT_ROLES)
 
     async def _guard(

@@ -31,7 +31,6 @@ from plinth.errors import (
     BodyTooLargeError,
     InvalidBodyError,
     InvalidParametersError,
-    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -41,6 +40,7 @@ from plinth.http.auth import require_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    error_headers,
     internal_error,
     json_response,
     new_request_id,
@@ -95,18 +95,20 @@ class InferHandler(PredictHandler):
         trace = self._start_trace("POST /v2/models/{name}/infer", name, request_id, headers)
         error_code: str | None = None
         try:
+            client = scope.get("client")
             status, data, extra = await self._infer(
-                name, version, headers, receive, received, request_id, trace
-            )
+                name, version, headers, receive, received, request_id, trace,
+                client[0] if client else "unknown",
+            )  # fmt: skip
             if HEADER_LENGTH in extra:
                 content_type = b"application/octet-stream"
         except DisconnectedError:
             return
         except PlinthError as exc:
             error_code = exc.code
-            status, data, extra = exc.status, _dumps(v2_error_body(exc, request_id)), {}
-            if isinstance(exc, OverloadedError):  # shed by admission control: when to retry
-                extra[b"retry-after"] = str(exc.retry_after_s).encode()
+            # Retry-After for any error that says when (shed by admission, auth limit).
+            status, data = exc.status, _dumps(v2_error_body(exc, request_id))
+            extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             error = internal_error(request_id, exc)
             error_code = error.code
@@ -124,8 +126,9 @@ class InferHandler(PredictHandler):
         received: float,
         request_id: str,
         trace: RequestTrace | None,
+        client: str | None = None,
     ) -> tuple[int, bytes, dict[bytes, bytes]]:
-        await self._authorize(headers)
+        await self._authorize(headers, client or "")
         version = parse_version(version_text)
         body = await self._read_body(headers, receive)
         encoding = headers.get(b"content-encoding")

@@ -17,6 +17,7 @@ from plinth.errors import (
     TokensSettingError,
     UnknownRoleError,
 )
+from plinth.services import audit
 from plinth.services.feedback.labels import now_utc
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore, TokenRow
@@ -64,8 +65,9 @@ class Tokens:
     def __post_init__(self) -> None:
         self._sql = FeedbackStore(self.store)
 
-    def create(self, role: str, name: str = "") -> tuple[TokenRow, str]:
-        """A new random token for ``role``; the token itself is shown once, never stored."""
+    def create(self, role: str, name: str = "", *, who: str | None = None) -> tuple[TokenRow, str]:
+        """A new random token for ``role``; the token itself is shown once, never stored.
+        Recorded in the audit trail by its id (``who``: the OS user by default)."""
         if role not in ROLES:
             raise UnknownRoleError(f"role {role!r} is not one of {', '.join(ROLES)}")
         token = "plt_" + secrets.token_urlsafe(24)
@@ -77,14 +79,19 @@ class Tokens:
             created_at=self.clock(),
         )
         self._sql.add_token(row)
+        audit.record(
+            self.store, "token.create", row.id, who or audit.current_user(), role=role,
+            name=row.name,
+        )  # fmt: skip
         return row, token
 
     def active(self) -> list[TokenRow]:
         return self._sql.list_tokens()
 
-    def revoke(self, token_id: str) -> None:
+    def revoke(self, token_id: str, *, who: str | None = None) -> None:
         if not self._sql.revoke_token(token_id, self.clock()):
             raise TokenNotFoundError(f"no active token {token_id!r}")
+        audit.record(self.store, "token.revoke", token_id, who or audit.current_user())
 
     def table(self) -> dict[str, tuple[str, str]]:
         """sha256(token) -> (role, name) for every active token; empty means auth is off."""

@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from plinth.errors import HashMismatchError
+from plinth.core.privacy import altered_fields
+from plinth.errors import HashMismatchError, Problem, ReplayRedactedError
+from plinth.errors.privacy import REDACTED
 from plinth.services.registry.versions import Registry
 from plinth.services.serving.scoring import answer_rows, output_record
 from plinth.store import PredictionRecord, Store
@@ -39,6 +41,23 @@ def replay(store: Store, registry: Registry, prediction_id: str) -> ReplayResult
             hint="The version record was altered; restore the store from backup.",
         )
     model = registry.load(version)  # re-checks the artifact's sha256
+    # The log policy dropped or hashed these before storage; the model saw the real values.
+    altered = altered_fields(record.warnings)
+    lost = [name for name in model.field_order if name in altered]
+    if lost:
+        raise ReplayRedactedError(
+            f"{record.model}:{record.version} prediction {prediction_id} cannot be replayed "
+            f"exactly: the log does not hold the values of {', '.join(lost)}.",
+            problems=[
+                Problem(
+                    altered[name],
+                    f"{name!r} was {'redacted' if altered[name] == REDACTED else 'hashed'} "
+                    "before storage",
+                    field=name,
+                )
+                for name in lost
+            ],
+        )
     frame = model.contract.frame([record.features])
     try:
         predictions, probabilities, details = answer_rows(model, frame)

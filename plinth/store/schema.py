@@ -346,3 +346,17 @@ sa.Index(
     sqlite_where=_ACTIVE_JOB,
     postgresql_where=_ACTIVE_JOB,
 )
+
+# -- The audit trail (0014): one row per admin action, append-only -----------------------------
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("who", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # e.g. subject.forget, token.create
+    sa.Column("target", sa.Text, nullable=False),  # what it acted on: a model, a token id
+    sa.Column("detail", _json(), nullable=False),  # counts, versions; never a secret
+    sa.Index("ix_audit_events_at", "at"),
+)

@@ -574,6 +574,7 @@ def _sqlite_engine(url: URL, synchronous: str, busy_timeout_s: float) -> Engine:
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
         connect_args={"timeout": busy_timeout_s},
+        hide_parameters=True,  # bound values are raw inputs and secrets: never in a message
     )
     event.listen(engine, "connect", _sqlite_on_connect(mode, int(busy_timeout_s * 1000)))
     event.listen(engine, "begin", _sqlite_begin)
@@ -622,6 +623,7 @@ def _postgresql_engine(url: URL, pool_size: int, max_overflow: int) -> Engine:
         pool_size=pool_size,
         max_overflow=max_overflow,
         connect_args=connect_args,
+        hide_parameters=True,  # bound values are raw inputs and secrets: never in a message
     )
 
 

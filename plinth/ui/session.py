@@ -41,7 +41,9 @@ class RoleTable(Protocol):
 
     async def table(self) -> dict[str, tuple[str, str]]: ...
 
-    async def role_of(self, header: str) -> tuple[str | None, str | None]: ...
+    async def role_of(
+        self, header: str, client: str | None = None
+    ) -> tuple[str | None, str | None]: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ async def check_token(request: Request, token: str) -> tuple[str | None, str | N
     table = _table(request)
     if table is None:
         return None, None
-    return await table.role_of(f"Bearer {token}")
+    client = request.client.host if request.client is not None else "unknown"
+    return await table.role_of(f"Bearer {token}", client)
 
 
 async def auth_is_on(request: Request) -> bool:

@@ -176,3 +176,58 @@ def test_admission_limits_are_per_model_over_the_settings_defaults() -> None:
         parse_policies("[models.churn]\nmax_queue_records = -1\n")
     assert caught.value.code == "config.invalid"
     assert caught.value.problems[0].field == "models.churn.max_queue_records"
+
+
+LOG = """
+[log]
+retention = "30d"
+[models.churn.log]
+redact = ["email"]
+hash = ["customer_id"]
+[models.fraud.log]
+retention = "7d"
+"""
+
+
+def test_log_policies_per_model_over_the_file_default() -> None:
+    policies = parse_policies(LOG, log_hash_key="secret")
+    churn = policies.log("churn")
+    assert churn.redact == {"email"} and churn.hash == {"customer_id"}
+    assert churn.retention == timedelta(days=30)  # from [log]
+    assert churn.hash_key == b"secret"
+    assert policies.log("fraud").retention == timedelta(days=7)
+    assert policies.log("fraud").redact == frozenset()
+    assert policies.log("other") == policies.log_default
+    assert "secret" not in repr(churn)
+
+
+def test_hashing_without_a_key_refuses_to_start_with_every_log_problem_listed() -> None:
+    text = LOG + '[models.churn2.log]\nredact = ["a"]\nhash = ["a"]\nretention = "soon"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_policies(text)
+    assert info.value.code == "config.invalid"
+    found = {(p.code, p.field) for p in info.value.problems}
+    assert ("config.invalid_setting", "models.churn2.log.retention") in found
+    # The schema error stops the file first; fix it and the semantic problems show.
+    text = LOG + '[models.churn2.log]\nredact = ["a"]\nhash = ["a"]\n'
+    with pytest.raises(ConfigError) as info:
+        parse_policies(text)
+    found = {(p.code, p.field) for p in info.value.problems}
+    assert found == {
+        ("config.log_hash_key", "models.churn.log.hash"),
+        ("config.log_hash_key", "models.churn2.log.hash"),
+        ("config.log_redact_and_hash", "models.churn2.log"),
+    }
+    assert "PLINTH_LOG_HASH_KEY" in info.value.problems[0].hint
+
+
+def test_the_hash_key_comes_from_the_setting(tmp_path: Path) -> None:
+    from plinth.config.settings import Settings
+
+    path = tmp_path / "plinth.toml"
+    path.write_text(LOG)
+    with pytest.raises(ConfigError):
+        Settings(policy_file=path).policies()
+    settings = Settings(policy_file=path, log_hash_key="k" * 32)
+    assert settings.policies().log("churn").hash_key == b"k" * 32
+    assert "kkkk" not in repr(settings)

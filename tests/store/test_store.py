@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import plinth.store.store as store_module
-from plinth.errors import NotFoundError, StoreError
+from plinth.errors import NotFoundError, PlinthError, StoreError
 from plinth.store import PredictionRecord, Store, VersionRecord
 from plinth.store.feedback import FeedbackStore
 
@@ -377,3 +377,26 @@ def test_store_reopens_without_migrating_again(store: Store, database_url: str) 
         assert again.get_version("iris").version == 1
     with Store(database_url) as migrated:
         assert migrated.list_versions("iris")[0].version == 1
+
+
+def test_database_errors_never_carry_the_bound_values(store: Store) -> None:
+    """A failed statement's message (logged, or shown as a 5xx reason) leaves out its
+    parameters: they are raw inputs and secrets."""
+    import sqlalchemy as sa
+
+    secret = "raw-value-SECRET-4242"
+    statement = sa.text("INSERT INTO models (name, created_at) VALUES (:name, NULL)")
+    with pytest.raises(sa.exc.IntegrityError) as info, store.write_engine.begin() as conn:
+        conn.execute(statement, {"name": secret})
+    assert "parameters hidden" in str(info.value)
+    assert f"'{secret}'" not in str(info.value)  # SQLAlchemy's [parameters: ...] line
+    # What Plinth itself says (and logs) about it: the driver's first line only, since
+    # PostgreSQL's DETAIL line quotes the failing row.
+    with (
+        pytest.raises(PlinthError) as caught,
+        store.translated_errors("store a model"),
+        store.write_engine.begin() as conn,
+    ):
+        conn.execute(statement, {"name": secret})
+    assert caught.value.code.startswith("store.")
+    assert secret not in str(caught.value)

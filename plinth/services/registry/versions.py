@@ -25,6 +25,7 @@ import pandas as pd
 from plinth.core.contract import Contract, infer_contract
 from plinth.core.metrics import classification_metrics, regression_metrics
 from plinth.core.output import OutputContract, confidence
+from plinth.core.privacy import LogPolicy
 from plinth.core.profile import Profile
 from plinth.core.review import ReviewPolicy
 from plinth.errors import (
@@ -79,6 +80,8 @@ class ServedModel:
     output: OutputContract
     # The review gate for this version (plinth.services.review); None serves without one.
     review: ReviewPolicy | None = None
+    # What the prediction log keeps of each record ([models.NAME.log]); the default keeps all.
+    log_policy: LogPolicy = field(default_factory=LogPolicy)
     # Where the review assets (neighbour index, OOD reference, background) live.
     artifacts: ArtifactStore | None = None
     _assets: ReviewAssets | None = field(default=None, init=False, repr=False, compare=False)

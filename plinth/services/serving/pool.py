@@ -85,6 +85,7 @@ class ModelPool:
         model = await asyncio.to_thread(self.registry.load, record)
         await asyncio.to_thread(prepare, model)
         model.review = self.policies.review(record.name)
+        model.log_policy = self.policies.log(record.name)
         batching = self.policies.batching(record.name)
         batcher = Batcher(
             model,

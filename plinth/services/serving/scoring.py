@@ -150,6 +150,15 @@ def answer_and_row(
     remote = output.get("remote")
     if isinstance(remote, dict):  # the structured answer and what it cost, not the request
         answer["remote"] = {k: remote.get(k) for k in ("parsed", "usage", "cost", "cached")}
+    # [models.NAME.log]: what must not be stored is dropped or hashed here, before the row
+    # exists, so no store, writer queue or error message ever holds the raw value.
+    policy = model.log_policy
+    if policy.changes_records:
+        marks = policy.marks(record, model.name)
+        if marks:
+            warnings = warnings + marks
+            record = policy.apply(record)
+        features = policy.apply(features)
     row = PredictionRecord(
         id=prediction_id,
         ts=ts,
