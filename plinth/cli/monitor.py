@@ -9,9 +9,13 @@ evaluator, so a watch beside a running server never doubles an alert. It stops a
 from __future__ import annotations
 
 import json
-import time
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, cast
 
 import typer
@@ -222,39 +226,59 @@ def _watch_or_show(
             else None
         )
         done = 0
-        try:
-            while True:
+        # Ctrl-C ends a watch between steps: a KeyboardInterrupt raised inside a database
+        # call could leave the connection unusable for releasing the lease.
+        with _stop_on_sigint(enabled=watch) as stop:
+            try:
+                while not stop.is_set():
+                    if evaluator is not None:
+                        events = evaluator.try_evaluate()
+                        _say_evaluated(done + 1, events, output_format)
+                    report = monitor_service.report(
+                        name, window=span, baseline=cast(Baseline, baseline), version=version,
+                        label=window,
+                    )  # fmt: skip
+                    # Ground truth beside the drift: realised, estimated and holdout performance.
+                    report["performance"] = runtime.performance.report(name, window=span, windows=1)
+                    if output_format == "json":
+                        print(json.dumps(report, indent=2), flush=True)
+                    elif html is None:  # with --html the file is the report
+                        print_report(report)
+                    if html is not None:
+                        html.write_text(render_html(report), encoding="utf-8")
+                        console.print(f"wrote {html}", highlight=False)
+                    done += 1
+                    if not watch or (count is not None and done >= count):
+                        break
+                    stop.wait(every)
+                if stop.is_set():
+                    # Ctrl-C is how a watch ends: say so, release the lease below, exit 0.
+                    err_console.print(f"stopped watching after {done} round(s)", highlight=False)
+            finally:
                 if evaluator is not None:
-                    events = evaluator.try_evaluate()
-                    _say_evaluated(done + 1, events, output_format)
-                report = monitor_service.report(
-                    name, window=span, baseline=cast(Baseline, baseline), version=version,
-                    label=window,
-                )  # fmt: skip
-                # Ground truth beside the drift: realised, estimated and holdout performance.
-                report["performance"] = runtime.performance.report(name, window=span, windows=1)
-                if output_format == "json":
-                    print(json.dumps(report, indent=2), flush=True)
-                elif html is None:  # with --html the file is the report
-                    print_report(report)
-                if html is not None:
-                    html.write_text(render_html(report), encoding="utf-8")
-                    console.print(f"wrote {html}", highlight=False)
-                done += 1
-                if not watch or (count is not None and done >= count):
-                    break
-                time.sleep(every)
-        except KeyboardInterrupt:
-            if not watch:
-                raise
-            # Ctrl-C is how a watch ends: say so, release the lease below, exit 0.
-            err_console.print(f"stopped watching after {done} round(s)", highlight=False)
-        finally:
-            if evaluator is not None:
-                evaluator.release()
+                    evaluator.release()
     finally:
         if webhook is not None:
             webhook.close()
+
+
+@contextmanager
+def _stop_on_sigint(*, enabled: bool) -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C; a second Ctrl-C interrupts as usual."""
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def _first(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, _first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def register(app: typer.Typer) -> None:
