@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Self
 import numpy as np
 import pandas as pd
 
-from plinth.core.profile import CATEGORICAL_KINDS, NUMERIC_KINDS, SKIPPED_KINDS, _numeric_column
+from plinth.core.profile import CATEGORICAL_KINDS, NUMERIC_KINDS, SKIPPED_KINDS, numeric_column
 from plinth.errors import InvalidNeighboursInputError, NotFittedError, PlinthError
 
 #: Default cap on stored rows: brute force over 5,000 rows answers a query in about a
@@ -314,7 +314,7 @@ class NeighbourIndex:
         return values
 
     def _raw_numeric(self, rows: pd.DataFrame) -> np.ndarray:
-        columns = [_numeric_column(rows[c], self._kind(c)) for c in self.numeric_columns_]
+        columns = [numeric_column(rows[c], self._kind(c)) for c in self.numeric_columns_]
         if not columns:
             return np.zeros((len(rows), 0))
         matrix = np.column_stack(columns).astype(np.float64)
