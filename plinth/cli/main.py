@@ -783,8 +783,8 @@ def prune(
 rollout.register(app)  # deploy, promote, rollback, history
 canary_cli.register(app)  # canary
 feedback.register(app)  # feedback, performance, review, tokens
-privacy.register(app, handle_errors)  # forget, audit
-training.register(app, handle_errors)  # retrain, jobs, job show, approve, worker
+privacy.register(app)  # forget, audit
+training.register(app)  # retrain, jobs, job show, approve, worker
 
 
 @app.command("prometheus-rules")

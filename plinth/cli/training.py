@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from plinth.cli.common import err_console, open_runtime
+from plinth.cli.common import err_console, handle_errors, open_runtime
 from plinth.store.training import FINISHED, JobRow
 
 console = Console()
@@ -34,155 +34,157 @@ HomeOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
+job_app = typer.Typer(help="One training job.", no_args_is_help=True)
 
-def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
-    """Add the retraining commands to ``app``."""
 
-    @app.command()
-    @handle_errors
-    def retrain(
-        name: Annotated[str, typer.Argument(help="Model name (needs [models.NAME.training]).")],
-        dry_run: Annotated[
-            bool,
-            typer.Option(
-                "--dry-run",
-                help="Build the training set, train and gate; register and deploy nothing.",
-            ),
-        ] = False,
-        queue: Annotated[
-            bool,
-            typer.Option("--queue", help="Only queue the job, for `plinth serve` or a worker."),
-        ] = False,
-        as_json: JsonOption = False,
-        home: HomeOption = None,
-    ) -> None:
-        """Retrain NAME now: training set, trainer, gate, registration, canary."""
-        with open_runtime(home) as runtime:
-            service = runtime.retraining
-            if dry_run:
-                with err_console.status("dry run") as status:
-                    found = service.dry_run(name, progress=lambda m: status.update(escape(m)))
-                if as_json:
-                    console.print_json(json.dumps(found, default=str))
-                else:
-                    _show_dry_run(found)
-                return
-            job, created = service.request(name, trigger="manual", reason="plinth retrain")
-            if not created:
-                err_console.print(
-                    f"job {job.id} for {name} is already {job.state}; following it",
-                    highlight=False,
-                )
-            if queue:
-                console.print(f"queued job {job.id}" if created else job.id, highlight=False)
-                return
-            now = service.clock()
-            claimed = (
-                service.jobs.claim(
-                    service.holder, now, now + timedelta(seconds=service.lease_s), name
-                )
-                if job.state == "queued"
-                else None
-            )
-            if claimed is not None:
-                with err_console.status(f"job {claimed.id}") as status:
-                    started = time.monotonic()
-
-                    def progress(message: str) -> None:
-                        elapsed = time.monotonic() - started
-                        err_console.print(f"[dim]{elapsed:6.1f} s[/] {escape(message)}")
-                        status.update(f"job {claimed.id}: {escape(message)}")
-
-                    done = service.execute(claimed, progress=progress)
+@handle_errors
+def retrain(
+    name: Annotated[str, typer.Argument(help="Model name (needs [models.NAME.training]).")],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Build the training set, train and gate; register and deploy nothing.",
+        ),
+    ] = False,
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Only queue the job, for `plinth serve` or a worker."),
+    ] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Retrain NAME now: training set, trainer, gate, registration, canary."""
+    with open_runtime(home) as runtime:
+        service = runtime.retraining
+        if dry_run:
+            with err_console.status("dry run") as status:
+                found = service.dry_run(name, progress=lambda m: status.update(escape(m)))
+            if as_json:
+                console.print_json(json.dumps(found, default=str))
             else:
-                done = _follow(service.jobs.get, job.id)
-        if as_json:
-            console.print_json(json.dumps(_job_dict(done), default=str))
-        else:
-            _show_job(done)
-        if done.state == "failed":
-            raise typer.Exit(1)
-
-    @app.command()
-    @handle_errors
-    def jobs(
-        name: Annotated[str | None, typer.Argument(help="Only this model's jobs.")] = None,
-        limit: Annotated[int, typer.Option(help="Newest this many.")] = 20,
-        as_json: JsonOption = False,
-        home: HomeOption = None,
-    ) -> None:
-        """List training jobs, newest first."""
-        with open_runtime(home) as runtime:
-            if name is not None:
-                runtime.store.get_version(name)  # an unknown model says so
-            found = runtime.retraining.jobs.jobs(name, limit=limit)
-        if as_json:
-            console.print_json(json.dumps([_job_dict(j) for j in found], default=str))
+                _show_dry_run(found)
             return
-        table = Table("job", "model", "state", "trigger", "created (UTC)", "took", "version",
-                      "outcome")  # fmt: skip
-        for j in found:
-            table.add_row(
-                j.id, j.model, _state(j.state), escape(j.trigger),
-                f"{j.created_at:%Y-%m-%d %H:%M:%S}", _took(j),
-                "" if j.version is None else str(j.version), j.outcome or "",
-            )  # fmt: skip
-        console.print(table)
-
-    job_app = typer.Typer(help="One training job.", no_args_is_help=True)
-
-    @job_app.command("show")
-    @handle_errors
-    def job_show(
-        job_id: Annotated[str, typer.Argument(help="The job's id (plinth jobs lists them).")],
-        as_json: JsonOption = False,
-        home: HomeOption = None,
-    ) -> None:
-        """Trigger, data, the gate's table and the outcome of one job."""
-        with open_runtime(home) as runtime:
-            found = runtime.retraining.jobs.get(job_id)
-        if as_json:
-            console.print_json(json.dumps(_job_dict(found), default=str))
-        else:
-            _show_job(found)
-
-    app.add_typer(job_app, name="job")
-
-    @app.command()
-    @handle_errors
-    def approve(
-        name: Annotated[str, typer.Argument(help="Model name.")],
-        version: Annotated[int, typer.Argument(help="The version a job is holding.")],
-        home: HomeOption = None,
-    ) -> None:
-        """Ship a retrained version that waits for approval (auto_deploy = false) as a canary."""
-        with open_runtime(home) as runtime:
-            job = runtime.retraining.approve(name, version)
-            live = runtime.deployments.current(name)
-        console.print(
-            f"[green]approved[/] {name}:{version} (job {job.id}): "
-            f"{escape(live.spec.describe()) if live else 'deployed'}",
-            highlight=False,
+        job, created = service.request(name, trigger="manual", reason="plinth retrain")
+        if not created:
+            err_console.print(
+                f"job {job.id} for {name} is already {job.state}; following it",
+                highlight=False,
+            )
+        if queue:
+            console.print(f"queued job {job.id}" if created else job.id, highlight=False)
+            return
+        now = service.clock()
+        claimed = (
+            service.jobs.claim(service.holder, now, now + timedelta(seconds=service.lease_s), name)
+            if job.state == "queued"
+            else None
         )
+        if claimed is not None:
+            with err_console.status(f"job {claimed.id}") as status:
+                started = time.monotonic()
 
-    @app.command()
-    @handle_errors
-    def worker(
-        once: Annotated[
-            bool,
-            typer.Option("--once", help="One pass (triggers, one job, canaries) and exit."),
-        ] = False,
-        home: HomeOption = None,
-    ) -> None:
-        """Run retraining triggers and jobs, alert rules and canary analysis without serving."""
-        with open_runtime(home) as runtime:
-            if once:
-                job = runtime.retraining.tick()
-                if job is not None:
-                    _show_job(job)
-                return
-            console.print(f"plinth worker (home {runtime.settings.home})", highlight=False)
-            asyncio.run(_background(runtime))
+                def progress(message: str) -> None:
+                    elapsed = time.monotonic() - started
+                    err_console.print(f"[dim]{elapsed:6.1f} s[/] {escape(message)}")
+                    status.update(f"job {claimed.id}: {escape(message)}")
+
+                done = service.execute(claimed, progress=progress)
+        else:
+            done = _follow(service.jobs.get, job.id)
+    if as_json:
+        console.print_json(json.dumps(_job_dict(done), default=str))
+    else:
+        _show_job(done)
+    if done.state == "failed":
+        raise typer.Exit(1)
+
+
+@handle_errors
+def jobs(
+    name: Annotated[str | None, typer.Argument(help="Only this model's jobs.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest this many.")] = 20,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """List training jobs, newest first."""
+    with open_runtime(home) as runtime:
+        if name is not None:
+            runtime.store.get_version(name)  # an unknown model says so
+        found = runtime.retraining.jobs.jobs(name, limit=limit)
+    if as_json:
+        console.print_json(json.dumps([_job_dict(j) for j in found], default=str))
+        return
+    table = Table("job", "model", "state", "trigger", "created (UTC)", "took", "version",
+                  "outcome")  # fmt: skip
+    for j in found:
+        table.add_row(
+            j.id, j.model, _state(j.state), escape(j.trigger),
+            f"{j.created_at:%Y-%m-%d %H:%M:%S}", _took(j),
+            "" if j.version is None else str(j.version), j.outcome or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+@job_app.command("show")
+@handle_errors
+def job_show(
+    job_id: Annotated[str, typer.Argument(help="The job's id (plinth jobs lists them).")],
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Trigger, data, the gate's table and the outcome of one job."""
+    with open_runtime(home) as runtime:
+        found = runtime.retraining.jobs.get(job_id)
+    if as_json:
+        console.print_json(json.dumps(_job_dict(found), default=str))
+    else:
+        _show_job(found)
+
+
+@handle_errors
+def approve(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="The version a job is holding.")],
+    home: HomeOption = None,
+) -> None:
+    """Ship a retrained version that waits for approval (auto_deploy = false) as a canary."""
+    with open_runtime(home) as runtime:
+        job = runtime.retraining.approve(name, version)
+        live = runtime.deployments.current(name)
+    console.print(
+        f"[green]approved[/] {name}:{version} (job {job.id}): "
+        f"{escape(live.spec.describe()) if live else 'deployed'}",
+        highlight=False,
+    )
+
+
+@handle_errors
+def worker(
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="One pass (triggers, one job, canaries) and exit."),
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run retraining triggers and jobs, alert rules and canary analysis without serving."""
+    with open_runtime(home) as runtime:
+        if once:
+            job = runtime.retraining.tick()
+            if job is not None:
+                _show_job(job)
+            return
+        console.print(f"plinth worker (home {runtime.settings.home})", highlight=False)
+        asyncio.run(_background(runtime))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plinth retrain``, ``jobs``, ``job show``, ``approve`` and ``worker`` to ``app``."""
+    app.command()(retrain)
+    app.command()(jobs)
+    app.add_typer(job_app, name="job")
+    app.command()(approve)
+    app.command()(worker)
 
 
 async def _background(runtime: Any) -> None:
