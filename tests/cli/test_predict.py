@@ -1,5 +1,6 @@
-"""``plinth predict`` without a server: unsure rows go to review under a gate, and labels
-are imported from the scored file."""
+"""``plinth predict`` without a server: a bad row does not fail the file and every row is
+logged like online traffic, unsure rows go to review under a gate, and labels are imported
+from the scored file."""
 
 from __future__ import annotations
 
@@ -64,3 +65,25 @@ def test_batch_scoring_queues_unsure_rows_for_review(plinth_env: Env, tmp_path: 
     )
     assert "sent to review" not in ungated.stdout
     assert "review_id" not in pd.read_csv(tmp_path / "plain.csv").columns
+
+
+def test_batch_scoring_logs_like_online_traffic(plinth_env: Env, tmp_path: Path) -> None:
+    _register_churn(plinth_env, tmp_path)
+    frame = churn_table(2, rows=120).drop(columns=["churn"])
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[3, "age"] = "unknown"  # one bad row must not fail the file
+    write_csv(frame, tmp_path / "input.csv")
+    done = plinth_env.cli(
+        "predict",
+        "churn",
+        "--input",
+        str(tmp_path / "input.csv"),
+        "--output",
+        str(tmp_path / "out.csv"),
+    )
+    assert "scored 119/120" in done.stdout
+    scored = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert len(scored) == 120
+    assert "contract.wrong_type" in scored.loc[3, "error"]
+    first_id = scored.loc[0, "prediction_id"]
+    assert plinth_env.cli("replay", str(first_id)).returncode == 0

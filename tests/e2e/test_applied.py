@@ -156,22 +156,3 @@ def test_a_deploy_no_worker_can_load_fails_with_the_load_error_and_alerts(
     finally:
         for server in servers:
             stop_server(server)
-
-
-def test_a_deploy_with_no_server_running_says_so_and_models_shows_the_roles(
-    plinth_env: Env,
-) -> None:
-    with open_registry(_settings(plinth_env)) as registry:
-        for value in (1.0, 2.0, 3.0):
-            register(registry, "m", ConstantModel(value))
-    listed = json.loads(plinth_env.cli("models", "--json").stdout)
-    assert (listed[0]["champion"], listed[0]["canary"], listed[0]["shadows"]) == (3, None, [])
-    done = plinth_env.cli("deploy", "m", "1")
-    assert "no server is running" in done.stdout
-    quiet = plinth_env.cli("deploy", "m", "3", "--canary", "10", "--shadow", "2", "--wait", "0")
-    assert "no server" not in quiet.stdout
-    (model,) = json.loads(plinth_env.cli("models", "--json").stdout)
-    assert model["champion"] == 1 and model["shadows"] == [2]
-    assert model["canary"] == {"version": 3, "weight": 10.0}
-    row = next(line for line in plinth_env.cli("models").stdout.splitlines() if " m " in line)
-    assert "3 @ 10%" in row
