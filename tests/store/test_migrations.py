@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from plinth.errors import StoreError
 from plinth.store import Store, partitions
-from plinth.store.migrations import known_revisions
+from plinth.store.migrations import SCRIPT_LOCATION, known_revisions
 from plinth.store.schema import VERSION_TABLE, metadata
+
+# Revision ids deployed databases already record, oldest first: never renamed or reordered.
+RELEASED = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0014"]
+
+
+def _chain_literals(source: str) -> dict[str, object]:
+    """``revision`` and ``down_revision`` of one script, which must be plain literals."""
+    found: dict[str, object] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    assert isinstance(node.value, ast.Constant), (target.id, ast.unparse(node))
+                    found[target.id] = node.value.value
+    return found
+
+
+def test_the_migrations_form_one_linear_chain_of_static_ids() -> None:
+    """A chain computed from the files present changes with them; a fork leaves two heads."""
+    scripts = sorted((SCRIPT_LOCATION / "versions").glob("[0-9]*.py"))
+    literals = {p.name: _chain_literals(p.read_text()) for p in scripts}
+    for name, found in literals.items():
+        assert set(found) == {"revision", "down_revision"}, name
+        assert name.startswith(f"{found['revision']}_"), name  # the file is named by its id
+    directory = ScriptDirectory(str(SCRIPT_LOCATION))
+    assert len(directory.get_heads()) == 1 and len(directory.get_bases()) == 1
+    newest_first = [s.revision for s in directory.walk_revisions()]
+    assert len(newest_first) == len(scripts)
+    for script in directory.walk_revisions():
+        assert not script.is_merge_point and not script.is_branch_point, script.revision
+        if script.down_revision is not None:
+            assert script.down_revision in newest_first, script.revision
+    chain = newest_first[::-1]
+    assert [literals[p.name]["revision"] for p in scripts] == chain  # file order is chain order
+    assert chain[: len(RELEASED)] == RELEASED
 
 
 def test_migrated_database_matches_schema_module(store: Store, database_url: str) -> None:

@@ -6,22 +6,19 @@ deployment revision it applied or failed to apply in ``worker_states`` — what 
 deploy`` waits on and the ``deployment_not_applied`` alert reads.
 
 Revision ID: 0010
-Revises: 0009 (training jobs) where that script is present, else 0008
+Revises: 0009
 Create Date: 2026-12-05
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-# 0009 was assigned to another branch; whichever order the two reach main in, the chain
-# stays linear. Once 0009 is on main this becomes the plain "0009".
-down_revision: str | None = "0009" if any(Path(__file__).parent.glob("0009_*.py")) else "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

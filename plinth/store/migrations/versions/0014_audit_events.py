@@ -1,25 +1,21 @@
 """The audit trail: one row per admin action (forget, token create and revoke, deploy …).
 
 Revision ID: 0014
-Revises: the highest of 0011-0013 present (assigned to other branches), else 0010
+Revises: 0010 (0011-0013 were never used)
 Create Date: 2026-12-05
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-# 0011-0013 were assigned to other branches; whichever order they reach main in, the chain
-# stays linear. Once they are all on main this becomes the plain "0013".
-_before = sorted(
-    p.name[:4] for n in (11, 12, 13) for p in Path(__file__).parent.glob(f"00{n}_*.py")
-)
-down_revision: str | None = _before[-1] if _before else "0010"
+# Ids are never renamed (databases record them), so a migration added later revises "0014"
+# whatever its number; tests/store/test_migrations.py keeps the chain linear.
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
