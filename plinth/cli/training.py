@@ -8,15 +8,15 @@ gates, and registers nothing. ``register`` adds the commands to the main Typer a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,7 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import err_console, open_runtime
-from plinth.store.training import FINISHED, JobRow
+
+if TYPE_CHECKING:
+    from plinth.store.training import JobRow
 
 console = Console()
 
@@ -182,10 +184,14 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
                     _show_job(job)
                 return
             console.print(f"plinth worker (home {runtime.settings.home})", highlight=False)
+            import asyncio
+
             asyncio.run(_background(runtime))
 
 
 async def _background(runtime: Any) -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,6 +206,8 @@ async def _background(runtime: Any) -> None:
 
 def _follow(get: Callable[[str], JobRow], job_id: str) -> JobRow:
     """Wait for a job another process runs, showing its state as it changes."""
+    from plinth.store.training import FINISHED
+
     shown = None
     with err_console.status(f"job {job_id}") as status:
         while True:
@@ -216,7 +224,7 @@ def _follow(get: Callable[[str], JobRow], job_id: str) -> JobRow:
 
 
 def _job_dict(job: JobRow) -> dict[str, Any]:
-    return {k: getattr(job, k) for k in JobRow.__dataclass_fields__}
+    return {f.name: getattr(job, f.name) for f in fields(job)}
 
 
 def _state(state: str) -> str:
