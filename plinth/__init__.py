@@ -3,7 +3,8 @@
 Register a model with its training data (``plinth.register``), serve it behind an input
 contract (``plinth serve``), log every prediction durably and replay any of them exactly.
 The names below are imported on first use, so ``import plinth`` (and the ``plinth`` command)
-starts without loading pandas or scikit-learn.
+starts without loading pandas or scikit-learn (nor reading the package metadata for
+``__version__``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from plinth.version import __version__
-
 if TYPE_CHECKING:
     from plinth.api import open_registry, register
     from plinth.client import AsyncClient, Client
     from plinth.config.settings import Settings
     from plinth.errors import PlinthError, Problem
     from plinth.runtime import Runtime
+    from plinth.version import __version__
 
 
 _EXPORTS = {
@@ -28,6 +28,7 @@ _EXPORTS = {
     "Problem": "plinth.errors",
     "Runtime": "plinth.runtime",
     "Settings": "plinth.config.settings",
+    "__version__": "plinth.version",
     "open_registry": "plinth.api",
     "register": "plinth.api",
 }

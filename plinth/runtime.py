@@ -27,13 +27,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from plinth.config.policies import Policies
 from plinth.config.settings import Settings
 from plinth.errors import NotServingError, PlinthError
 from plinth.store import Store
 from plinth.store.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
+    from plinth.config.policies import Policies
     from plinth.services.auth import Tokens
     from plinth.services.feedback.labels import Feedback
     from plinth.services.feedback.performance import Performance

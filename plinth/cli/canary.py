@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,8 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import handle_errors, open_runtime
-from plinth.services.rollout.canary import CanaryAnalysis, CanaryAnalyzer
-from plinth.services.rollout.deployments import Revision
+
+if TYPE_CHECKING:
+    from plinth.services.rollout.canary import CanaryAnalysis
+    from plinth.services.rollout.deployments import Revision
 
 console = Console()
 
@@ -116,6 +118,8 @@ def canary(
     The counts come from the monitoring profiles the servers write every
     PLINTH_PROFILE_INTERVAL_S (60 s): a canary started a moment ago shows no traffic yet.
     """
+    from plinth.services.rollout.canary import CanaryAnalyzer
+
     with open_runtime(home) as runtime:
         analyzer = CanaryAnalyzer(
             runtime.store,

@@ -1,4 +1,10 @@
-"""What every ``plinth`` command shares: consoles, error display, opening the store."""
+"""What every ``plinth`` command shares: consoles, error display, opening the store.
+
+Start-up matters here: ``plinth --help`` imports every command module, so they import only
+Typer, Rich and the errors at the top, and a command imports the services it uses (and
+with them SQLAlchemy, pandas, scikit-learn) in its body. ``tests/cli/test_startup.py``
+checks that the heavy libraries stay out.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,18 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from plinth.config.settings import Settings
 from plinth.errors import BadModelReferenceError, ConfigError, PlinthError
-from plinth.runtime import Runtime
+
+if TYPE_CHECKING:
+    from plinth.config.settings import Settings
+    from plinth.runtime import Runtime
 
 console = Console()
 err_console = Console(stderr=True)
@@ -74,6 +82,8 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
 
 def open_settings(home: Path | None) -> Settings:
     """The settings from ``PLINTH_*``, with ``--home`` on top when given."""
+    from plinth.config.settings import Settings
+
     settings = Settings()
     if home is not None:
         settings = settings.model_copy(update={"home": home})
@@ -83,6 +93,8 @@ def open_settings(home: Path | None) -> Settings:
 @contextmanager
 def open_runtime(home: Path | None, settings: Settings | None = None) -> Iterator[Runtime]:
     """The one way a command reaches the store and services: a Runtime, closed on exit."""
+    from plinth.runtime import Runtime
+
     runtime = Runtime.open(settings or open_settings(home))
     try:
         yield runtime

@@ -10,9 +10,7 @@ import typer
 
 from plinth.cli.common import console, handle_errors, open_runtime, parse_ref
 from plinth.errors import UnreadableContractFileError
-from plinth.services.registry.contracts import update_contract
-from plinth.services.rollout.applied import DEFAULT_WAIT_S, wait_for_contract
-from plinth.services.rollout.deployments import current_user
+from plinth.services.rollout.applied import DEFAULT_WAIT_S
 
 contract_app = typer.Typer(
     rich_markup_mode=None,  # help is plain text: "[default: …]" must survive
@@ -53,6 +51,10 @@ def set_contract(
 ) -> None:
     """Replace the contract (same fields and kinds) as a new contract revision; running
     servers (every worker and replica) reload the version with it within a second."""
+    from plinth.services.registry.contracts import update_contract
+    from plinth.services.rollout.applied import wait_for_contract
+    from plinth.services.rollout.deployments import current_user
+
     name, version = parse_ref(ref)
     try:
         document = json.loads(file.read_text())

@@ -10,9 +10,8 @@ import getpass
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -20,8 +19,11 @@ from rich.table import Table
 from plinth.cli.common import HomeOption, console, handle_errors, open_runtime, progress_bar
 from plinth.core.durations import parse_duration
 from plinth.errors import LabelsFileColumnsError, ResolutionChoiceError
-from plinth.services.datasets import read_table
-from plinth.services.feedback.labels import ItemOutcome
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from plinth.services.feedback.labels import ItemOutcome
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CHUNK_ROWS = 1000
@@ -98,6 +100,8 @@ def feedback(
     home: HomeOption = None,
 ) -> None:
     """Import ground-truth labels; a later label for a prediction replaces the earlier."""
+    from plinth.services.datasets import read_table
+
     items = _label_items(read_table(labels), name, label_column)
     failures: list[ItemOutcome] = []
     stored = replaced = 0

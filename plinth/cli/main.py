@@ -1,6 +1,8 @@
 """``plinth`` — register, serve, score, inspect and replay models from the terminal.
 
-Every command shows a PlinthError as its code, message and hint and exits non-zero.
+Every command shows a PlinthError as its code, message and hint and exits non-zero. Each
+command imports the services it uses in its body, so ``plinth --help`` and light commands
+never load pandas, scipy or scikit-learn (see ``plinth.cli.common``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -31,19 +33,12 @@ from plinth.cli.common import (
     parse_ref,
     progress_bar,
 )
-from plinth.config.settings import SETTINGS_HANDOFF, Settings
 from plinth.core.durations import parse_duration
 from plinth.errors import BadTagError, ModelSourceChoiceError, RetentionOrderError, TlsFilesError
-from plinth.flavors.mlflow import read_mlflow_model
-from plinth.flavors.remote import RemoteSpec
-from plinth.runtime import Runtime
-from plinth.services.batch_scoring import score_frame
-from plinth.services.datasets import file_sha256, read_examples, read_table, write_table
-from plinth.services.monitoring.exports import grafana_dashboard, prometheus_rules, to_yaml
-from plinth.services.registry.compare import version_changes
-from plinth.services.replay import replay as replay_prediction
-from plinth.services.review.writer import ReviewWriter
-from plinth.services.views import version_view
+
+if TYPE_CHECKING:
+    from plinth.config.settings import Settings
+    from plinth.services.review.writer import ReviewWriter
 
 app = typer.Typer(
     rich_markup_mode=None,  # help is plain text: "[default: …]" must survive
@@ -142,6 +137,9 @@ def register(
 ) -> None:
     """Register a trained model with its training data (or a remote model's spec with
     example inputs) as a new version."""
+    from plinth.flavors.mlflow import read_mlflow_model
+    from plinth.services.datasets import file_sha256, read_table
+
     tags = _parse_tags(tag or [])
     if (model is None) == (from_mlflow is None):
         raise ModelSourceChoiceError(
@@ -192,6 +190,9 @@ def _register_remote(
         raise ModelSourceChoiceError(
             "A remote model's spec needs --examples: a file of example inputs.",
         )
+    from plinth.flavors.remote import RemoteSpec
+    from plinth.services.datasets import file_sha256, read_examples
+
     spec = RemoteSpec.read(spec_path)
     frame = read_examples(examples)
     with open_runtime(home) as runtime:
@@ -276,6 +277,9 @@ def show(
     home: HomeOption = None,
 ) -> None:
     """Show one version: contract, metrics, lineage."""
+    from plinth.core.contract import FieldSpec
+    from plinth.services.views import version_view
+
     name, version = _parse_ref(ref)
     with open_runtime(home) as runtime:
         record = runtime.store.get_version(name, version)
@@ -297,8 +301,6 @@ def show(
         + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
         highlight=False,
     )
-    from plinth.core.contract import FieldSpec
-
     table = Table(
         "field",
         "type",
@@ -397,6 +399,9 @@ def serve(
     (FastAPI on uvicorn), and gRPC if asked."""
     import uvicorn
 
+    from plinth.config.settings import SETTINGS_HANDOFF
+    from plinth.runtime import Runtime
+
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise TlsFilesError(
             "--ssl-certfile and --ssl-keyfile go together; one of them is missing.",
@@ -489,6 +494,9 @@ def predict(
     are split over a Ray cluster's workers, each scoring its blocks the same way; they
     need the same database and artifacts folder.
     """
+    from plinth.services.batch_scoring import score_frame
+    from plinth.services.datasets import read_table, write_table
+
     model_name, version = _parse_ref(name)
     frame = read_table(input)
     settings = open_settings(home)
@@ -543,6 +551,8 @@ def _predict_on_ray(
         raise typer.BadParameter(
             f"--engine ray needs Ray: pip install 'plinth-ml[ray]' ({error})", param_hint="--engine"
         ) from error
+    from plinth.services.datasets import write_table
+
     with open_runtime(None, settings) as runtime:  # the version exists, before any cluster
         shown = runtime.store.get_version(name, version)
     console.print(f"scoring {name}:{shown.version} on Ray ({address or 'local'})", highlight=False)
@@ -582,6 +592,8 @@ def replay(
     home: HomeOption = None,
 ) -> None:
     """Re-run a logged prediction on its exact artifact; exit 1 if the output differs."""
+    from plinth.services.replay import replay as replay_prediction
+
     with open_runtime(home) as runtime:
         result = replay_prediction(runtime.store, runtime.registry, prediction_id)
     if as_json:
@@ -634,6 +646,8 @@ def diff_versions(
 ) -> None:
     """Show what changed between two versions: a remote model's prompt (as a diff),
     parameters, schema and call settings; a trained model's artifact and parameters."""
+    from plinth.services.registry.compare import version_changes
+
     with open_runtime(home) as runtime:
         a = runtime.store.get_version(name, before)
         b = runtime.store.get_version(name, after)
@@ -684,6 +698,7 @@ def evaluate_version(
     """Run a version over labelled examples before rollout: schema validity, score
     (accuracy or your scorer), latency, tokens and cost; with --against, two side by side.
     Nothing is logged as a prediction."""
+    from plinth.services.datasets import read_examples
     from plinth.services.evaluation import evaluate, load_scorer
 
     score_fn = load_scorer(scorer) if scorer is not None else None
@@ -753,7 +768,6 @@ def prune(
     Finished minute intervals are rolled up into hourly rows first, so pruning never drops
     what an hourly roll-up keeps; roll-ups are kept for --rollups-older-than.
     """
-    # Imported here to keep this command's change local to it.
     from plinth.services.monitoring.rollup import prune_intervals
 
     now = datetime.now(UTC)
@@ -796,6 +810,8 @@ def prometheus_rules_command(home: HomeOption = None) -> None:
     performance fire from the gauges Plinth's own evaluator sets. Check it with
     `promtool check rules FILE`.
     """
+    from plinth.services.monitoring.exports import prometheus_rules, to_yaml
+
     settings = open_settings(home)
     rules = prometheus_rules(settings.policies().monitoring, settings.review_sla_s)
     typer.echo(to_yaml(rules))
@@ -810,6 +826,8 @@ def grafana(
 ) -> None:
     """Print a Grafana dashboard (JSON) of Plinth's Prometheus metrics: traffic, latency
     percentiles, errors, batch sizes, drift, performance, review queue, alerts firing."""
+    from plinth.services.monitoring.exports import grafana_dashboard
+
     typer.echo(json.dumps(grafana_dashboard(name), indent=2))
 
 

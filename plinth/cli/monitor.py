@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.markup import escape
@@ -25,15 +25,11 @@ from rich.table import Table
 from plinth.cli.common import console, err_console, handle_errors, open_runtime
 from plinth.core.durations import format_latency, parse_duration
 from plinth.errors import UnknownOutputFormatError
-from plinth.runtime import Runtime
-from plinth.services.monitoring.alerts import (
-    AlertEvaluator,
-    Sink,
-    WebhookSink,
-    log_sink,
-)
-from plinth.services.monitoring.report import Baseline, describe_roles
-from plinth.services.monitoring.report_html import render_html
+
+if TYPE_CHECKING:
+    from plinth.runtime import Runtime
+    from plinth.services.monitoring.alerts import Sink
+    from plinth.services.monitoring.report import Baseline
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -81,6 +77,8 @@ def print_performance(performance: dict[str, Any]) -> None:
 
 def print_report(report: dict[str, Any]) -> None:
     """The report as Rich tables: summary, drift per feature, charts, alerts."""
+    from plinth.services.monitoring.report import describe_roles
+
     w, traffic, latency = report["window"], report["traffic"], report["latency"]
     resolution = w.get("resolution_s")
     of = "" if not resolution else f" of {_duration(resolution)}"
@@ -211,6 +209,9 @@ def _watch_or_show(
     every: float,
     count: int | None,
 ) -> None:
+    from plinth.services.monitoring.alerts import AlertEvaluator, WebhookSink, log_sink
+    from plinth.services.monitoring.report_html import render_html
+
     settings, store = runtime.settings, runtime.store
     webhook = WebhookSink(settings.webhook_url) if watch and settings.webhook_url else None
     try:
@@ -235,7 +236,7 @@ def _watch_or_show(
                         events = evaluator.try_evaluate()
                         _say_evaluated(done + 1, events, output_format)
                     report = monitor_service.report(
-                        name, window=span, baseline=cast(Baseline, baseline), version=version,
+                        name, window=span, baseline=cast("Baseline", baseline), version=version,
                         label=window,
                     )  # fmt: skip
                     # Ground truth beside the drift: realised, estimated and holdout performance.

@@ -17,8 +17,6 @@ from rich.table import Table
 
 from plinth.cli.common import HomeOption, console, handle_errors, open_runtime
 from plinth.core.durations import parse_duration
-from plinth.services import audit
-from plinth.services.privacy import forget as forget_subject
 
 
 @handle_errors
@@ -32,6 +30,9 @@ def forget(
 ) -> None:
     """Delete every logged prediction, label and review item of one subject (its
     request key), on SQLite or PostgreSQL, and print how many went."""
+    from plinth.services import audit
+    from plinth.services.privacy import forget as forget_subject
+
     with open_runtime(home) as runtime:
         gone = forget_subject(runtime.store, key, model=model, who=audit.current_user())
     counts = {
@@ -62,6 +63,8 @@ def audit_command(
 ) -> None:
     """The trail of admin actions, newest first: who forgot a subject, created or
     revoked a token, and when (deployments: plinth history)."""
+    from plinth.services import audit
+
     cutoff = None
     if since is not None:
         cutoff = datetime.now(UTC) - parse_duration(since, what="--since")

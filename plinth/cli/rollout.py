@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,8 +23,10 @@ from rich.table import Table
 
 from plinth.cli.canary import show_decisions
 from plinth.cli.common import handle_errors, open_runtime
-from plinth.services.rollout.applied import DEFAULT_WAIT_S, wait_for_revision
-from plinth.services.rollout.deployments import Deployments, Revision, parse_fallback
+from plinth.services.rollout.applied import DEFAULT_WAIT_S
+
+if TYPE_CHECKING:
+    from plinth.services.rollout.deployments import Deployments, Revision
 
 console = Console()
 
@@ -57,6 +59,8 @@ def _done(verb: str, revision: Revision, service: Deployments, wait: float) -> N
     )
     if wait <= 0:
         return
+    from plinth.services.rollout.applied import wait_for_revision
+
     applied = wait_for_revision(service.store, revision.name, revision.id, revision.revision, wait)
     console.print(f"  {escape(applied.describe())}", highlight=False)
 
@@ -122,6 +126,8 @@ def deploy(
     Every problem (unknown versions, a bad fallback chain, canary-analysis settings out
     of range) is listed at once, with a hint each; nothing is changed.
     """
+    from plinth.services.rollout.deployments import parse_fallback
+
     with _deployments(home) as service:
         revision = service.deploy(
             name,

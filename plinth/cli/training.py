@@ -14,9 +14,10 @@ import json
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,7 +25,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import err_console, handle_errors, open_runtime
-from plinth.store.training import FINISHED, JobRow
+
+if TYPE_CHECKING:
+    from plinth.store.training import JobRow
 
 console = Console()
 
@@ -202,6 +205,8 @@ async def _background(runtime: Any) -> None:
 
 def _follow(get: Callable[[str], JobRow], job_id: str) -> JobRow:
     """Wait for a job another process runs, showing its state as it changes."""
+    from plinth.store.training import FINISHED
+
     shown = None
     with err_console.status(f"job {job_id}") as status:
         while True:
@@ -218,7 +223,7 @@ def _follow(get: Callable[[str], JobRow], job_id: str) -> JobRow:
 
 
 def _job_dict(job: JobRow) -> dict[str, Any]:
-    return {k: getattr(job, k) for k in JobRow.__dataclass_fields__}
+    return {f.name: getattr(job, f.name) for f in fields(job)}
 
 
 def _state(state: str) -> str:

@@ -9,8 +9,8 @@ they receive the plain policy objects built here (``AlertRules``, ``CanaryPolicy
 The file's shape::
 
     [monitoring]            # alert rules for every model (AlertRules)
-    [monitoring.drift]      # drift detectors (plinth.core.drift.DriftConfig)
-    [canary]                # canary analysis for every model (plinth.core.canary.CanaryPolicy)
+    [monitoring.drift]      # drift detectors (plinth.core.drift_config.DriftConfig)
+    [canary]                # canary analysis, every model (plinth.core.canary_policy.CanaryPolicy)
     [models.NAME]           # batching, admission and the review gate of one model
     [models.NAME.monitoring], [models.NAME.canary]   # per-model overrides
     [models.NAME.training]  # retraining recipe, data, holdout, gate, triggers (TrainingPolicy)
@@ -36,12 +36,12 @@ from pydantic import (
     model_validator,
 )
 
-from plinth.core.canary import CanaryPolicy
-from plinth.core.drift import Detector, DriftConfig
+from plinth.core.canary_policy import CanaryPolicy
+from plinth.core.drift_config import Detector, DriftConfig
 from plinth.core.durations import parse_duration
-from plinth.core.gate import GatePolicy
+from plinth.core.gate_policy import GatePolicy
 from plinth.core.privacy import LogPolicy
-from plinth.core.review import ReviewPolicy
+from plinth.core.review_policy import ReviewPolicy
 from plinth.core.schedule import Schedule
 from plinth.errors import ConfigError, InvalidConfigError, PlinthError, Problem
 from plinth.errors.config import LOG_HASH_KEY, LOG_REDACT_AND_HASH

@@ -68,7 +68,7 @@ def render() -> str:
         "## plinth.toml",
         "",
         "`[canary]` and `[models.NAME.canary]` take the canary-analysis policy described in",
-        "[rollout.md](rollout.md) (`plinth.core.canary.CanaryPolicy`).",
+        "[rollout.md](rollout.md) (`plinth.core.canary_policy.CanaryPolicy`).",
     ]
     for title, model, defaults in _SECTIONS:
         lines += ["", f"### {title}", "", "| key | type | default |", "| --- | --- | --- |"]

@@ -10,11 +10,13 @@ import os
 import socket
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from plinth.config.policies import Policies, read_policies
+if TYPE_CHECKING:
+    from plinth.config.policies import Policies
 
 #: ``plinth serve --workers N`` hands each worker process its exact settings in this variable.
 SETTINGS_HANDOFF = "PLINTH_SERVE_SETTINGS"
@@ -250,6 +252,8 @@ class Settings(BaseSettings):
 
     def policies(self) -> Policies:
         """plinth.toml read and validated, over these settings' defaults (one reader)."""
+        from plinth.config.policies import read_policies  # only commands that need plinth.toml
+
         return read_policies(
             self.policy_file,
             max_batch_size=self.max_batch_size,

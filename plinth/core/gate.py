@@ -39,37 +39,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from plinth.core.gate_policy import GatePolicy
 from plinth.core.metrics import regression_metrics
 
 #: Metrics where lower is better: an absolute threshold on them is an upper bound.
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "mape", "log_loss", "ece", "mse"})
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """What a candidate must show; every field has a default that works on a laptop."""
-
-    absolute: Mapping[str, float] = field(default_factory=dict)
-    max_regression: float = 0.02
-    alpha: float = 0.05
-    require_improvement: bool = False
-    bootstrap: int = 2000
-    slices: tuple[str, ...] = ()
-    slice_max_regression: float = 0.10
-    slice_min_rows: int = 30
-    contract: Literal["block", "report"] = "block"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["absolute"] = dict(self.absolute)
-        out["slices"] = list(self.slices)
-        return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from typing import Any, Final, NoReturn
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 
@@ -172,6 +171,8 @@ class Store:
     def _add_version(
         self, conn: Connection, record: VersionRecord, created_at: datetime
     ) -> VersionRecord:
+        from sqlalchemy.dialects import postgresql as pg  # not at import: `plinth models` on SQLite
+
         insert = pg.insert(models) if self.dialect == "postgresql" else sqlite.insert(models)
         conn.execute(
             insert.values(name=record.name, created_at=created_at).on_conflict_do_nothing(
@@ -499,10 +500,14 @@ class Store:
     def _migrate(self) -> None:
         """Bring the schema to the newest revision; safe when many processes start at once.
 
-        A cheap read first: a database already at head (the usual case) takes no lock.
-        Otherwise the upgrade runs in one transaction under a lock (PostgreSQL advisory lock,
-        SQLite BEGIN IMMEDIATE); a process that waited finds the work done and does nothing.
+        A cheap read first: a database already at head (the usual case) takes no lock, and
+        does not even import Alembic. Otherwise the upgrade runs in one transaction under a
+        lock (PostgreSQL advisory lock, SQLite BEGIN IMMEDIATE); a process that waited finds
+        the work done and does nothing.
         """
+        with self.reading() as conn:
+            if migrations.is_at_newest(conn):
+                return
         head, known = migrations.known_revisions()
         with self.reading() as conn:
             current = migrations.current_revision(conn)

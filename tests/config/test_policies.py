@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from plinth.config import BatchingPolicy, CanaryPolicies, Policies, parse_policies, read_policies
-from plinth.core.canary import CanaryPolicy
-from plinth.core.review import ReviewPolicy
+from plinth.core.canary_policy import CanaryPolicy
+from plinth.core.review_policy import ReviewPolicy
 from plinth.errors import ConfigError
 
 GOOD = """

@@ -10,12 +10,12 @@ import pytest
 from plinth.core import canary as canary_module
 from plinth.core.canary import (
     ArmEvidence,
-    CanaryPolicy,
     evaluate,
     rate_increase_test,
     shared_output_counts,
     slower_than,
 )
+from plinth.core.canary_policy import CanaryPolicy
 from plinth.core.interval import LatencyHistogram
 from plinth.core.profile import FeatureBins
 from plinth.errors import ConfigError

@@ -16,8 +16,6 @@ from scipy.spatial import distance
 from plinth.core import drift as drift_module
 from plinth.core.drift import (
     DatasetDrift,
-    Detector,
-    DriftConfig,
     bin_midpoints,
     chi_square,
     dataset_drift,
@@ -30,6 +28,7 @@ from plinth.core.drift import (
     two_proportion_z,
     wasserstein_binned,
 )
+from plinth.core.drift_config import Detector, DriftConfig
 from plinth.core.profile import Profile
 from plinth.errors import PlinthError
 

@@ -7,7 +7,8 @@ import doctest
 import numpy as np
 
 from plinth.core import gate as gate_module
-from plinth.core.gate import GatePolicy, contract_diff, judge
+from plinth.core.gate import contract_diff, judge
+from plinth.core.gate_policy import GatePolicy
 
 
 def test_doctests() -> None:

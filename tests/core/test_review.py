@@ -14,10 +14,9 @@ from sklearn.model_selection import train_test_split
 
 from plinth.core.review import (
     OutOfDistribution,
-    ReviewPolicy,
     expected_review_share,
-    tree_spread,
 )
+from plinth.core.review_policy import ReviewPolicy, tree_spread
 from plinth.errors import PlinthError
 
 

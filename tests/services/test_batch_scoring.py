@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from plinth.core.review import ReviewPolicy
+from plinth.core.review_policy import ReviewPolicy
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import read_table
 from plinth.services.registry.versions import Registry, ServedModel

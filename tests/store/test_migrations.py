@@ -12,7 +12,12 @@ from alembic.script import ScriptDirectory
 
 from plinth.errors import StoreError
 from plinth.store import Store, partitions
-from plinth.store.migrations import SCRIPT_LOCATION, known_revisions
+from plinth.store.migrations import (
+    SCRIPT_LOCATION,
+    is_at_newest,
+    known_revisions,
+    newest_script_revision,
+)
 from plinth.store.schema import VERSION_TABLE, metadata
 
 # Revision ids deployed databases already record, oldest first: never renamed or reordered.
@@ -81,6 +86,27 @@ def test_database_from_a_newer_plinth_is_refused(store: Store, database_url: str
         Store(database_url)
     assert refused.value.code == "store.schema_too_new"
     assert "9999_future" in refused.value.message
+
+
+def test_the_highest_numbered_script_is_alembics_head() -> None:
+    # Opening a store trusts this to skip Alembic; a script out of order would break it.
+    assert newest_script_revision() == known_revisions()[0]
+
+
+def test_only_a_database_at_the_newest_revision_skips_alembic(database_url: str) -> None:
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert not is_at_newest(conn)  # never migrated: no version table
+        Store(database_url).close()
+        with engine.begin() as conn:
+            assert is_at_newest(conn)
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0009'"))
+            assert not is_at_newest(conn)
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999_future'"))
+            assert not is_at_newest(conn)
+    finally:
+        engine.dispose()
 
 
 def test_migrate_false_leaves_a_fresh_database_empty(database_url: str) -> None:

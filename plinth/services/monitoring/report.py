@@ -18,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from plinth.core.charting import ewma_series
-from plinth.core.drift import DriftConfig, dataset_drift
+from plinth.core.drift import dataset_drift
+from plinth.core.drift_config import DriftConfig
 from plinth.core.interval import (
     FLOAT_DTYPE,
     LatencyHistogram,

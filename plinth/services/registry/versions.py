@@ -27,7 +27,7 @@ from plinth.core.metrics import classification_metrics, regression_metrics
 from plinth.core.output import OutputContract, confidence
 from plinth.core.privacy import LogPolicy
 from plinth.core.profile import Profile
-from plinth.core.review import ReviewPolicy
+from plinth.core.review_policy import ReviewPolicy
 from plinth.errors import (
     BadOutputOnDataError,
     EmptyTrainingDataError,

@@ -15,7 +15,8 @@ import numpy as np
 from prometheus_client import Gauge
 
 from plinth.core.output import OutputContract
-from plinth.core.review import ReviewPolicy, expected_review_share
+from plinth.core.review import expected_review_share
+from plinth.core.review_policy import ReviewPolicy
 from plinth.errors import (
     AlreadyResolvedError,
     InvalidReviewLabelError,

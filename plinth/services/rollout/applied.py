@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.errors import ApplyTimeoutError, Problem, RevisionNotAppliedError
 from plinth.errors.rollout import WORKER_PENDING
-from plinth.services.process import worker_id
-from plinth.store import Store
-from plinth.store.workers import WorkerState, WorkerStore
+
+if TYPE_CHECKING:
+    from plinth.store import Store
+    from plinth.store.workers import WorkerState, WorkerStore
 
 HEARTBEAT_S = 2.0  # how often a serving worker says it is alive
 LIVE_S = 10.0  # a worker not heard from for this long is not waited for
@@ -33,6 +34,14 @@ DEFAULT_WAIT_S = 10.0  # how long deploy/promote/rollback/contract set wait by d
 POLL_S = 0.05
 
 APPLIED, FAILED = "applied", "failed"
+
+
+def _rows(store: Store) -> WorkerStore:
+    """The workers' rows. SQLAlchemy (like asyncio, below) is imported on first use: every
+    ``plinth`` command imports this module at start-up for ``DEFAULT_WAIT_S``."""
+    from plinth.store.workers import WorkerStore
+
+    return WorkerStore(store)
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,13 @@ class WorkerReporter:
     """One serving worker's reports (blocking: call it off the event loop)."""
 
     def __init__(self, store: Store, replica: str, worker: str | None = None) -> None:
-        self.rows = WorkerStore(store)
+        self.rows = _rows(store)
         self.replica = replica
-        self.worker = worker or worker_id()
+        if not worker:
+            from plinth.services.process import worker_id
+
+            worker = worker_id()
+        self.worker = worker
         self._beats = 0
 
     def heartbeat(self) -> None:
@@ -100,7 +113,7 @@ class WorkerReporter:
 def live_states(store: Store, name: str | None = None) -> list[WorkerState]:
     """What every live worker reports (for ``name``, or for all models)."""
     since = datetime.now(UTC) - timedelta(seconds=LIVE_S)
-    return WorkerStore(store).states(since, name)
+    return _rows(store).states(since, name)
 
 
 def wait_for_revision(
@@ -171,7 +184,7 @@ def _wait(
     what: str,
     sleep: Callable[[float], None],
 ) -> Applied:
-    rows = WorkerStore(store)
+    rows = _rows(store)
     deadline = time.monotonic() + max(0.0, timeout_s)
     while True:
         since = datetime.now(UTC) - timedelta(seconds=LIVE_S)

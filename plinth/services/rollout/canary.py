@@ -28,12 +28,12 @@ import numpy as np
 from plinth.config.policies import CanaryPolicies
 from plinth.core.canary import (
     ArmEvidence,
-    CanaryPolicy,
     CanaryVerdict,
     evaluate,
     shared_output_counts,
     slower_than,
 )
+from plinth.core.canary_policy import CanaryPolicy
 from plinth.core.interval import LatencyHistogram, ProfileLayout, decode_counts_many
 from plinth.core.profile import FeatureBins, Profile
 from plinth.errors import ModelError, PlinthError, error_class

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from plinth.core.canary import CanaryPolicy
+from plinth.core.canary_policy import CanaryPolicy
 from plinth.errors import (
     ConfigError,
     DeploymentChangedError,
@@ -54,7 +54,7 @@ FallbackEntry = int | str
 
 #: The canary-analysis settings ``plinth deploy`` takes as flags and ``POST
 #: /v1/deployments/{name}`` as fields, by those names, with the policy key each sets
-#: (``plinth.core.canary.CanaryPolicy``) and how to write it.
+#: (``plinth.core.canary_policy.CanaryPolicy``) and how to write it.
 CANARY_SETTINGS: dict[str, tuple[str, str]] = {
     "auto": (
         "action",

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from plinth.core.ids import new_id
-from plinth.core.review import ReviewPolicy, tree_spread
+from plinth.core.review_policy import ReviewPolicy, tree_spread
 from plinth.errors import PlinthError
 from plinth.store.feedback import ReviewRow
 

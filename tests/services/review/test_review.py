@@ -17,7 +17,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from plinth.core.review import ReviewPolicy, expected_review_share
+from plinth.core.review import expected_review_share
+from plinth.core.review_policy import ReviewPolicy
 from plinth.errors import PlinthError
 from plinth.services.auth import Tokens, parse_env_tokens
 from plinth.services.feedback.labels import Feedback

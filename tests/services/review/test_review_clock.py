@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plinth.core.review import ReviewPolicy
+from plinth.core.review_policy import ReviewPolicy
 from plinth.services.registry.versions import Registry
 from plinth.services.review.queue import ReviewQueue
 from plinth.services.review.writer import ReviewWriter

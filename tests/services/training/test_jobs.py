@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from plinth.config.policies import Policies, TrainingData, TrainingPolicy, TrainingTriggers
-from plinth.core.gate import GatePolicy
+from plinth.core.gate_policy import GatePolicy
 from plinth.core.schedule import Schedule
 from plinth.services.registry.versions import Registry
 from plinth.services.rollout.deployments import Deployments
