@@ -236,7 +236,7 @@ def _watch_or_show(
                         _say_evaluated(done + 1, events, output_format)
                     report = monitor_service.report(
                         name, window=span, baseline=cast(Baseline, baseline), version=version,
-                        label=window,
+                        label=window, detail=html is not None,
                     )  # fmt: skip
                     # Ground truth beside the drift: realised, estimated and holdout performance.
                     report["performance"] = runtime.performance.report(name, window=span, windows=1)
