@@ -170,8 +170,9 @@ def monitor(
         Path | None,
         typer.Option(
             "--html",
-            help="Write a self-contained HTML report to this file instead of printing the "
-            "tables (--format json still prints JSON).",
+            help="Write a self-contained HTML report (series, histograms, control charts, "
+            "performance) to this file instead of printing the tables (--format json still "
+            "prints JSON, then with every interval's numbers).",
         ),
     ] = None,
     watch: Annotated[

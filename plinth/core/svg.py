@@ -20,8 +20,10 @@ from html import escape
 from plinth.core.durations import format_latency
 
 MAX_POINTS = 360
-WIDTH, HEIGHT = 640, 160
-LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 22
+WIDTH, HEIGHT = 640, 172
+LEFT, RIGHT, TOP, BOTTOM = 56, 8, 24, 22
+#: Legends sit in the band above the plot, never over a line.
+LEGEND_Y = 13
 
 #: The chart rules both pages carry (the console in console.css, the report inline); they
 #: read the colour variables ``--s0``… ``--ref``, ``--cur``, ``--bad``, ``--muted``, ``--line``.
@@ -38,7 +40,7 @@ svg.hist{width:220px;height:auto;display:block}
 svg rect.ref{fill:var(--ref)}svg rect.cur{fill:var(--cur)}
 svg .centre{stroke:var(--muted);stroke-width:1}
 svg polyline.limit{stroke:var(--bad);stroke-width:1;stroke-dasharray:5 3;opacity:.8}
-svg circle.point{fill:var(--muted);stroke:none;opacity:.55}
+svg circle.point{fill:var(--muted);stroke:none;opacity:.7}
 svg circle.breach{fill:var(--bad);stroke:var(--card);stroke-width:1}
 svg text.bad{fill:var(--bad)}
 svg.band{width:260px;height:auto;display:block}
@@ -182,7 +184,7 @@ def line_chart(
         last = next((v for v in reversed(values) if v is not None), None)
         legend = f"{label}: {fmt(last)}" if last is not None else label
         parts.append(
-            f'<text class="legend s{k}" x="{LEFT + 6 + 150 * k}" y="{TOP + 12}">'
+            f'<text class="legend s{k}" x="{LEFT + 6 + 150 * k}" y="{LEGEND_Y}">'
             f"{escape(legend)}</text>"
         )
     parts.append("</svg>")
@@ -264,7 +266,7 @@ def control_chart(
     )
     for i, value in enumerate(z):
         parts.append(
-            f'<circle class="point" cx="{x(i):.1f}" cy="{y(value):.1f}" r="1.6">'
+            f'<circle class="point" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2">'
             f"<title>{escape(_time(starts[i]))}: z {value:.2f}</title></circle>"
         )
     for name, limit in (("upper", upper), ("lower", lower)):
@@ -288,10 +290,10 @@ def control_chart(
             )
     breaches = sum(breach)
     legend = f"EWMA {ewma[-1]:+.2f}, limits ±{upper[-1]:.2f}"
-    parts.append(f'<text class="legend s0" x="{LEFT + 6}" y="{TOP + 12}">{escape(legend)}</text>')
+    parts.append(f'<text class="legend s0" x="{LEFT + 6}" y="{LEGEND_Y}">{escape(legend)}</text>')
     if breaches:
         parts.append(
-            f'<text class="legend bad" x="{WIDTH - RIGHT - 4}" y="{TOP + 12}" '
+            f'<text class="legend bad" x="{WIDTH - RIGHT - 4}" y="{LEGEND_Y}" '
             f'text-anchor="end">{breaches} point{"s" if breaches > 1 else ""} out of limits'
             "</text>"
         )
@@ -314,7 +316,7 @@ def band_chart(
     lo, hi = min(values), max(values)
     pad = max((hi - lo) * 0.15, abs(hi) * 0.01, 1e-3)
     # A metric that lives in [0, 1] (accuracy, AUC, coverage) keeps its axis there.
-    bounded = 0 <= lo and hi <= 1
+    bounded = lo >= 0 and hi <= 1
     lo, hi = lo - pad, hi + pad
     if bounded:
         lo, hi = max(lo, 0.0), min(hi, 1.0)

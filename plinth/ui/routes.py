@@ -85,6 +85,7 @@ def _environment() -> Environment:
     env.globals.update(
         line_chart=charts.line_chart,
         histogram=charts.histogram,
+        control_chart=charts.control_chart,
         version=__version__,
         csrf_field=CSRF_FIELD,
         actions=ACTIONS,
