@@ -20,6 +20,8 @@ from html import escape
 from plinth.core.durations import format_latency
 
 MAX_POINTS = 360
+#: Control charts come by the dozen (two per feature): fewer, wider buckets each.
+CONTROL_POINTS = 120
 WIDTH, HEIGHT = 640, 172
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 24, 22
 #: Legends sit in the band above the plot, never over a line.
@@ -40,7 +42,7 @@ svg.hist{width:220px;height:auto;display:block}
 svg rect.ref{fill:var(--ref)}svg rect.cur{fill:var(--cur)}
 svg .centre{stroke:var(--muted);stroke-width:1}
 svg polyline.limit{stroke:var(--bad);stroke-width:1;stroke-dasharray:5 3;opacity:.8}
-svg circle.point{fill:var(--muted);stroke:none;opacity:.7}
+svg path.points{fill:none;stroke:var(--muted);stroke-width:3.5;stroke-linecap:round;opacity:.7}
 svg circle.breach{fill:var(--bad);stroke:var(--card);stroke-width:1}
 svg text.bad{fill:var(--bad)}
 svg.band{width:260px;height:auto;display:block}
@@ -236,13 +238,15 @@ def control_chart(
     """An EWMA chart of standardised points: the centre line at 0, the control limits,
     each point's z (grey dots), the EWMA line, and every breach as a red dot.
 
-    The scale follows the limits and the EWMA; a point beyond it is drawn on the edge
-    (its title says its real z), so one wild interval does not flatten the chart.
+    The scale follows the limits and the EWMA; a point beyond it is drawn on the edge,
+    so one wild interval does not flatten the chart. Over ``CONTROL_POINTS`` points,
+    each bucket shows its most extreme z and EWMA and whether any of it breached.
     """
     if not starts:
         return f'<p class="muted">{escape(title)}: no points in this window.</p>'
+    breaches = sum(bool(b) for b in breach)
     times = [datetime.fromisoformat(s).timestamp() for s in starts]
-    buckets = _buckets(len(times), MAX_POINTS)
+    buckets = _buckets(len(times), CONTROL_POINTS)
     # Per bucket: its last time and limits, its most extreme EWMA and z, any breach.
     at = [b[-1] for b in buckets]
     times = [times[i] for i in at]
@@ -264,31 +268,27 @@ def control_chart(
         f'<line class="centre" x1="{LEFT}" y1="{y(0):.1f}" x2="{WIDTH - RIGHT}" y2="{y(0):.1f}"/>'
         f'<text class="tick" x="{LEFT - 4}" y="{y(0) + 4:.1f}" text-anchor="end">0</text>'
     )
-    for i, value in enumerate(z):
-        parts.append(
-            f'<circle class="point" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2">'
-            f"<title>{escape(_time(starts[i]))}: z {value:.2f}</title></circle>"
-        )
+    # Every point's z as one path of dots (a zero-length segment with round caps each):
+    # a 30-day report has ~100 charts, so one element per chart, not one per point.
+    dots = "".join(f"M{x(i):.1f} {y(v):.1f}h0" for i, v in enumerate(z))
+    parts.append(f'<path class="points" d="{dots}"><title>z of each interval</title></path>')
     for name, limit in (("upper", upper), ("lower", lower)):
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(limit))
-        if len(limit) == 1:
-            points = f"{LEFT},{y(limit[0]):.1f} {WIDTH - RIGHT},{y(limit[0]):.1f}"
-        parts.append(f'<polyline class="limit" points="{points}"><title>{name} limit</title>')
-        parts.append("</polyline>")
-    line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ewma))
+        parts.append(
+            f'<polyline class="limit" points="{_flat(x, y, limit)}"><title>{name} limit'
+            "</title></polyline>"
+        )
     if len(ewma) > 1:
+        line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ewma))
         parts.append(f'<polyline class="s0" points="{line}"/>')
     for i, value in enumerate(ewma):
-        if breach[i] or len(ewma) == 1:
-            cls = "breach" if breach[i] else "s0"
+        if breach[i]:
             parts.append(
-                f'<circle class="{cls}" cx="{x(i):.1f}" cy="{y(value):.1f}" r="3.2">'
+                f'<circle class="breach" cx="{x(i):.1f}" cy="{y(value):.1f}" r="3.2">'
                 f"<title>{escape(_time(starts[i]))}: EWMA {value:.2f} outside "
                 f"{lower[i]:.2f} … {upper[i]:.2f}</title></circle>"
-                if breach[i]
-                else f'<circle class="{cls}" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2"/>'
             )
-    breaches = sum(breach)
+        elif len(ewma) == 1:
+            parts.append(f'<circle class="s0" cx="{x(i):.1f}" cy="{y(value):.1f}" r="2"/>')
     legend = f"EWMA {ewma[-1]:+.2f}, limits ±{upper[-1]:.2f}"
     parts.append(f'<text class="legend s0" x="{LEFT + 6}" y="{LEGEND_Y}">{escape(legend)}</text>')
     if breaches:
@@ -299,6 +299,19 @@ def control_chart(
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _flat(x: Callable[[int], float], y: Callable[[float], float], values: list[float]) -> str:
+    """A polyline's points, leaving out those on the same pixel row as both neighbours
+    (control limits settle after a few points: a long flat run needs only its ends)."""
+    if len(values) == 1:
+        return f"{LEFT},{y(values[0]):.1f} {WIDTH - RIGHT},{y(values[0]):.1f}"
+    rows = [f"{y(v):.1f}" for v in values]
+    keep = [
+        i for i in range(len(values))
+        if i in (0, len(values) - 1) or not rows[i - 1] == rows[i] == rows[i + 1]
+    ]  # fmt: skip
+    return " ".join(f"{x(i):.1f},{rows[i]}" for i in keep)
 
 
 def band_chart(

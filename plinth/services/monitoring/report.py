@@ -393,6 +393,7 @@ class Monitor:
             return charts
         spec = self.charts
         ints, floats = data.ints, data.floats
+        iso = [s.isoformat() for s in data.starts] if every else []
         summary = layout.summarise(ints)
 
         def add(statistic: str, section: str, z: np.ndarray, raw: np.ndarray) -> None:
@@ -424,7 +425,7 @@ class Monitor:
             )
             if every:
                 charts[-1]["series"] = {
-                    "starts": [data.starts[int(i)].isoformat() for i in kept],
+                    "starts": [iso[i] for i in kept.tolist()],
                     "value": raw[keep].tolist(),
                     "z": z[keep].tolist(),
                     "ewma": series.ewma.tolist(),

@@ -153,7 +153,10 @@ def test_control_charts_are_drawn_with_limits_and_breaches(report: dict[str, Any
     first = figures[0]  # breaching charts come first
     assert "breach now" in first and first.count('class="breach"') == age["breaches"]
     assert 'class="centre"' in first and first.count('class="limit"') == 2
-    assert first.count('class="point"') == MINUTES and '<polyline class="s0"' in first
+    assert (
+        first.split('class="points" d="')[1].count("h0") == MINUTES
+        and '<polyline class="s0"' in first
+    )
     calm = [c for c in report["control"] if c["breaches"] == 0]
     assert calm and sum("in control" in f for f in figures) == len(calm)
     assert sum('class="breach"' not in f for f in figures) == len(calm)
