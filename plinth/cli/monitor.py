@@ -168,8 +168,9 @@ def monitor(
         Path | None,
         typer.Option(
             "--html",
-            help="Write a self-contained HTML report to this file instead of printing the "
-            "tables (--format json still prints JSON).",
+            help="Write a self-contained HTML report (series, histograms, control charts, "
+            "performance) to this file instead of printing the tables (--format json still "
+            "prints JSON, then with every interval's numbers).",
         ),
     ] = None,
     watch: Annotated[
@@ -237,7 +238,7 @@ def _watch_or_show(
                         _say_evaluated(done + 1, events, output_format)
                     report = monitor_service.report(
                         name, window=span, baseline=cast("Baseline", baseline), version=version,
-                        label=window,
+                        label=window, detail=html is not None,
                     )  # fmt: skip
                     # Ground truth beside the drift: realised, estimated and holdout performance.
                     report["performance"] = runtime.performance.report(name, window=span, windows=1)

@@ -23,8 +23,11 @@ async def monitor_report(
     window: str = "1h",
     baseline: str = "reference",
     version: int | None = None,
+    detail: bool = False,
 ) -> Response:
-    """Drift, latency, error and validation rates, control charts and alerts for a window."""
+    """Drift, latency, error and validation rates, control charts and alerts for a window.
+
+    ``detail=true`` adds every interval's numbers (``series``, each control chart's points)."""
     runtime = runtime_of(request)
     span = parse_duration(window)
     report: dict[str, Any] = await asyncio.to_thread(
@@ -34,6 +37,7 @@ async def monitor_report(
         baseline=cast(Baseline, baseline),  # validated by the report
         version=version,
         label=window,
+        detail=detail,
     )
     report["performance"] = await asyncio.to_thread(
         runtime.performance.report, name, window=span, windows=1

@@ -26,6 +26,9 @@ WINDOWS = ("1h", "24h", "7d", "30d")
 HOME_WINDOW = "1h"
 #: An error rate above this is trouble on the home page.
 ERROR_RATE_TROUBLE = 0.01
+#: Control charts the model page always draws; a feature's only when it breached (two per
+#: feature would bury the page: ``plinth monitor --html`` draws them all).
+ALWAYS_CHARTED = ("prediction", "confidence", "latency")
 
 
 @dataclass
@@ -155,6 +158,9 @@ def model_page(
                 }
             )
         drift_rows.sort(key=lambda r: (not r["drifted"], -(r["score"] or 0.0)))
+    charts = (report or {}).get("control") or []
+    drawn = [c for c in charts if c["breaches"] or c["section"] in ALWAYS_CHARTED]
+    drawn.sort(key=lambda c: (not c["breach"], -c["breaches"]))
     queue = [q for q in runtime.review_queue.numbers(name)]
     return {
         "name": name,
@@ -171,6 +177,8 @@ def model_page(
         "report": report,
         "problem": problem,
         "drift_rows": drift_rows,
+        "control_drawn": drawn,
+        "control_calm": len(charts) - len(drawn),
         "performance": performance,
         "queue": queue[0].to_dict() if queue else None,
     }

@@ -201,5 +201,14 @@ def test_monitor_reports_the_champion_not_a_newer_shadow_and_html_replaces_the_t
     p99 = html.split("<th>p99</th><td class='n'>")[1].split("</td>")[0]
     assert p99.endswith(" s") and "e+" not in p99, p99
     assert "<figcaption>age <span class='bad'>drifted</span></figcaption>" in html
-    assert "<figcaption>tenure</figcaption>" in html  # a stable feature is drawn too
-    assert "<h2>Performance</h2>" in html  # nothing logged here: its table is in test_render
+    # A stable feature is drawn too; the series and control points come with --html.
+    assert "<figcaption>tenure <span class='ok'>stable</span></figcaption>" in html
+    assert "<figcaption>Latency (p50, p95, p99)</figcaption>" in html
+    assert "<figcaption>mean of age <span class='bad'>breach now</span></figcaption>" in html
+    assert "<h2>Performance</h2>" in html  # nothing logged here: see test_report_html
+    # --format json with --html prints the same detailed document the page was drawn from.
+    both = plinth_env.cli("monitor", "churn", "--html", str(page), "--format", "json")
+    document = json.loads(both.stdout.split("\nwrote ")[0])
+    assert "series" in document and "series" in document["control"][0]
+    plain = json.loads(plinth_env.cli("monitor", "churn", "--format", "json").stdout)
+    assert "series" not in plain and "series" not in plain["control"][0]

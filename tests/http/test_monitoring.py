@@ -42,6 +42,15 @@ def test_monitor_report_counts_traffic_and_drift(client: TestClient) -> None:
     (entry,) = report["performance"]["windows"][-1]["versions"]
     assert (entry["version"], entry["predictions"], entry["labelled"]) == (1, 80, 0)
     assert entry["holdout"]["accuracy"] > 0.5
+    # ?detail=true adds every interval's numbers and each control chart's points, and
+    # changes nothing else (the default document stays as it was).
+    detail = client.get("/v1/models/churn/monitor", params={"window": "15m", "detail": "true"})
+    assert detail.status_code == 200, detail.text
+    full = detail.json()
+    assert set(full) - set(report) == {"series"} and "series" not in report
+    assert sum(full["series"]["requests"]) == 5 and len(full["series"]["p99"]) >= 1
+    for plain, drawn in zip(report["control"], full["control"], strict=True):
+        assert "series" not in plain and len(drawn["series"]["z"]) == drawn["points"]
 
 
 def test_monitor_report_without_traffic(client: TestClient) -> None:

@@ -63,9 +63,13 @@ def test_the_open_console_shows_and_changes_everything(client: TestClient) -> No
     assert client.get("/v1/nowhere").json()["error"]["code"] == "request.not_found"  # API: JSON
     assert client.get("/ui/static/console.css").status_code == 200
 
+    client.app.state.runtime.serving.collector.flush(final=True)  # type: ignore[attr-defined]
     page = client.get("/ui/models/churn?window=1h")
     assert page.status_code == 200
     assert "Requests and records per interval" in page.text and 'id="actions"' in page.text
+    control = page.text.split('id="control"')[1].split("</section>")[0]  # drawn, as the report
+    assert 'data-chart="mean of confidence"' in control and '<polyline class="limit"' in control
+    assert "stayed in control; <code>plinth monitor churn --html report.html</code>" in control
     bad = client.get("/ui/models/churn?window=2h")
     assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
     assert "request.invalid" in bad.text and "window must be one of 1h, 24h, 7d, 30d" in bad.text

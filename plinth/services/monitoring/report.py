@@ -161,12 +161,22 @@ def _rate(part: float, whole: float) -> float | None:
     return None if whole <= 0 else part / whole
 
 
+def _edge(value: float) -> str:
+    """A bin edge to four significant digits, never an exponent: 32,270 or 0.0001234."""
+    text = f"{value:.4g}"
+    if "e" not in text:
+        return text
+    if abs(value) >= 1:
+        return f"{value:,.0f}"
+    return f"{float(text):.12f}".rstrip("0")
+
+
 def bin_labels(section: Section) -> list[str]:
     """Human labels of a section's bins, for tables and histograms."""
     bins = section.bins
     if bins.kind == "categorical":
         return [str(c) for c in bins.categories or []] + ["(other)"]
-    edges = [f"{e:.4g}" for e in bins.edges or []]
+    edges = [_edge(e) for e in bins.edges or []]
     if not edges:
         return ["all"]
     return (
@@ -243,8 +253,9 @@ class Monitor:
     ) -> dict[str, Any]:
         """The JSON report: traffic, latency, drift, control charts and alerts.
 
-        ``detail`` (the console's model page) adds every interval's numbers as ``series``
-        and a histogram for every feature and the output, drifted or not.
+        ``detail`` (the console's model page, the HTML report, ``?detail=true``) adds every
+        interval's numbers as ``series``, every control chart's points as its ``series``,
+        and the output's histogram beside the features'.
         """
         if baseline not in ("reference", "previous"):
             raise UnknownBaselineError(baseline)
@@ -281,7 +292,7 @@ class Monitor:
         )
         if detail:
             body["series"] = series(data)
-        body["control"] = self._control(data, layout, reference, record)
+        body["control"] = self._control(data, layout, reference, record, detail)
         body["alerts"] = [a.to_dict() for a in self.rows.list_alerts(name, start)]
         return body
 
@@ -368,14 +379,22 @@ class Monitor:
         return body, histograms
 
     def _control(
-        self, data: WindowData, layout: ProfileLayout, reference: Profile, record: VersionRecord
+        self,
+        data: WindowData,
+        layout: ProfileLayout,
+        reference: Profile,
+        record: VersionRecord,
+        every: bool = False,
     ) -> list[dict[str, Any]]:
-        """EWMA charts of per-interval statistics, each standardised to unit variance."""
+        """EWMA charts of per-interval statistics, each standardised to unit variance.
+
+        ``every`` adds each chart's points as ``series`` (for drawing the chart)."""
         charts: list[dict[str, Any]] = []
         if data.empty:
             return charts
         spec = self.charts
         ints, floats = data.ints, data.floats
+        iso = [s.isoformat() for s in data.starts] if every else []
         summary = layout.summarise(ints)
 
         def add(statistic: str, section: str, z: np.ndarray, raw: np.ndarray) -> None:
@@ -405,6 +424,16 @@ class Monitor:
                     },
                 }
             )
+            if every:
+                charts[-1]["series"] = {
+                    "starts": [iso[i] for i in kept.tolist()],
+                    "value": raw[keep].tolist(),
+                    "z": z[keep].tolist(),
+                    "ewma": series.ewma.tolist(),
+                    "lower": series.lower.tolist(),
+                    "upper": series.upper.tolist(),
+                    "breach": series.breach.tolist(),
+                }
 
         for section in layout.sections:
             bins = section.bins

@@ -14,7 +14,7 @@ from plinth.core.profile import Profile
 from plinth.errors import PlinthError, UnknownBaselineError
 from plinth.services.monitoring.collector import MonitorCollector
 from plinth.services.monitoring.report import Monitor
-from plinth.services.monitoring.report_html import _performance, render_html
+from plinth.services.monitoring.report_html import render_html
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.serving.scoring import Job, score
 from plinth.store import Store
@@ -261,30 +261,3 @@ def test_observer_ignores_versions_without_reference(store: Store, churn: Served
     collector.flush(final=True)
     rows = MonitoringStore(store).read_intervals("churn", 1, _at(T0), _at(T0 + 60))
     assert [(r.records, r.counts) for r in rows] == [(20, None)]
-
-
-def test_the_html_report_has_a_performance_section() -> None:
-    performance = {
-        "task": "classification",
-        "windows": [
-            {
-                "versions": [
-                    {
-                        "version": 1,
-                        "predictions": 120,
-                        "labelled": 60,
-                        "coverage": 0.5,
-                        "realised": {"accuracy": 0.9},
-                        "estimated": {"accuracy": {"value": 0.88, "lower": 0.8, "upper": 0.93}},
-                        "holdout": {"accuracy": 0.91},
-                    }
-                ]
-            }
-        ],
-    }
-    rows = _performance(performance)
-    page = "".join(rows)
-    assert rows[0] == "<h2>Performance</h2>" and "holdout accuracy" in page
-    assert "<td class='n'>0.88 [0.8, 0.93]</td>" in page and "<td class='n'>0.91</td>" in page
-    empty = _performance({"task": "regression", "windows": []})
-    assert "No predictions in this window." in empty[-1]
