@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
@@ -230,15 +230,19 @@ def _follow(
 ) -> JobRow:
     """Show a job's stages with their elapsed times, read from the store, until it ends
     (or, when it runs here, until its thread does)."""
-    with Live(console=err_console, refresh_per_second=4) as live:
-        while True:
-            job = get(job_id)
-            live.update(_progress(job))
-            if job.state in FINISHED:
-                return job
-            if runner is not None and not runner.is_alive():
-                return get(job_id)
-            time.sleep(0.5)
+    try:
+        with Live(console=err_console, refresh_per_second=4) as live:
+            while True:
+                job = get(job_id)
+                live.update(_progress(job))
+                if job.state in FINISHED:
+                    return job
+                if runner is not None and not runner.is_alive():
+                    return get(job_id)
+                time.sleep(0.5)
+    finally:
+        if not err_console.is_terminal:
+            err_console.line()  # a file or pipe gets the last frame without its newline
 
 
 def _progress(job: JobRow) -> RenderableType:
@@ -258,7 +262,6 @@ def _progress(job: JobRow) -> RenderableType:
         header.append(" · waiting for a worker", style="dim")
     elif job.state == "running" and job.holder:
         header.append(f" · run by {job.holder}", style="dim")
-    grid.add_row(header)
     stages = job.stage_times()
     for i, (name, began, ended) in enumerate(stages):
         last = i == len(stages) - 1
@@ -270,7 +273,7 @@ def _progress(job: JobRow) -> RenderableType:
         else:
             mark = Text("✓", style="green")
         grid.add_row(mark, name, _seconds((ended or now) - began))
-    return grid
+    return Group(header, grid)
 
 
 def _seconds(span: timedelta) -> str:

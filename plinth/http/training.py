@@ -36,8 +36,18 @@ RETRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     **{status: ERROR_RESPONSES[status] for status in (401, 403, 404)},
     409: {
         "model": ErrorResponse,
-        "description": "No [models.NAME.training] section, or (dry run) no training data, "
-        "or the trainer failed or ran past its time limit (`training.*`).",
+        "description": "The model has no [models.NAME.training] section "
+        "(`training.not_configured`).",
+    },
+    422: {
+        "model": ErrorResponse,
+        "description": "Dry run: no training rows or no holdout (`training.no_data`), or a "
+        "`dry_run` that is not a boolean.",
+    },
+    500: {
+        "model": ErrorResponse,
+        "description": "Dry run: the trainer failed or ran past its time limit "
+        "(`training.trainer_failed`, `training.timeout`).",
     },
 }
 
@@ -73,7 +83,7 @@ async def retrain(
     if dry_run:
         return json_response(await asyncio.to_thread(service.dry_run, name))
     job, created = await asyncio.to_thread(
-        service.request, name, trigger="manual", reason="POST /v1/models/{name}/retrain"
+        service.request, name, trigger="manual", reason=f"POST /v1/models/{name}/retrain"
     )
     return json_response({"created": created, "job": job_view(job)}, 202 if created else 200)
 

@@ -34,7 +34,9 @@ def read_sql(url: str, query: str) -> pd.DataFrame:
         cause = cause if isinstance(cause, exc.SQLAlchemyError) else error
         raise UnreadableDataError(
             f"Could not read the training query from {where}: {type(cause).__name__}: "
-            f"{str(getattr(cause, 'orig', cause)).strip()}"
+            f"{str(getattr(cause, 'orig', cause)).strip()}",
+            hint="Check sql and url in [models.NAME.training.data]: the query runs in a "
+            "read-only transaction, as the URL's user.",
         ) from error
     finally:
         engine.dispose()

@@ -69,6 +69,8 @@ class JobRow:
             (str(name), _as_aware(at))
             for name, at in ((self.data or {}).get("stages") or {}).items()
         ]
+        if not stages:
+            return []
         ends: list[datetime | None] = [at for _, at in stages[1:]]
         ends.append(self.finished_at)
         return [(name, at, end) for (name, at), end in zip(stages, ends, strict=True)]

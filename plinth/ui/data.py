@@ -202,6 +202,7 @@ def job_view(job: JobRow, now: datetime | None = None) -> dict[str, Any]:
         else ((job.finished_at or now) - job.started_at).total_seconds()
     )
     view["summary"] = gate_summary(job.gate)
+    view["age_s"] = (now - (job.finished_at or job.created_at)).total_seconds()
     return view
 
 

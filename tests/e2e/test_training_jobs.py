@@ -192,7 +192,7 @@ def test_a_dry_run_over_http_trains_and_gates_and_leaves_nothing_behind(
     failed = httpx.post(
         f"{server.url}/v1/models/broken/retrain?dry_run=true", headers=admin, timeout=300
     )
-    assert failed.status_code == 409, failed.text
+    assert failed.status_code == 500, failed.text  # the trainer's failure, with its code
     error = failed.json()["error"]
     assert error["code"] == "training.trainer_failed" and "cannot fit" in error["message"]
     bad = httpx.post(f"{server.url}/v1/models/reg/retrain?dry_run=maybe", headers=admin)
@@ -203,11 +203,12 @@ def test_a_dry_run_over_http_trains_and_gates_and_leaves_nothing_behind(
     retrain = document["paths"]["/v1/models/{name}/retrain"]["post"]
     [param] = [p for p in retrain["parameters"] if p["name"] == "dry_run"]
     assert param["in"] == "query" and "register" in param["description"]
-    assert {"200", "202", "403", "409"} <= set(retrain["responses"])
+    assert {"200", "202", "403", "409", "422", "500"} <= set(retrain["responses"])
 
     # A real job shows its stage over HTTP while it runs, and where it stopped.
     queued = httpx.post(f"{server.url}/v1/models/slow/retrain", headers=admin).json()["job"]
     assert (queued["state"], queued["stage"]) == ("queued", None)
+    assert queued["reason"] == "POST /v1/models/slow/retrain"
     url = f"{server.url}/v1/jobs/{queued['id']}"
 
     def training() -> dict[str, object] | None:
