@@ -1,8 +1,8 @@
 """Take the console's screenshots for the docs: ``python -m tests.ui.screenshots [docs/img]``.
 
 Builds the test world (tests.ui.world: diamonds v1 then v2, churn with a review gate),
-sends a few minutes' worth of traffic in bursts (normal, then shifted diamonds) while a
-diamonds training job runs, and photographs each page in Debian's chromium, light and dark.
+sends a few minutes' worth of traffic in bursts (normal, then shifted diamonds) after a
+diamonds training job ran, and photographs each page in Debian's chromium, light and dark.
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         world = build(Path(root))
         try:
+            # The job first: a trainer beside the traffic would show in its latency chart.
             job_id = start_retraining(world)
-            prediction_id = traffic(world)
             wait_for_job(world, job_id)
+            prediction_id = traffic(world)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 for scheme in ("light", "dark"):

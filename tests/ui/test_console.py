@@ -161,7 +161,7 @@ def test_the_jobs_section_shows_a_real_training_job(page: Page, world: World) ->
     row = page.locator(f"#jobs tr[data-job='{job['id']}']")
     expect(row).to_contain_text("manual")
     expect(row.locator("[data-state]")).to_have_text(job["state"])
-    expect(row).to_contain_text(str(job["stage"]))
+    expect(row.locator("td").nth(3)).to_have_text("done")  # it got through every step
     gate = job["gate"]
     assert isinstance(gate, dict), job
     expect(row).to_contain_text("passed" if gate["passed"] else "rejected")

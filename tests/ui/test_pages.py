@@ -182,7 +182,7 @@ def test_training_jobs_show_on_the_home_model_and_job_pages(
     assert 'href="/ui/jobs/01JOBRUNNING"' in row and "running" in row and "training" in row
     page = client.get("/ui/models/churn").text
     assert 'data-job="01JOBRUNNING"' in page and 'data-job="01JOBFAILED"' in page
-    assert "data.unreadable" in page and "alert x" in page
+    assert "data.unreadable" in page and "alert x" in page and "stopped at building data" in page
     shown = client.get("/ui/jobs/01JOBRUNNING").text
     assert "run by w" in shown and "now</span>" in shown and "Gate" not in shown
     shown = client.get("/ui/jobs/01JOBFAILED").text
