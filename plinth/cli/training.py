@@ -321,7 +321,7 @@ def _show_job(job: JobRow) -> None:
             + (f" (now {job.stage})" if running else ""),
             highlight=False,
         )
-    if job.data:
+    if job.data and "rows" in job.data:  # a job that failed building its data has none
         _show_data(job.data)
     if job.gate:
         _show_gate(job.gate)
