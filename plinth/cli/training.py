@@ -1,9 +1,11 @@
 """``plinth retrain | jobs | job show | approve | worker``: retraining from the terminal.
 
 ``plinth retrain NAME`` queues a job and, unless another process claims it first, runs it
-right here (the trainer in its child process), showing each step; ``--queue`` only queues it
-for ``plinth serve`` or ``plinth worker``. ``--dry-run`` builds the training set, trains and
-gates, and registers nothing. ``register`` adds the commands to the main Typer app.
+right here (the trainer in its child process), showing each step and its elapsed time as
+the job records them in the store (following a job another process runs looks the same);
+``--queue`` only queues it for ``plinth serve`` or ``plinth worker``. ``--dry-run`` builds
+the training set, trains and gates, and registers nothing. ``register`` adds the commands
+to the main Typer app.
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ import asyncio
 import contextlib
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.markup import escape
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from plinth.cli.common import err_console, handle_errors, open_runtime
 
@@ -84,15 +90,7 @@ def retrain(
             else None
         )
         if claimed is not None:
-            with err_console.status(f"job {claimed.id}") as status:
-                started = time.monotonic()
-
-                def progress(message: str) -> None:
-                    elapsed = time.monotonic() - started
-                    err_console.print(f"[dim]{elapsed:6.1f} s[/] {escape(message)}")
-                    status.update(f"job {claimed.id}: {escape(message)}")
-
-                done = service.execute(claimed, progress=progress)
+            done = _run_here(service, claimed)
         else:
             done = _follow(service.jobs.get, job.id)
     if as_json:
@@ -203,20 +201,93 @@ async def _background(runtime: Any) -> None:
         await runtime.stop()
 
 
-def _follow(get: Callable[[str], JobRow], job_id: str) -> JobRow:
-    """Wait for a job another process runs, showing its state as it changes."""
+def _run_here(service: Any, job: JobRow) -> JobRow:
+    """Run a claimed job in a thread of this process while showing its stages from the
+    store; Ctrl-C stops the trainer at its next heartbeat and fails the job."""
+    finished: list[JobRow] = []
+    raised: list[BaseException] = []
+
+    def say(message: str) -> None:
+        err_console.print(f"  [dim]{escape(message)}[/]", highlight=False)
+
+    def work() -> None:
+        try:
+            finished.append(service.execute(job, progress=say))
+        except BaseException as exc:  # shown by the main thread
+            raised.append(exc)
+
+    runner = threading.Thread(target=work, name=f"job-{job.id}", daemon=True)
+    runner.start()
+    try:
+        _follow(service.jobs.get, job.id, runner)
+    except KeyboardInterrupt:
+        service.stopping.set()
+        runner.join()
+        raise
+    runner.join()
+    if raised:
+        raise raised[0]
+    return finished[0]
+
+
+def _follow(
+    get: Callable[[str], JobRow], job_id: str, runner: threading.Thread | None = None
+) -> JobRow:
+    """Show a job's stages with their elapsed times, read from the store, until it ends
+    (or, when it runs here, until its thread does)."""
     from plinth.store.training import FINISHED
 
-    shown = None
-    with err_console.status(f"job {job_id}") as status:
-        while True:
-            job = get(job_id)
-            if job.state != shown:
-                shown = job.state
-                status.update(f"job {job_id}: {job.state} (run by {job.holder or 'nobody yet'})")
-            if job.state in FINISHED:
-                return job
-            time.sleep(0.5)
+    try:
+        with Live(console=err_console, refresh_per_second=4) as live:
+            while True:
+                job = get(job_id)
+                live.update(_progress(job))
+                if job.state in FINISHED:
+                    return job
+                if runner is not None and not runner.is_alive():
+                    return get(job_id)
+                time.sleep(0.5)
+    finally:
+        if not err_console.is_terminal:
+            err_console.line()  # a file or pipe gets the last frame without its newline
+
+
+def _progress(job: JobRow) -> RenderableType:
+    """The job's header and one line per stage: done, running (a spinner) or failed."""
+    now = datetime.now(UTC)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=2)
+    grid.add_column(min_width=14)
+    grid.add_column(justify="right")
+    total = (
+        ""
+        if job.started_at is None
+        else f" · {_seconds((job.finished_at or now) - job.started_at)}"
+    )
+    header = Text.from_markup(f"job {job.id} {job.model} · {_state(job.state)}{total}")
+    if job.state == "queued":
+        header.append(" · waiting for a worker", style="dim")
+    elif job.state == "running" and job.holder:
+        header.append(f" · run by {job.holder}", style="dim")
+    stages = job.stage_times()
+    for i, (name, began, ended) in enumerate(stages):
+        last = i == len(stages) - 1
+        mark: RenderableType
+        if ended is None:
+            mark = Spinner("dots", style="cyan")
+        elif last and job.state in ("failed", "rejected"):
+            mark = Text("✗", style="red" if job.state == "failed" else "yellow")
+        else:
+            mark = Text("✓", style="green")
+        grid.add_row(mark, name, _seconds((ended or now) - began))
+    return Group(header, grid)
+
+
+def _seconds(span: timedelta) -> str:
+    return f"{max(span.total_seconds(), 0.0):.1f} s"
+
+
+# ---------------------------------------------------------------------- showing
 
 
 # ---------------------------------------------------------------------- showing

@@ -27,10 +27,16 @@ def read_sql(url: str, query: str) -> pd.DataFrame:
         with engine.connect() as conn:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             return pd.read_sql_query(sa.text(query), conn)
-    except exc.SQLAlchemyError as error:
+    except (exc.SQLAlchemyError, pd.errors.DatabaseError) as error:
+        # pandas wraps the query's failure in its own DatabaseError; the database's words
+        # are on the SQLAlchemy error underneath (its ``orig``).
+        cause = error.__cause__ if isinstance(error, pd.errors.DatabaseError) else error
+        cause = cause if isinstance(cause, exc.SQLAlchemyError) else error
         raise UnreadableDataError(
-            f"Could not read the training query from {where}: {type(error).__name__}: "
-            f"{str(getattr(error, 'orig', error)).strip()}"
+            f"Could not read the training query from {where}: {type(cause).__name__}: "
+            f"{str(getattr(cause, 'orig', cause)).strip()}",
+            hint="Check sql and url in [models.NAME.training.data]: the query runs in a "
+            "read-only transaction, as the URL's user.",
         ) from error
     finally:
         engine.dispose()

@@ -56,6 +56,25 @@ class JobRow:
     gate: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
+    @property
+    def stage(self) -> str | None:
+        """The step the job is in (or, once finished, the last one it reached): kept in
+        ``data`` with when each step began (``data["stages"]``), so progress needs no column."""
+        found = (self.data or {}).get("stage")
+        return None if found is None else str(found)
+
+    def stage_times(self) -> list[tuple[str, datetime, datetime | None]]:
+        """Each step reached, when it began and when it ended (None: still running)."""
+        stages = [
+            (str(name), _as_aware(at))
+            for name, at in ((self.data or {}).get("stages") or {}).items()
+        ]
+        if not stages:
+            return []
+        ends: list[datetime | None] = [at for _, at in stages[1:]]
+        ends.append(self.finished_at)
+        return [(name, at, end) for (name, at), end in zip(stages, ends, strict=True)]
+
 
 @dataclass(frozen=True)
 class LabelledRow:

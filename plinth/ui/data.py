@@ -17,6 +17,7 @@ from plinth.core.durations import parse_duration
 from plinth.errors import PlinthError
 from plinth.runtime import Runtime
 from plinth.services.views import version_view
+from plinth.store.training import JobRow
 
 log = logging.getLogger("plinth.ui")
 
@@ -29,6 +30,8 @@ ERROR_RATE_TROUBLE = 0.01
 #: Control charts the model page always draws; a feature's only when it breached (two per
 #: feature would bury the page: ``plinth monitor --html`` draws them all).
 ALWAYS_CHARTED = ("prediction", "confidence", "latency")
+#: The model page lists this many of the model's newest training jobs.
+JOBS_SHOWN = 10
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ModelRow:
     reviews_open: int
     review_sla_breached: bool
     problem: str | None  # why the report could not be built, if it could not
+    last_job: dict[str, Any] | None = None  # the newest training job (job_view)
 
     @property
     def trouble(self) -> list[str]:
@@ -62,6 +66,8 @@ class ModelRow:
             found.append(f"error rate {self.error_rate:.1%}")
         if self.review_sla_breached:
             found.append("review queue past its SLA")
+        if self.last_job is not None and self.last_job["state"] == "failed":
+            found.append("last training job failed")
         return found
 
 
@@ -91,6 +97,7 @@ def models_overview(runtime: Runtime, now: datetime | None = None) -> list[Model
         drift = report.get("drift") or {}
         queue = queues.get(name)
         requests = int(traffic.get("requests", 0))
+        newest = runtime.retraining.jobs.jobs(name, limit=1)
         rows.append(
             ModelRow(
                 name=name,
@@ -109,6 +116,7 @@ def models_overview(runtime: Runtime, now: datetime | None = None) -> list[Model
                 reviews_open=0 if queue is None else queue.open,
                 review_sla_breached=bool(queue and queue.sla_breached),
                 problem=problem,
+                last_job=job_view(newest[0]) if newest else None,
             )
         )
     rows.sort(key=lambda r: (-len(r.trouble), r.name))
@@ -181,7 +189,112 @@ def model_page(
         "control_calm": len(charts) - len(drawn),
         "performance": performance,
         "queue": queue[0].to_dict() if queue else None,
+        "jobs": [job_view(j) for j in runtime.retraining.jobs.jobs(name, limit=JOBS_SHOWN)],
+        "retrains": runtime.policies.training(name) is not None,
     }
+
+
+def job_view(job: JobRow, now: datetime | None = None) -> dict[str, Any]:
+    """A training job for a page: its fields, its steps with their seconds, how long it
+    took, and the gate's key numbers (``gate_summary``)."""
+    now = now or datetime.now(UTC)
+    view: dict[str, Any] = {k: getattr(job, k) for k in JobRow.__dataclass_fields__}
+    view["stage"] = job.stage
+    view["stages"] = [
+        {"name": name, "at": at, "seconds": ((end or now) - at).total_seconds(), "open": not end}
+        for name, at, end in job.stage_times()
+    ]
+    view["seconds"] = (
+        None
+        if job.started_at is None
+        else ((job.finished_at or now) - job.started_at).total_seconds()
+    )
+    view["summary"] = gate_summary(job.gate)
+    view["age_s"] = (now - (job.finished_at or job.created_at)).total_seconds()
+    return view
+
+
+def gate_summary(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The verdict in a line: the key metric (RMSE or accuracy) of both models on the same
+    holdout rows, the paired test's change and its bound, and whether it proved a win."""
+    if not gate:
+        return None
+    metrics = gate.get("metrics") or {}
+    candidate, champion = metrics.get("candidate") or {}, metrics.get("champion") or {}
+    key = next((k for k in ("rmse", "accuracy") if k in candidate), None)
+    relative = gate.get("relative") or {}
+    return {
+        "passed": bool(gate.get("passed")),
+        "rows": gate.get("rows"),
+        "metric": key,
+        "candidate": candidate.get(key) if key else None,
+        "champion": champion.get(key) if key else None,
+        "statistic": relative.get("statistic"),
+        "change": relative.get("change"),
+        "upper": relative.get("upper"),
+        "improved": relative.get("improved"),
+    }
+
+
+def training_job(runtime: Runtime, job_id: str) -> dict[str, Any]:
+    """One job for its page, with the model's gate policy and the gate's rows as a table."""
+    job = job_view(runtime.retraining.jobs.get(job_id))
+    job["gate_rows"] = gate_rows(job["gate"])
+    return job
+
+
+def gate_rows(gate: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The gate's table, row by row, as ``plinth job show`` prints it: each metric of both
+    models, the absolute bars, the paired test, the slices and the contract."""
+    if not gate:
+        return []
+    rows: list[dict[str, Any]] = []
+    metrics = gate.get("metrics") or {}
+    candidate, champion = metrics.get("candidate") or {}, metrics.get("champion") or {}
+    for key in sorted(k for k in candidate if k != "errors"):
+        rows.append(
+            {"check": key, "candidate": candidate.get(key), "champion": champion.get(key),
+             "limit": None, "ok": None}
+        )  # fmt: skip
+    for check in gate.get("absolute") or []:
+        rows.append(
+            {"check": f"absolute {check['metric']}", "candidate": check["value"],
+             "champion": None, "limit": f"{check['op']} {check['bar']:g}", "ok": check["ok"]}
+        )  # fmt: skip
+    relative = gate.get("relative") or {}
+    if relative:
+        rows.append(
+            {
+                "check": f"{relative.get('test')}: {relative.get('statistic')}",
+                "candidate": relative.get("change"),
+                "champion": None,
+                "bound": relative.get("upper"),
+                "limit": f"≤ {relative.get('max_regression')}",
+                "ok": relative.get("ok"),
+            }
+        )
+        rows.append(
+            {
+                "check": "proven improvement",
+                "candidate": "yes" if relative.get("improved") else "no",
+                "champion": None,
+                "p": relative.get("p_better"),
+                "limit": None,
+                "ok": None,
+            }
+        )
+    for s in gate.get("slices") or []:
+        rows.append(
+            {"check": f"slice {s['column']} = {s['value']} ({s['rows']} rows)",
+             "candidate": s["change"], "champion": None, "limit": None, "ok": s["ok"]}
+        )  # fmt: skip
+    contract = gate.get("contract") or {}
+    if contract.get("checked"):
+        rows.append(
+            {"check": "contract", "candidate": contract.get("summary"), "champion": None,
+             "limit": None, "ok": not contract.get("blocks")}
+        )  # fmt: skip
+    return rows
 
 
 def review_queue(runtime: Runtime, model: str | None) -> list[dict[str, Any]]:

@@ -286,6 +286,15 @@ async def change_deployment(request: Request, name: str, action: str) -> Respons
     return redirect(f"{PREFIX}/models/{quote(name)}?window={window}&done={action}")
 
 
+@router.get("/jobs/{job_id}")
+async def training_job(request: Request, job_id: str) -> Response:
+    """One training job: trigger, steps, data, the gate's table and the outcome."""
+    viewer = await viewer_of(request)
+    runtime = runtime_of(request)
+    job = await blocking(lambda: data.training_job(runtime, job_id))
+    return render(request, viewer, "job.html", job=job)
+
+
 # ---------------------------------------------------------------------- review
 
 

@@ -54,12 +54,16 @@ def test_dry_run_then_retrain_then_approve(
     assert run(home, "jobs").count("reg") == 0  # a dry run queues nothing
     done = run(home, "retrain", "reg")
     assert "succeeded" in done and "outcome" in done
+    # Each step, read back from the job in the store, with its elapsed time.
+    steps = re.findall(r"✓ +(building data|training|gating|registering) +(\d+\.\d) s", done)
+    assert [name for name, _ in steps] == ["building data", "training", "gating", "registering"]
     job_id = re.search(r"job (01[0-9A-Z]{24})", done)
     assert job_id is not None
     listed = run(home, "jobs", "reg")
     assert job_id.group(1) in listed and "manual" in listed
     shown = run(home, "job", "show", job_id.group(1))
     assert "gate: passed" in shown and "data: 300 training rows (reference 300)" in shown
+    assert re.search(r"stages: building data \d+\.\d s, training \d+\.\d s, gating", shown)
     assert "version 2  outcome awaiting_approval" in shown  # auto_deploy = false
     refused = run(home, "approve", "reg", "1", code=1)
     assert "training.not_awaiting_approval" in refused and "waiting: 2" in refused
@@ -75,5 +79,6 @@ def test_a_worse_model_is_stopped_at_the_gate(
     home = _home(tmp_path, database_url, monkeypatch, "fit_mean")
     done = run(home, "retrain", "reg")
     assert "rejected" in done and "relative change of mean squared error could be" in done
+    assert re.search(r"✗ +gating", done)  # where it stopped
     assert "worker" not in run(home, "worker", "--once")  # nothing queued: nothing to show
     assert "model_not_found" in run(home, "retrain", "ghost", code=1)

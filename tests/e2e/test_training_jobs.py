@@ -17,6 +17,7 @@ import pytest
 
 from plinth.api import open_registry
 from plinth.config.settings import Settings
+from plinth.runtime import opened
 from tests.e2e.conftest import PLINTH, Env, Server
 from tests.support import regression_table, ridge_model
 
@@ -129,3 +130,102 @@ def _alive(pid: int) -> bool:
             return handle.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+DRY_RUN_POLICY = """
+[models.reg.training]
+entrypoint = "tests.training_support:fit_ridge"
+time_limit = "5m"
+[models.reg.training.data]
+traffic = false
+[models.slow.training]
+entrypoint = "tests.training_support:fit_hangs"
+time_limit = "6s"
+[models.slow.training.data]
+traffic = false
+[models.broken.training]
+entrypoint = "tests.training_support:fit_raises"
+[models.broken.training.data]
+traffic = false
+"""
+
+
+def test_a_dry_run_over_http_trains_and_gates_and_leaves_nothing_behind(
+    plinth_env: Env, serve: type[Server], tmp_path: Path
+) -> None:
+    policy = tmp_path / "plinth.toml"
+    policy.write_text(DRY_RUN_POLICY)
+    plinth_env.env.update(PLINTH_POLICY_FILE=str(policy), PLINTH_TRAINING_INTERVAL_S="0.5")
+    train, holdout = regression_table(seed=1), regression_table(seed=2, rows=100)
+    settings = Settings(home=plinth_env.home, database_url=plinth_env.env["PLINTH_DATABASE_URL"])
+    with open_registry(settings) as registry:
+        for name in ("reg", "slow", "broken"):
+            registry.register(ridge_model(train), name=name, train=train, holdout=holdout,
+                              target="y")  # fmt: skip
+    with opened(settings) as runtime:
+        admin = {"authorization": f"Bearer {runtime.tokens.create('admin', 'ops')[1]}"}
+        predictor = {"authorization": f"Bearer {runtime.tokens.create('predict', 'app')[1]}"}
+    server = serve()
+    dry = f"{server.url}/v1/models/reg/retrain?dry_run=true"
+
+    refused = httpx.post(dry, headers=predictor)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "auth.forbidden"
+    assert httpx.post(dry).status_code == 401
+    reply = httpx.post(dry, headers=admin, timeout=300)
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert (report["model"], report["parent_version"], report["would"]) == (
+        "reg", 1, "register and ship"
+    )  # fmt: skip
+    data = report["data"]
+    assert data["sources"] == {"reference": 300} and data["rows"] == 300
+    assert (data["holdout_rows"], data["holdout_source"]) == (100, "registered holdout")
+    assert data["labelled_traffic"] == 0 and data["predictions_in_window"] == 0
+    gate = report["gate"]
+    assert gate["passed"] and gate["rows"] == 100 and gate["relative"]["test"] == "paired bootstrap"
+    assert gate["metrics"]["candidate"]["rmse"] < 0.2
+    # Nothing was registered and no job recorded.
+    assert httpx.get(f"{server.url}/v1/jobs", headers=admin).json() == {"jobs": []}
+    model = httpx.get(f"{server.url}/v1/models/reg", headers=admin).json()
+    assert [v["version"] for v in model["versions"]] == [1], model
+
+    failed = httpx.post(
+        f"{server.url}/v1/models/broken/retrain?dry_run=true", headers=admin, timeout=300
+    )
+    assert failed.status_code == 500, failed.text  # the trainer's failure, with its code
+    error = failed.json()["error"]
+    assert error["code"] == "training.trainer_failed" and "cannot fit" in error["message"]
+    bad = httpx.post(f"{server.url}/v1/models/reg/retrain?dry_run=maybe", headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["problems"][0]["field"].endswith(
+        "dry_run"
+    )
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    retrain = document["paths"]["/v1/models/{name}/retrain"]["post"]
+    [param] = [p for p in retrain["parameters"] if p["name"] == "dry_run"]
+    assert param["in"] == "query" and "register" in param["description"]
+    assert {"200", "202", "403", "409", "422", "500"} <= set(retrain["responses"])
+
+    # A real job shows its stage over HTTP while it runs, and where it stopped.
+    queued = httpx.post(f"{server.url}/v1/models/slow/retrain", headers=admin).json()["job"]
+    assert (queued["state"], queued["stage"]) == ("queued", None)
+    assert queued["reason"] == "POST /v1/models/slow/retrain"
+    url = f"{server.url}/v1/jobs/{queued['id']}"
+
+    def training() -> dict[str, object] | None:
+        job = httpx.get(url, headers=admin).json()
+        return job if job["stage"] == "training" and job["state"] == "running" else None
+
+    running = _wait("the job to be training", training)
+    assert isinstance(running, dict) and list(running["data"]["stages"]) == [  # type: ignore[index]
+        "building data", "training"
+    ]  # fmt: skip
+
+    def ended() -> dict[str, object] | None:
+        job = httpx.get(url, headers=admin).json()
+        return job if job["state"] == "failed" else None
+
+    job = _wait("the job to time out", ended)
+    assert isinstance(job, dict) and job["stage"] == "training"
+    assert job["error"]["code"] == "training.timeout"  # type: ignore[index]
+    shown = plinth_env.cli("job", "show", queued["id"]).stdout
+    assert "stages: building data" in shown and "training" in shown

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.ui.world import CHROMIUM, World, build, send_traffic
+from tests.ui.world import CHROMIUM, World, build, send_traffic, start_retraining
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     built = build(tmp_path_factory.mktemp("console"))
     try:
         send_traffic(built)
+        # A diamonds job through the real path (HTTP, the server's background worker, the
+        # trainer's process, the gate), left to run while the other tests do.
+        built.training_job = start_retraining(built)
         yield built
     finally:
         built.stop()

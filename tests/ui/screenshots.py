@@ -1,8 +1,8 @@
 """Take the console's screenshots for the docs: ``python -m tests.ui.screenshots [docs/img]``.
 
 Builds the test world (tests.ui.world: diamonds v1 then v2, churn with a review gate),
-sends a few minutes' worth of traffic in bursts (normal, then shifted diamonds), and
-photographs each page in Debian's chromium, light and dark.
+sends a few minutes' worth of traffic in bursts (normal, then shifted diamonds) after a
+diamonds training job ran, and photographs each page in Debian's chromium, light and dark.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from tests.support import churn_table
-from tests.ui.world import CHROMIUM, World, build, records, shifted
+from tests.ui.world import (
+    CHROMIUM,
+    World,
+    build,
+    records,
+    shifted,
+    start_retraining,
+    wait_for_job,
+)
 
 
 def traffic(world: World, bursts: int = 24) -> str:
@@ -46,6 +54,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         world = build(Path(root))
         try:
+            # The job first: a trainer beside the traffic would show in its latency chart.
+            job_id = start_retraining(world)
+            wait_for_job(world, job_id)
             prediction_id = traffic(world)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -63,6 +74,10 @@ def main() -> None:
                         page.screenshot(path=str(out / "console-models.png"))
                         page.goto(f"{world.url}/ui/models/diamonds?window=1h#drift")
                         page.locator("#drift").screenshot(path=str(out / "console-drift.png"))
+                        page.goto(f"{world.url}/ui/models/diamonds?window=1h#jobs")
+                        page.locator("#jobs").screenshot(path=str(out / "console-jobs.png"))
+                        page.goto(f"{world.url}/ui/jobs/{job_id}")
+                        page.screenshot(path=str(out / "console-job.png"), full_page=True)
                         page.goto(f"{world.url}/ui/predictions/{prediction_id}?replay=1")
                         page.screenshot(path=str(out / "console-prediction.png"))
                         page.goto(f"{world.url}/ui/review?model=churn")

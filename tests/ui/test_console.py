@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from plinth.runtime import opened
 from plinth.store.feedback import FeedbackStore
-from tests.ui.world import World, records
+from tests.ui.world import World, records, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +141,50 @@ def test_a_post_without_the_csrf_token_is_refused(page: Page, world: World) -> N
     cookies = {c["name"]: c for c in page.context.cookies()}
     session = cookies["plinth_session"]
     assert session["httpOnly"] and session["sameSite"] == "Strict"
+
+
+def test_the_jobs_section_shows_a_real_training_job(page: Page, world: World) -> None:
+    job = wait_for_job(world, world.training_job)
+    # The world's recipe beats v2 on the registered holdout; auto_deploy = false holds it.
+    assert (job["state"], job["version"], job["outcome"]) == ("succeeded", 3, "awaiting_approval")
+    assert job["trigger"] == "manual" and job["stage"] == "registering", job
+    sign_in(page, world, "admin")
+    # Home: the model's last training job, linking to it.
+    last = page.locator("tr[data-model=diamonds] td.job")
+    expect(last.locator("[data-state]")).to_have_text(job["state"])
+    expect(last.locator("a")).to_have_attribute("href", f"/ui/jobs/{job['id']}")
+    expect(last).to_contain_text("v3")
+    expect(page.locator("tr[data-model=churn] td.job")).to_have_text("—")
+
+    # The model page: the job in the retraining section, with its verdict and version.
+    page.goto(f"{world.url}/ui/models/diamonds")
+    row = page.locator(f"#jobs tr[data-job='{job['id']}']")
+    expect(row).to_contain_text("manual")
+    expect(row.locator("[data-state]")).to_have_text(job["state"])
+    expect(row.locator("td").nth(3)).to_have_text("done")  # it got through every step
+    gate = job["gate"]
+    assert isinstance(gate, dict), job
+    expect(row).to_contain_text("passed" if gate["passed"] else "rejected")
+    expect(row).to_contain_text(f"rmse {gate['metrics']['candidate']['rmse']:.4g}")
+    expect(row).to_contain_text("v3")
+    expect(row).to_contain_text("awaiting_approval")
+
+    # The job's page: its steps, its data and the gate's table, row for row.
+    row.locator("a").first.click()
+    expect(page).to_have_url(re.compile(f"/ui/jobs/{job['id']}$"))
+    expect(page.locator("h1")).to_contain_text(job["id"])
+    steps = page.locator("#stages tr td:first-child")
+    expect(steps.first).to_have_text("building data")
+    assert steps.all_inner_texts() == ["building data", "training", "gating", "registering"]
+    holdout = job["data"]["holdout_rows"]  # type: ignore[index]
+    expect(page.locator("#data")).to_contain_text(f"{holdout} rows, registered holdout")
+    table = page.locator("#gate table.gate")
+    expect(table.locator("tr", has_text="paired bootstrap")).to_contain_text(
+        "yes" if gate["relative"]["ok"] else "no"
+    )
+    rmse = table.locator("tr", has=page.locator("td", has_text=re.compile("^rmse$")))
+    expect(rmse).to_contain_text(f"{gate['metrics']['champion']['rmse']:.4g}")
+    expect(page.locator("#gate")).to_contain_text(f"same {gate['rows']} holdout rows")
+    # A job that does not exist: the console's error page with the code.
+    missing = page.request.get(f"{world.url}/ui/jobs/nope")
+    assert missing.status == 404 and "training.job_not_found" in missing.text()

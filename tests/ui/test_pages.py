@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from plinth.api import open_registry
 from plinth.config.settings import Settings
 from plinth.http.app import create_app
 from plinth.runtime import opened
+from plinth.store.training import JobRow
 from tests.support import churn_model, churn_table
 
 
@@ -151,3 +153,42 @@ def test_sign_in_sign_out_and_revocation(client: TestClient, settings: Settings)
     with opened(settings) as runtime:
         runtime.tokens.revoke(row.id)
     assert client.get("/ui", follow_redirects=False).headers["location"].startswith("/ui/login")
+
+
+def test_training_jobs_show_on_the_home_model_and_job_pages(
+    client: TestClient, settings: Settings
+) -> None:
+    assert "No training recipe" in client.get("/ui/models/churn").text
+    assert client.get("/ui/jobs/nope").status_code == 404
+    now = datetime.now(UTC)
+    with opened(settings) as runtime:
+        jobs = runtime.retraining.jobs
+        created = now - timedelta(minutes=5)
+        failed, _ = jobs.enqueue(
+            JobRow("01JOBFAILED", "churn", "queued", "drift", "alert x", False, created)
+        )
+        jobs.claim("w", now, now + timedelta(minutes=1))
+        stages = {"building data": (now - timedelta(seconds=9)).isoformat()}
+        jobs.renew(failed.id, "w", now + timedelta(minutes=1), data={"stage": "building data",
+                   "stages": stages})  # fmt: skip
+        error = {"code": "data.unreadable", "message": "no such table", "hint": "check sql"}
+        jobs.finish(failed.id, "w", "failed", now, error=error)
+        running, _ = jobs.enqueue(
+            JobRow("01JOBRUNNING", "churn", "queued", "manual", "by hand", False, now)
+        )
+        jobs.claim("w", now, now + timedelta(minutes=1))
+        stages |= {"training": now.isoformat()}
+        jobs.renew(running.id, "w", now + timedelta(minutes=1),
+                   data={"stage": "training", "stages": stages})  # fmt: skip
+
+    home = client.get("/ui")
+    row = home.text[home.text.index('data-model="churn"') :]
+    assert 'href="/ui/jobs/01JOBRUNNING"' in row and "running" in row and "training" in row
+    page = client.get("/ui/models/churn").text
+    assert 'data-job="01JOBRUNNING"' in page and 'data-job="01JOBFAILED"' in page
+    assert "data.unreadable" in page and "alert x" in page and "stopped at building data" in page
+    shown = client.get("/ui/jobs/01JOBRUNNING").text
+    assert "run by w" in shown and "now</span>" in shown and "Gate" not in shown
+    shown = client.get("/ui/jobs/01JOBFAILED").text
+    assert "data.unreadable" in shown and "hint: check sql" in shown
+    assert "nothing registered" in shown

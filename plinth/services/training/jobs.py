@@ -160,7 +160,9 @@ class Retraining:
     def execute(self, job: JobRow, progress: Callable[[str], None] | None = None) -> JobRow:
         """Run a job this worker has claimed, to its end; returns the finished job.
 
-        Where the time went is kept in ``data.timings`` (seconds per step)."""
+        Each step is recorded in ``data`` as it begins (``stage``, and ``stages`` with when
+        each began: what ``plinth retrain``, ``plinth job show``, ``GET /v1/jobs/{id}`` and
+        the console show while it runs); where the time went is kept in ``data.timings``."""
         started = time.monotonic()
         say = progress or (lambda message: None)
         gate: dict[str, Any] | None = None
@@ -173,6 +175,11 @@ class Retraining:
             timings[step] = round(now - clock[0], 3)
             clock[0] = now
 
+        def stage(name: str) -> None:
+            data["stage"] = name
+            data["stages"] = {**data.get("stages", {}), name: self.clock().isoformat()}
+            self._renew(job, data=data)
+
         def end(state: str, **changes: Any) -> JobRow:
             lap("ship" if state == "succeeded" else "last step")
             if data:
@@ -182,25 +189,22 @@ class Retraining:
         try:
             policy = self.policy(job.model)
             champion = self.store.get_version(job.model, job.parent_version)
+            stage("building data")
             say(f"building the training set as of {job.created_at:%Y-%m-%d %H:%M:%S}")
             tset = self._training_set(policy, champion, job.created_at)
-            data = dict(tset.summary)
-            self._renew(job, data=data)
+            data.update(tset.summary)
             lap("data")
             with self._scratch(job) as scratch:
+                stage("training")
                 say(f"training on {len(tset.train)} rows ({_sources(tset)})")
                 model_path, trained_s, tail = self._train(job, policy, champion, tset, scratch)
                 lap("train")
+                stage("gating")
                 say(f"judging on {len(tset.holdout)} holdout rows ({tset.holdout_source})")
                 candidate = read_model_file(model_path, trust_pickle=False, trust_types=[])
                 verdict = self._judge(policy, champion, tset, candidate.flavor)
                 lap("gate")
-                gate = verdict.to_dict() | {
-                    "registered_holdout": self._registered_holdout(
-                        champion, tset, candidate.flavor
-                    ),
-                    "policy": policy.gate.to_dict(),
-                    "candidate_sha256": candidate.sha256,
+                gate = self._gate_report(policy, champion, tset, candidate, verdict) | {
                     "train_seconds": round(trained_s, 3),
                     "trainer_output": tail[-1000:],
                 }
@@ -209,9 +213,12 @@ class Retraining:
                     self.registry.artifacts.put(candidate.data)
                     say("rejected: " + "; ".join(verdict.reasons))
                     return end("rejected", outcome="rejected")
+                stage("registering")
                 say("passed the gate; registering")
                 record = self._register(job, policy, champion, tset, model_path, verdict)
                 lap("register")
+            if policy.auto_deploy and record.version != champion.version:
+                stage("canary")
             outcome = self._ship(job, policy, champion, record)
             say(f"registered {record.ref}: {outcome}")
             return end("succeeded", version=record.version, outcome=outcome)
@@ -226,7 +233,8 @@ class Retraining:
             )
 
     def dry_run(self, name: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Build the set, train and gate now, in this process's child; register nothing."""
+        """Build the set, train and gate now, in this process's child; register nothing,
+        record no job. The gate's report is the one a real job would store."""
         policy = self.policy(name)
         champion = self._champion(name)
         say = progress or (lambda message: None)
@@ -237,13 +245,16 @@ class Retraining:
         with self._scratch(job) as scratch:
             say(f"training on {len(tset.train)} rows ({_sources(tset)})")
             model_path, trained_s, _ = self._train(job, policy, champion, tset, scratch)
+            say(f"judging on {len(tset.holdout)} holdout rows ({tset.holdout_source})")
             candidate = read_model_file(model_path, trust_pickle=False, trust_types=[])
             verdict = self._judge(policy, champion, tset, candidate.flavor)
+            gate = self._gate_report(policy, champion, tset, candidate, verdict)
+        del gate["candidate_sha256"]  # nothing is stored by a dry run
         return {
             "model": name,
             "parent_version": champion.version,
             "data": tset.summary,
-            "gate": verdict.to_dict() | {"train_seconds": round(trained_s, 3)},
+            "gate": gate | {"train_seconds": round(trained_s, 3)},
             "would": "register and ship" if verdict.passed else "reject",
         }
 
@@ -349,6 +360,21 @@ class Retraining:
             seed=policy.seed,
         )
 
+    def _gate_report(
+        self,
+        policy: TrainingPolicy,
+        champion: VersionRecord,
+        tset: TrainingSet,
+        candidate: Any,
+        verdict: GateVerdict,
+    ) -> dict[str, Any]:
+        """The verdict with every number, the registered holdout beside it, and the policy."""
+        return verdict.to_dict() | {
+            "registered_holdout": self._registered_holdout(champion, tset, candidate.flavor),
+            "policy": policy.gate.to_dict(),
+            "candidate_sha256": candidate.sha256,
+        }
+
     def _registered_holdout(
         self, champion: VersionRecord, tset: TrainingSet, flavor: Any
     ) -> dict[str, Any] | None:
@@ -430,21 +456,27 @@ class Retraining:
         if record.version == champion.version:
             return "unchanged"  # the same bytes as the champion: nothing to roll out
         if not policy.auto_deploy:
+            # A model never deployed serves its newest version: without a pin, the version
+            # "awaiting approval" would already serve all traffic.
+            self._pin_champion(job, record.version, "before its approval")
             return "awaiting_approval"
         self._canary(job, policy, record.version)
         return "canary"
 
-    def _canary(self, job: JobRow, policy: TrainingPolicy, version: int) -> None:
-        name = job.model
-        if self.deployments.current(name) is None:
-            # Serving "the newest version" would silently switch to the candidate: pin the
-            # champion first, so the candidate only gets its canary share.
+    def _pin_champion(self, job: JobRow, version: int, why: str) -> None:
+        if self.deployments.current(job.model) is None:
             self.deployments.deploy(
-                name,
+                job.model,
                 job.parent_version or version,
-                reason=f"retraining job {job.id}: pin the champion before its canary",
+                reason=f"retraining job {job.id}: pin the champion {why}",
                 who=WHO,
             )
+
+    def _canary(self, job: JobRow, policy: TrainingPolicy, version: int) -> None:
+        name = job.model
+        # Serving "the newest version" would silently switch to the candidate: pin the
+        # champion first, so the candidate only gets its canary share.
+        self._pin_champion(job, version, "before its canary")
         self.deployments.deploy(
             name,
             version,

@@ -109,6 +109,12 @@ def test_a_better_candidate_is_registered_with_lineage_and_goes_out_as_a_canary(
     assert done.data is not None and done.data["sources"] == {"traffic": 240}
     assert done.data["holdout_rows"] == 60 and done.data["holdout_source"] == "traffic"
     assert set(done.data["timings"]) == {"data", "train", "gate", "register", "ship"}
+    assert done.stage == "canary"
+    steps = done.stage_times()
+    assert [name for name, _, _ in steps] == [
+        "building data", "training", "gating", "registering", "canary"
+    ]  # fmt: skip
+    assert steps[-1][2] == done.finished_at  # the last step ends with the job
     assert done.gate["registered_holdout"] is None  # the champion was registered without one
     version = registry.store.get_version("reg", 2)
     lineage = version.metadata["lineage"]
@@ -136,6 +142,7 @@ def test_a_worse_candidate_is_rejected_with_numbers_and_not_registered(
     service.request("reg")
     done = service.run_next()
     assert done is not None and done.state == "rejected" and done.version is None
+    assert done.stage == "gating"  # stopped there
     gate = done.gate
     assert gate is not None and not gate["passed"]
     assert gate["relative"]["lower"] > 1 and gate["metrics"]["candidate"]["rmse"] > 1
@@ -199,10 +206,14 @@ def test_a_trigger_during_a_running_job_starts_nothing(
     runner.start()
     try:
         jobs = TrainingStore(registry.store)
-        for _ in range(200):
-            if jobs.get(job.id).state == "running":
+        for _ in range(600):
+            if jobs.get(job.id).stage == "training":
                 break
             threading.Event().wait(0.05)
+        running = jobs.get(job.id)  # the store says where the running job is
+        assert (running.state, running.stage) == ("running", "training")
+        assert [name for name, _, end in running.stage_times()] == ["building data", "training"]
+        assert running.stage_times()[-1][2] is None  # still training
         again, created = service.request("reg", trigger="drift")
         assert not created and again.id == job.id and again.state == "running"
         assert service.check_triggers() == []
@@ -242,7 +253,12 @@ def test_auto_deploy_false_waits_for_approval(
     service.request("reg")
     done = service.run_next()
     assert done is not None and (done.state, done.outcome) == ("succeeded", "awaiting_approval")
-    assert Deployments(registry.store).current("reg") is None
+    assert "canary" not in (done.data or {})["stages"]
+    # The model was never deployed, so its newest version would serve: the champion is
+    # pinned, and the version awaiting approval serves nothing until it is approved.
+    live = Deployments(registry.store).current("reg")
+    assert live is not None and live.spec.champion == 1 and live.spec.canary is None
+    assert "pin the champion before its approval" in live.reason
     with pytest.raises(Exception, match="not awaiting approval") as wrong:
         service.approve("reg", 1)
     assert getattr(wrong.value, "code", "") == "training.not_awaiting_approval"
