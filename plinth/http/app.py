@@ -37,6 +37,7 @@ from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
+    error_headers,
     internal_error,
     json_response,
     new_request_id,
@@ -66,12 +67,11 @@ def error_response(error: PlinthError, request_id: str, request: Request | None 
     if request is not None and _is_console(request):
         response = console_error_page(request, error)
         response.headers["x-request-id"] = request_id
+        response.headers.update(error_headers(error))
         return response
     body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
-    headers = {"x-request-id": request_id}
-    retry_after = getattr(error, "retry_after_s", None)  # overloaded, too many failures
-    if retry_after is not None:
-        headers["retry-after"] = str(retry_after)
+    # Retry-After for any error that says when: overloaded, too many failures, store down.
+    headers = {"x-request-id": request_id, **error_headers(error)}
     return json_response(body, error.status, headers)
 
 

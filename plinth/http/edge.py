@@ -58,7 +58,8 @@ def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:
 
 
 def error_headers(error: PlinthError) -> dict[str, str]:
-    """Headers an error's reply carries besides the body (``Retry-After`` for a 429)."""
+    """Headers an error's reply carries besides the body: ``Retry-After`` for an error that
+    says when to retry (429 too many failures, 503 overloaded or store unavailable)."""
     retry = getattr(error, "retry_after_s", None)
     return {} if retry is None else {"retry-after": str(int(retry))}
 

@@ -30,9 +30,9 @@ import numpy as np
 from plinth.core import inference_protocol as oip
 from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
-from plinth.errors import InternalError, OverloadedError, PlinthError
+from plinth.errors import InternalError, PlinthError
 from plinth.http.auth import Auth, check_role
-from plinth.http.edge import PREDICT_ROLES, new_request_id
+from plinth.http.edge import PREDICT_ROLES, error_headers, new_request_id
 from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE
 from plinth.http.v2 import EXTENSIONS, infer, parse_version, v2_error_body
 from plinth.runtime import Runtime
@@ -225,8 +225,7 @@ class InferenceService:
         if trace is not None:
             trace.tracing.end_request(trace, status, code)
         trailing = [("plinth-error-code", code), ("x-request-id", request_id)]
-        if isinstance(error, OverloadedError):
-            trailing.append(("retry-after", str(error.retry_after_s)))
+        trailing.extend(error_headers(error).items())  # retry-after: shed, store unavailable
         context.set_trailing_metadata(tuple(trailing))
         await context.abort(grpc_status(status), v2_error_body(error, request_id)["error"])
         raise AssertionError("context.abort raises")  # pragma: no cover

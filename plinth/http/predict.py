@@ -23,7 +23,6 @@ from plinth.errors import (
     BodyTooLargeError,
     InvalidBodyError,
     InvalidParametersError,
-    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -40,6 +39,7 @@ from plinth.http.auth import Auth, check_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    error_headers,
     internal_error,
     new_request_id,
     parse_json,
@@ -90,10 +90,8 @@ class PredictHandler:
         except DisconnectedError:
             return
         except PlinthError as exc:
-            status, body, extra = exc.status, exc.to_dict(), {}
-            retry_after = getattr(exc, "retry_after_s", None)  # too many failed tokens
-            if retry_after is not None:
-                extra[b"retry-after"] = str(retry_after).encode()
+            status, body = exc.status, exc.to_dict()
+            extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             error = internal_error(request_id, exc)
             status, body, extra = error.status, error.to_dict(), {}
@@ -137,8 +135,8 @@ class PredictHandler:
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
         if routed.error is not None:
-            if isinstance(routed.error, OverloadedError):
-                extra[b"retry-after"] = str(routed.error.retry_after_s).encode()
+            # Retry-After for any error that says when (shed, store unavailable).
+            extra.update((k.encode(), v.encode()) for k, v in error_headers(routed.error).items())
             return routed.error.status, routed.error.to_dict(), extra
         body = {
             "model": name,
