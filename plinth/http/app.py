@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
+from plinth.core.request_limits import RequestLimits
 from plinth.errors import (
     HttpStatusError,
     InvalidParametersError,
@@ -30,6 +31,7 @@ from plinth.errors import (
     PathNotFoundError,
     PlinthError,
     Problem,
+    QueryTooLargeError,
 )
 from plinth.errors.request import INVALID_PARAMETER
 from plinth.http.auth import Auth, require_role
@@ -93,8 +95,15 @@ class PlinthApp(FastAPI):
 
     predict_handler: PredictHandler | None = None
     infer_handler: InferHandler | None = None
+    limits: RequestLimits | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.limits is not None:
+            try:  # before any route parses it: a huge query string costs every parser
+                self.limits.check_query(scope.get("query_string", b""))
+            except QueryTooLargeError as exc:
+                await _refuse(exc, scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
             match = PREDICT_PATH.fullmatch(scope["path"])
             if match is not None:
@@ -105,6 +114,15 @@ class PlinthApp(FastAPI):
                 await self.infer_handler(match.group(1), match.group(2), scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+async def _refuse(error: PlinthError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``error`` before routing: JSON in ``/v1``'s shape, or ``/v2``'s under /v2."""
+    headers = dict(scope["headers"])
+    request_id = new_request_id(headers.get(b"x-request-id"))
+    path = scope.get("path", "")
+    body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
+    await json_response(body, error.status, {"x-request-id": request_id})(scope, receive, send)
 
 
 def create_app_from_handoff() -> PlinthApp:
@@ -153,6 +171,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
                     settings.grpc_port,
                     max_body_bytes=settings.max_body_bytes,
                     max_records=settings.max_records_per_request,
+                    limits=settings.request_limits(),
                 )
             # Everything loaded so far (libraries, models) lives as long as the process: move
             # it out of the collector's sight, so a full collection under load walks only what
@@ -173,17 +192,21 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         version=__version__,
         lifespan=lifespan,
     )
+    limits = settings.request_limits()
+    app.limits = app.state.limits = limits
     app.predict_handler = PredictHandler(
         app.state,
         max_body_bytes=settings.max_body_bytes,
         max_records=settings.max_records_per_request,
         replica=settings.replica,
+        limits=limits,
     )
     app.infer_handler = InferHandler(
         app.state,
         max_body_bytes=settings.max_body_bytes,
         max_records=settings.max_records_per_request,
         replica=settings.replica,
+        limits=limits,
     )
 
     @app.exception_handler(PlinthError)

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from plinth.core.ids import new_id
+from plinth.core.request_limits import RequestLimits, parse_limited
 from plinth.errors import BodyTooLargeError, InternalError, MalformedJsonError, PlinthError
 
 if TYPE_CHECKING:
@@ -73,6 +74,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def limits_of(request: Request) -> RequestLimits | None:
+    """The server's request limits (set when the app is built)."""
+    return cast("RequestLimits | None", getattr(request.app.state, "limits", None))
+
+
 async def read_json(
     request: Request,
     max_bytes: int,
@@ -81,8 +87,9 @@ async def read_json(
     too_large_hint: str,
     optional: bool = False,
 ) -> Any:
-    """The parsed body (None for an empty ``optional`` one); 413 past ``max_bytes``, 422 if
-    it is not JSON. A declared Content-Length over the limit is refused before reading."""
+    """The parsed body (None for an empty ``optional`` one); 413 past ``max_bytes`` or the
+    server's shape limits (``plinth.core.request_limits``), 422 if it is not JSON. A declared
+    Content-Length over the limit is refused before reading."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLargeError(int(length), max_bytes, hint=too_large_hint)
@@ -91,12 +98,13 @@ async def read_json(
         raise BodyTooLargeError(len(body), max_bytes, hint=too_large_hint)
     if optional and not body.strip():
         return None
-    return parse_json(body, hint)
+    return parse_json(body, hint, limits_of(request))
 
 
-def parse_json(body: bytes, hint: str) -> Any:
-    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it."""
+def parse_json(body: bytes, hint: str, limits: RequestLimits | None = None) -> Any:
+    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it, or
+    a 413 ``request.over_limit`` for a body past ``limits`` (nesting, sizes)."""
     try:
-        return orjson.loads(body)
+        return parse_limited(body, limits)
     except orjson.JSONDecodeError as exc:
         raise MalformedJsonError(str(exc), hint=hint) from exc

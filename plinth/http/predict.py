@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from plinth.core.request_limits import RequestLimits
 from plinth.errors import (
     BodyTooLargeError,
     InvalidBodyError,
@@ -68,11 +69,18 @@ class PredictHandler:
     """``POST /v1/models/{name}/predict`` for one app; state is read per request."""
 
     def __init__(
-        self, state: Any, *, max_body_bytes: int, max_records: int, replica: str = ""
+        self,
+        state: Any,
+        *,
+        max_body_bytes: int,
+        max_records: int,
+        replica: str = "",
+        limits: RequestLimits | None = None,
     ) -> None:
         self.state = state  # the app's ``state``: runtime and auth appear during start-up
         self.max_body_bytes = max_body_bytes
         self.max_records = max_records
+        self.limits = limits
         # Who answered, behind a load balancer: the replica (host) and the worker (pid).
         self.identity = [(b"x-plinth-worker", _PID)]
         if replica:
@@ -116,7 +124,7 @@ class PredictHandler:
         client = scope.get("client") or ("",)
         await self._authorize(headers, str(client[0]))
         version = _version_param(scope.get("query_string", b""))
-        payload = parse_json(await self._read_body(headers, receive), BODY_HINT)
+        payload = parse_json(await self._read_body(headers, receive), BODY_HINT, self.limits)
         records, key = parse_predict_body(payload, self.max_records)
         runtime: Runtime = self.state.runtime
         router = runtime.require_serving().router

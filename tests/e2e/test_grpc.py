@@ -126,3 +126,16 @@ def test_errors_are_grpc_statuses_with_plinth_codes(client: Any) -> None:
         client.infer("nope", [colour])
     with pytest.raises(InferenceServerException, match=r"request\.invalid"):
         client.infer("churn", [colour], model_version="abc")
+
+
+def test_a_request_past_the_limits_is_resource_exhausted(client: Any) -> None:
+    city = grpcclient.InferInput("city", [1], "BYTES")
+    city.set_data_from_numpy(np.array(["x" * 1_000_001], dtype=object))
+    with pytest.raises(InferenceServerException, match=r"request\.string_too_long") as long:
+        client.infer("churn", [city])
+    assert long.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert "request.over_limit" in str(long.value)
+    age = grpcclient.InferInput("age", [1], "FP64")
+    age.set_data_from_numpy(np.array([1.0]))
+    with pytest.raises(InferenceServerException, match=r"request\.string_too_long"):
+        client.infer("churn", [age], parameters={"key": "k" * 1_000_001})

@@ -38,7 +38,9 @@ def locked_client(tmp_path: Path) -> Iterator[TestClient]:
     with open_registry(settings) as registry:
         registry.register(churn_model(train), name="churn", train=train, target="churn")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        assert client.post("/v1/models/churn/predict", json={"records": [churn_record()]}).is_success
+        assert client.post(
+            "/v1/models/churn/predict", json={"records": [churn_record()]}
+        ).is_success
         locker = sqlite3.connect(db, isolation_level=None, timeout=30)
         locker.execute("BEGIN EXCLUSIVE")  # WAL: readers go on, no writer can commit
         try:
