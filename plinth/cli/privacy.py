@@ -61,14 +61,16 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
     def audit_command(
         limit: Annotated[int, typer.Option(help="Most events to show.", min=1)] = 50,
         action: Annotated[
-            str | None, typer.Option(help="Only this action, e.g. subject.forget.")
+            str | None,
+            typer.Option(help="Only this action, e.g. deployment.rollback or subject.forget."),
         ] = None,
         since: Annotated[str | None, typer.Option(help="Only events this recent, e.g. 7d.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
         home: HomeOption = None,
     ) -> None:
-        """The trail of admin actions, newest first: who forgot a subject, created or
-        revoked a token, and when (deployments: plinth history)."""
+        """The trail of admin actions, newest first: who deployed, promoted, rolled back or
+        stopped a canary, edited a contract, asked for or approved retraining, forgot a
+        subject, created or revoked a token, and when."""
         cutoff = None
         if since is not None:
             cutoff = datetime.now(UTC) - parse_duration(since, what="--since")

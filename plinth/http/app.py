@@ -35,6 +35,7 @@ from plinth.errors import (
 )
 from plinth.errors.request import INVALID_PARAMETER
 from plinth.http.auth import Auth, require_role
+from plinth.http.contracts import router as contracts_router
 from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
@@ -324,6 +325,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     app.include_router(deployments_router, dependencies=[Depends(require_role("admin"))])
     app.include_router(privacy_router, dependencies=[Depends(require_role("admin"))])
+    app.include_router(contracts_router, dependencies=[Depends(require_role("admin"))])
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)

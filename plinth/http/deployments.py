@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from plinth.errors import InvalidDeploymentError, Problem
 from plinth.errors.rollout import INVALID_BODY, INVALID_FIELD, MISSING_FIELD, UNKNOWN_FIELD
-from plinth.http.edge import read_json, runtime_of
+from plinth.http.edge import caller_of, read_json, runtime_of
 from plinth.services.process import in_thread
 from plinth.services.rollout.applied import DEFAULT_WAIT_S, live_states, wait_for_revision
 from plinth.services.rollout.deployments import (
@@ -272,7 +272,7 @@ async def deploy(name: str, request: Request) -> Response:
             analysis=fields.get("analysis"),
             canary_settings=settings,
             reason=fields.get("reason", ""),
-            who=fields.get("who") or "http",
+            who=fields.get("who") or caller_of(request),
             problems=problems,
         )
     )
@@ -310,7 +310,7 @@ async def promote(name: str, request: Request) -> Response:
     body = await _small_body(request, PromoteBody)
     service = _service(request)
     revision = await asyncio.to_thread(
-        lambda: service.promote(name, reason=body.reason, who=body.who or "http")
+        lambda: service.promote(name, reason=body.reason, who=body.who or caller_of(request))
     )
     return _json(await _applied(request, revision), 201)
 
@@ -321,7 +321,9 @@ async def rollback(name: str, request: Request) -> Response:
     body = await _small_body(request, RollbackBody)
     service = _service(request)
     revision = await asyncio.to_thread(
-        lambda: service.rollback(name, to=body.to, reason=body.reason, who=body.who or "http")
+        lambda: service.rollback(
+            name, to=body.to, reason=body.reason, who=body.who or caller_of(request)
+        )
     )
     return _json(await _applied(request, revision), 201)
 

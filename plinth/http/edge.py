@@ -39,6 +39,13 @@ def auth_of(request: Request) -> Auth | None:
     return cast("Auth | None", getattr(request.app.state, "auth", None))
 
 
+def caller_of(request: Request) -> str:
+    """Who made this admin request, for the audit trail: ``api:`` and the token's name
+    (never the token), or ``api:anonymous (auth off)``."""
+    name = getattr(request.state, "token_name", None)
+    return f"api:{name or 'anonymous (auth off)'}"
+
+
 def new_request_id(header: str | bytes | None) -> str:
     """The caller's ``x-request-id`` when it sent one, else a fresh ULID."""
     if isinstance(header, bytes):

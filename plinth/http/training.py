@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from plinth.http.auth import require_role
-from plinth.http.edge import json_response, runtime_of
+from plinth.http.edge import caller_of, json_response, runtime_of
 from plinth.store.training import JobRow
 
 router = APIRouter(tags=["training"])
@@ -34,7 +34,12 @@ async def retrain(name: str, request: Request) -> Response:
     """Queue a training job for ``name`` (it needs ``[models.NAME.training]``)."""
     service = runtime_of(request).retraining
     job, created = await asyncio.to_thread(
-        service.request, name, trigger="manual", reason="POST /v1/models/{name}/retrain"
+        lambda: service.request(
+            name,
+            trigger="manual",
+            reason="POST /v1/models/{name}/retrain",
+            who=caller_of(request),
+        )
     )
     return json_response({"created": created, "job": job_view(job)}, 202 if created else 200)
 
