@@ -40,7 +40,10 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         """Delete every logged prediction, label and review item of one subject (its
         request key), on SQLite or PostgreSQL, and print how many went."""
         with open_runtime(home) as runtime:
-            gone = forget_subject(runtime.store, key, model=model, who=audit.current_user())
+            gone = forget_subject(
+                runtime.store, key, model=model, who=audit.current_user(),
+                policies=runtime.policies,
+            )  # fmt: skip
         counts = {
             "predictions": gone.predictions,
             "labels": gone.labels,

@@ -57,7 +57,11 @@ async def forget_subject(request: Request) -> Response:
     body = await read_json(request, MAX_BODY_BYTES, hint=HINT, too_large_hint=HINT)
     key, model = _parse(body)
     runtime = runtime_of(request)
-    gone = await asyncio.to_thread(forget, runtime.store, key, model=model, who=caller_of(request))
+    gone = await asyncio.to_thread(
+        lambda: forget(
+            runtime.store, key, model=model, who=caller_of(request), policies=runtime.policies
+        )
+    )
     return json_response(
         {
             "predictions": gone.predictions,
