@@ -3,8 +3,8 @@
 A real ``plinth serve --log-level debug`` with auth on gets good, refused (422, past the
 limits), failing (model.error) and unauthorised requests carrying sentinel values on /v1,
 /v2, gRPC, the console's sign-in and ``POST /v1/forget``; afterwards its whole log
-(uvicorn's and Plinth's, every level) is searched for the tokens and the sentinels. The prediction log keeps inputs on
-purpose; that is the store, not the server log.
+(uvicorn's and Plinth's, every level) is searched for the tokens and the sentinels. The
+prediction log keeps inputs on purpose; that is the store, not the server log.
 """
 
 from __future__ import annotations
