@@ -137,7 +137,7 @@ class Runtime:
     def feedback(self) -> Feedback:
         from plinth.services.feedback.labels import Feedback
 
-        return Feedback(self.store)
+        return Feedback(self.store, stored_key=self.policies.stored_key)
 
     @cached_property
     def performance(self) -> Performance:

@@ -363,6 +363,32 @@ def show(
         console.print("tags: " + ", ".join(f"{k}={v}" for k, v in view["tags"].items()))
 
 
+class LogLevel(enum.StrEnum):
+    """``plinth serve --log-level``."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+def server_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, with Plinth's own loggers (``plinth.*``) on the same
+    handler and level, so the server's log is one stream at one level."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["plinth"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 @app.command()
 @handle_errors
 def serve(
@@ -393,6 +419,13 @@ def serve(
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="The certificate's PEM private key."),
     ] = None,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            help="Least severe server log line shown, Plinth's and uvicorn's alike; no level "
+            "ever logs a token or a request's input."
+        ),
+    ] = LogLevel.info,
     home: HomeOption = None,
 ) -> None:
     """Serve every registered model over HTTP, or HTTPS with --ssl-certfile/--ssl-keyfile
@@ -434,7 +467,8 @@ def serve(
         port=port,
         workers=workers,
         access_log=access_log,
-        log_level="info",
+        log_level=log_level.value,
+        log_config=server_log_config(log_level.value),
         timeout_graceful_shutdown=10,
         timeout_worker_healthcheck=settings.worker_start_timeout_s,
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),

@@ -34,7 +34,10 @@ def forget(
     from plinth.services.privacy import forget as forget_subject
 
     with open_runtime(home) as runtime:
-        gone = forget_subject(runtime.store, key, model=model, who=audit.current_user())
+        gone = forget_subject(
+            runtime.store, key, model=model, who=audit.current_user(),
+            policies=runtime.policies,
+        )  # fmt: skip
     counts = {
         "predictions": gone.predictions,
         "labels": gone.labels,
@@ -55,14 +58,16 @@ def forget(
 def audit_command(
     limit: Annotated[int, typer.Option(help="Most events to show.", min=1)] = 50,
     action: Annotated[
-        str | None, typer.Option(help="Only this action, e.g. subject.forget.")
+        str | None,
+        typer.Option(help="Only this action, e.g. deployment.rollback or subject.forget."),
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only events this recent, e.g. 7d.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """The trail of admin actions, newest first: who forgot a subject, created or
-    revoked a token, and when (deployments: plinth history)."""
+    """The trail of admin actions, newest first: who deployed, promoted, rolled back or
+    stopped a canary, edited a contract, asked for or approved retraining, forgot a
+    subject, created or revoked a token, and when."""
     from plinth.services import audit
 
     cutoff = None

@@ -191,6 +191,11 @@ class Policies:
         ``[log]``."""
         return self.log_models.get(name, self.log_default)
 
+    def stored_key(self, name: str, key: str) -> str:
+        """Request key ``key`` of model ``name`` as its log keeps it (hashed under
+        ``hash_request_key``)."""
+        return self.log(name).stored_key(key) or key
+
     def training(self, name: str) -> TrainingPolicy | None:
         """``[models.NAME.training]``, or None when the model has no recipe."""
         return self.training_models.get(name)
@@ -289,6 +294,7 @@ class _Monitoring(_Section):
 class _Log(_Section):
     redact: list[str] | None = None
     hash: list[str] | None = None
+    hash_request_key: bool | None = None
     retention: Duration | None = None
 
 
@@ -626,6 +632,16 @@ def _log(base: LogPolicy, section: _Log | None, where: str, problems: list[Probl
                 where,
             )
         )
+    if section.hash_request_key and not base.hash_key:
+        problems.append(
+            Problem(
+                LOG_HASH_KEY,
+                "hash_request_key = true needs a secret key, and none is set",
+                "Set PLINTH_LOG_HASH_KEY to a long random secret (e.g. `openssl rand -hex 32`) "
+                "and keep it: a new key makes new hashes that no longer join the old ones.",
+                f"{where}.hash_request_key",
+            )
+        )
     if section.hash and not base.hash_key:
         problems.append(
             Problem(
@@ -636,7 +652,12 @@ def _log(base: LogPolicy, section: _Log | None, where: str, problems: list[Probl
                 f"{where}.hash",
             )
         )
-    return replace(base, redact=redact, hash=hashed, retention=retention)
+    hash_request_key = (
+        base.hash_request_key if section.hash_request_key is None else section.hash_request_key
+    )
+    return replace(
+        base, redact=redact, hash=hashed, retention=retention, hash_request_key=hash_request_key
+    )
 
 
 def _drift(base: DriftConfig, section: _Drift) -> DriftConfig:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from plinth.config.policies import Policies
+    from plinth.core.request_limits import RequestLimits
 
 #: ``plinth serve --workers N`` hands each worker process its exact settings in this variable.
 SETTINGS_HANDOFF = "PLINTH_SERVE_SETTINGS"
@@ -53,6 +54,38 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Largest request body in bytes (413 beyond)."
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest nesting of arrays and objects in a JSON body (413 "
+        "request.over_limit beyond); a predict body needs 3.",
+    )
+    max_string_chars: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Longest string (or object key) in a JSON body, in characters (413 beyond).",
+    )
+    max_array_items: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Longest array in a JSON body (413 beyond); a v2 tensor's flat data "
+        "counts every element. Records per request have their own, lower limit.",
+    )
+    max_object_keys: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most keys in one JSON object, e.g. fields in one record (413 beyond).",
+    )
+    max_query_bytes: int = Field(
+        default=8_192,
+        ge=1,
+        description="Longest query string in bytes (400 request.query_too_large beyond).",
+    )
+    max_query_params: int = Field(
+        default=64,
+        ge=1,
+        description="Most query parameters in one request (400 request.query_too_large beyond).",
     )
     log_max_batch_rows: int = Field(
         default=5_000, ge=1, description="Most log rows the writer thread commits at once."
@@ -263,6 +296,19 @@ class Settings(BaseSettings):
             review_below=self.review_below,
             review_measure=self.review_measure,
             log_hash_key=self.log_hash_key,
+        )
+
+    def request_limits(self) -> RequestLimits:
+        """The JSON-shape and query limits every edge checks requests against."""
+        from plinth.core.request_limits import RequestLimits
+
+        return RequestLimits(
+            max_depth=self.max_json_depth,
+            max_string_chars=self.max_string_chars,
+            max_array_items=self.max_array_items,
+            max_object_keys=self.max_object_keys,
+            max_query_bytes=self.max_query_bytes,
+            max_query_params=self.max_query_params,
         )
 
     @property

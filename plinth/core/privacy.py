@@ -49,6 +49,21 @@ class LogPolicy:
     hash: frozenset[str] = frozenset()
     retention: timedelta | None = None
     hash_key: bytes = field(default=b"", repr=False)
+    #: Store the request key (the caller's ``key``, often the subject's id) as its keyed hash.
+    hash_request_key: bool = False
+
+    def stored_key(self, key: str | None) -> str | None:
+        """The request key as the log keeps it: its keyed hash under ``hash_request_key``,
+        so ``plinth forget --key K`` and labels by key find it by hashing ``K`` again.
+
+        >>> LogPolicy(hash_request_key=True, hash_key=b"k").stored_key("c-17")[:8]
+        'cc1818b4'
+        >>> LogPolicy().stored_key("c-17"), LogPolicy(hash_request_key=True).stored_key(None)
+        ('c-17', None)
+        """
+        if key is None or not self.hash_request_key:
+            return key
+        return keyed_hash(self.hash_key, key)
 
     @property
     def changes_records(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plinth.errors.base import NotFoundError, PlinthError, problem_code
+from plinth.errors.base import NotFoundError, PlinthError, Problem, problem_code
 
 
 class RequestError(PlinthError):
@@ -62,6 +62,39 @@ class TooManyRecordsError(RequestError):
         super().__init__(f"{count} {noun} in one request; the limit is {limit}.", hint=hint)
 
 
+class OverLimitError(RequestError):
+    """The body is within the byte limit but past a shape limit: nesting depth, a string's
+    or an array's length, an object's keys (``PLINTH_MAX_JSON_DEPTH`` and its siblings)."""
+
+    code = "request.over_limit"
+    status = 413
+    hint = "Send flat records of plain values, in several requests if there are many."
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(
+            f"The body is past the server's limits ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}).",
+            problems=problems,
+        )
+
+
+class QueryTooLargeError(RequestError):
+    """The query string is longer, or has more parameters, than the server takes."""
+
+    code = "request.query_too_large"
+    status = 400
+    hint = (
+        "Send fewer query parameters (PLINTH_MAX_QUERY_PARAMS) in a shorter query string "
+        "(PLINTH_MAX_QUERY_BYTES); inputs go in the JSON body."
+    )
+
+    def __init__(self, size: int, params: int, max_size: int, max_params: int) -> None:
+        super().__init__(
+            f"The query string has {size} bytes and {params} parameters; the limits are "
+            f"{max_size} bytes and {max_params} parameters."
+        )
+
+
 class EmptyRequestError(RequestError):
     """The request holds nothing to do."""
 
@@ -109,6 +142,18 @@ EMPTY_RECORDS = problem_code(RequestError, "request.empty_records", "'records' i
 INVALID_KEY = problem_code(RequestError, "request.invalid_key", "'key' is not a string.")
 UNKNOWN_FIELD = problem_code(
     RequestError, "request.unknown_field", "The body has a field the route does not take."
+)
+TOO_DEEP = problem_code(
+    RequestError, "request.too_deep", "The JSON nests deeper than PLINTH_MAX_JSON_DEPTH."
+)
+STRING_TOO_LONG = problem_code(
+    RequestError, "request.string_too_long", "A string is longer than PLINTH_MAX_STRING_CHARS."
+)
+ARRAY_TOO_LONG = problem_code(
+    RequestError, "request.array_too_long", "An array is longer than PLINTH_MAX_ARRAY_ITEMS."
+)
+TOO_MANY_KEYS = problem_code(
+    RequestError, "request.too_many_keys", "An object has more keys than PLINTH_MAX_OBJECT_KEYS."
 )
 INVALID_PARAMETER = problem_code(
     RequestError, "request.invalid_parameter", "One path or query parameter has the wrong type."

@@ -12,10 +12,17 @@ class StoreError(PlinthError):
 
 
 class StoreUnavailableError(StoreError):
-    """The database cannot be reached, or stayed locked or busy too long."""
+    """The database cannot be reached, or stayed locked or busy too long.
+
+    Passing (a restart, a lock): the reply carries ``Retry-After`` (``retry_after_s``).
+    """
 
     code = "store.unavailable"
-    hint = "Check the database is running and reachable at PLINTH_DATABASE_URL."
+    retry_after_s: int = 1
+    hint = (
+        "Check the database is running and reachable at PLINTH_DATABASE_URL; a client may "
+        "retry after the Retry-After header's seconds, with backoff."
+    )
 
 
 class StoreClosedError(StoreError):

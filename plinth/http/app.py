@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
+from plinth.core.request_limits import RequestLimits
 from plinth.errors import (
     HttpStatusError,
     InvalidParametersError,
@@ -30,13 +31,16 @@ from plinth.errors import (
     PathNotFoundError,
     PlinthError,
     Problem,
+    QueryTooLargeError,
 )
 from plinth.errors.request import INVALID_PARAMETER
 from plinth.http.auth import Auth, require_role
+from plinth.http.contracts import router as contracts_router
 from plinth.http.deployments import router as deployments_router
 from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
+    error_headers,
     internal_error,
     json_response,
     new_request_id,
@@ -66,12 +70,11 @@ def error_response(error: PlinthError, request_id: str, request: Request | None 
     if request is not None and _is_console(request):
         response = console_error_page(request, error)
         response.headers["x-request-id"] = request_id
+        response.headers.update(error_headers(error))
         return response
     body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
-    headers = {"x-request-id": request_id}
-    retry_after = getattr(error, "retry_after_s", None)  # overloaded, too many failures
-    if retry_after is not None:
-        headers["retry-after"] = str(retry_after)
+    # Retry-After for any error that says when: overloaded, too many failures, store down.
+    headers = {"x-request-id": request_id, **error_headers(error)}
     return json_response(body, error.status, headers)
 
 
@@ -93,8 +96,15 @@ class PlinthApp(FastAPI):
 
     predict_handler: PredictHandler | None = None
     infer_handler: InferHandler | None = None
+    limits: RequestLimits | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.limits is not None:
+            try:  # before any route parses it: a huge query string costs every parser
+                self.limits.check_query(scope.get("query_string", b""))
+            except QueryTooLargeError as exc:
+                await _refuse(exc, scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
             match = PREDICT_PATH.fullmatch(scope["path"])
             if match is not None:
@@ -105,6 +115,15 @@ class PlinthApp(FastAPI):
                 await self.infer_handler(match.group(1), match.group(2), scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+async def _refuse(error: PlinthError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``error`` before routing: JSON in ``/v1``'s shape, or ``/v2``'s under /v2."""
+    headers = dict(scope["headers"])
+    request_id = new_request_id(headers.get(b"x-request-id"))
+    path = scope.get("path", "")
+    body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
+    await json_response(body, error.status, {"x-request-id": request_id})(scope, receive, send)
 
 
 def create_app_from_handoff() -> PlinthApp:
@@ -153,6 +172,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
                     settings.grpc_port,
                     max_body_bytes=settings.max_body_bytes,
                     max_records=settings.max_records_per_request,
+                    limits=settings.request_limits(),
                 )
             # Everything loaded so far (libraries, models) lives as long as the process: move
             # it out of the collector's sight, so a full collection under load walks only what
@@ -173,17 +193,21 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
         version=__version__,
         lifespan=lifespan,
     )
+    limits = settings.request_limits()
+    app.limits = app.state.limits = limits
     app.predict_handler = PredictHandler(
         app.state,
         max_body_bytes=settings.max_body_bytes,
         max_records=settings.max_records_per_request,
         replica=settings.replica,
+        limits=limits,
     )
     app.infer_handler = InferHandler(
         app.state,
         max_body_bytes=settings.max_body_bytes,
         max_records=settings.max_records_per_request,
         replica=settings.replica,
+        limits=limits,
     )
 
     @app.exception_handler(PlinthError)
@@ -301,6 +325,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
 
     app.include_router(deployments_router, dependencies=[Depends(require_role("admin"))])
     app.include_router(privacy_router, dependencies=[Depends(require_role("admin"))])
+    app.include_router(contracts_router, dependencies=[Depends(require_role("admin"))])
     app.include_router(feedback_router)
     app.include_router(review_router)
     app.include_router(monitoring_router)

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from plinth.errors import InvalidDeploymentError, Problem
 from plinth.errors.rollout import INVALID_BODY, INVALID_FIELD, MISSING_FIELD, UNKNOWN_FIELD
-from plinth.http.edge import read_json, runtime_of
+from plinth.http.edge import caller_of, read_json, runtime_of
 from plinth.services.process import in_thread
 from plinth.services.rollout.applied import DEFAULT_WAIT_S, live_states, wait_for_revision
 from plinth.services.rollout.deployments import (
@@ -36,6 +37,8 @@ from plinth.services.rollout.deployments import (
     canary_policy,
     parse_fallback,
 )
+
+_Body = TypeVar("_Body", bound=BaseModel)
 
 router = APIRouter(prefix="/v1/deployments/{name}", tags=["deployments"])
 
@@ -269,31 +272,58 @@ async def deploy(name: str, request: Request) -> Response:
             analysis=fields.get("analysis"),
             canary_settings=settings,
             reason=fields.get("reason", ""),
-            who=fields.get("who") or "http",
+            who=fields.get("who") or caller_of(request),
             problems=problems,
         )
     )
     return _json(await _applied(request, revision), 201)
 
 
-@router.post("/promote")
-async def promote(name: str, request: Request, body: PromoteBody | None = None) -> Response:
+def _optional_body(schema: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that parses its optional body itself (``_small_body``)."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": schema.model_json_schema()}},
+        }
+    }
+
+
+async def _small_body(request: Request, schema: type[_Body]) -> _Body:
+    """An optional small body, read under the server's limits (depth, sizes) before pydantic
+    sees it; a wrong field is the same 422 ``request.invalid`` FastAPI would answer."""
+    payload = await read_json(
+        request, MAX_BODY_BYTES, hint=_BODY_HINT, too_large_hint="This body is small.",
+        optional=True,
+    )  # fmt: skip
+    try:
+        return schema.model_validate({} if payload is None else payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+@router.post("/promote", openapi_extra=_optional_body(PromoteBody))
+async def promote(name: str, request: Request) -> Response:
     """The canary becomes champion; a new revision."""
-    body = body or PromoteBody()
+    body = await _small_body(request, PromoteBody)
     service = _service(request)
     revision = await asyncio.to_thread(
-        lambda: service.promote(name, reason=body.reason, who=body.who or "http")
+        lambda: service.promote(name, reason=body.reason, who=body.who or caller_of(request))
     )
     return _json(await _applied(request, revision), 201)
 
 
-@router.post("/rollback")
-async def rollback(name: str, request: Request, body: RollbackBody | None = None) -> Response:
+@router.post("/rollback", openapi_extra=_optional_body(RollbackBody))
+async def rollback(name: str, request: Request) -> Response:
     """Serve an earlier revision's spec again (default: the one before the live one)."""
-    body = body or RollbackBody()
+    body = await _small_body(request, RollbackBody)
     service = _service(request)
     revision = await asyncio.to_thread(
-        lambda: service.rollback(name, to=body.to, reason=body.reason, who=body.who or "http")
+        lambda: service.rollback(
+            name, to=body.to, reason=body.reason, who=body.who or caller_of(request)
+        )
     )
     return _json(await _applied(request, revision), 201)
 

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from plinth.core.ids import new_id
+from plinth.core.request_limits import RequestLimits, parse_limited
 from plinth.errors import BodyTooLargeError, InternalError, MalformedJsonError, PlinthError
 
 if TYPE_CHECKING:
@@ -38,6 +39,13 @@ def auth_of(request: Request) -> Auth | None:
     return cast("Auth | None", getattr(request.app.state, "auth", None))
 
 
+def caller_of(request: Request) -> str:
+    """Who made this admin request, for the audit trail: ``api:`` and the token's name
+    (never the token), or ``api:anonymous (auth off)``."""
+    name = getattr(request.state, "token_name", None)
+    return f"api:{name or 'anonymous (auth off)'}"
+
+
 def new_request_id(header: str | bytes | None) -> str:
     """The caller's ``x-request-id`` when it sent one, else a fresh ULID."""
     if isinstance(header, bytes):
@@ -58,7 +66,8 @@ def error_body(error: PlinthError, request_id: str) -> dict[str, Any]:
 
 
 def error_headers(error: PlinthError) -> dict[str, str]:
-    """Headers an error's reply carries besides the body (``Retry-After`` for a 429)."""
+    """Headers an error's reply carries besides the body: ``Retry-After`` for an error that
+    says when to retry (429 too many failures, 503 overloaded or store unavailable)."""
     retry = getattr(error, "retry_after_s", None)
     return {} if retry is None else {"retry-after": str(int(retry))}
 
@@ -72,6 +81,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def limits_of(request: Request) -> RequestLimits | None:
+    """The server's request limits (set when the app is built)."""
+    return cast("RequestLimits | None", getattr(request.app.state, "limits", None))
+
+
 async def read_json(
     request: Request,
     max_bytes: int,
@@ -80,8 +94,9 @@ async def read_json(
     too_large_hint: str,
     optional: bool = False,
 ) -> Any:
-    """The parsed body (None for an empty ``optional`` one); 413 past ``max_bytes``, 422 if
-    it is not JSON. A declared Content-Length over the limit is refused before reading."""
+    """The parsed body (None for an empty ``optional`` one); 413 past ``max_bytes`` or the
+    server's shape limits (``plinth.core.request_limits``), 422 if it is not JSON. A declared
+    Content-Length over the limit is refused before reading."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise BodyTooLargeError(int(length), max_bytes, hint=too_large_hint)
@@ -90,12 +105,13 @@ async def read_json(
         raise BodyTooLargeError(len(body), max_bytes, hint=too_large_hint)
     if optional and not body.strip():
         return None
-    return parse_json(body, hint)
+    return parse_json(body, hint, limits_of(request))
 
 
-def parse_json(body: bytes, hint: str) -> Any:
-    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it."""
+def parse_json(body: bytes, hint: str, limits: RequestLimits | None = None) -> Any:
+    """The parsed body, or a 422 ``request.malformed_json`` saying what is wrong with it, or
+    a 413 ``request.over_limit`` for a body past ``limits`` (nesting, sizes)."""
     try:
-        return orjson.loads(body)
+        return parse_limited(body, limits)
     except orjson.JSONDecodeError as exc:
         raise MalformedJsonError(str(exc), hint=hint) from exc

@@ -30,9 +30,10 @@ import numpy as np
 from plinth.core import inference_protocol as oip
 from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
-from plinth.errors import InternalError, OverloadedError, PlinthError
+from plinth.core.request_limits import RequestLimits, array_too_long, string_too_long
+from plinth.errors import InternalError, OverLimitError, PlinthError, Problem
 from plinth.http.auth import Auth, check_role
-from plinth.http.edge import PREDICT_ROLES, new_request_id
+from plinth.http.edge import PREDICT_ROLES, error_headers, new_request_id
 from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE
 from plinth.http.v2 import EXTENSIONS, infer, parse_version, v2_error_body
 from plinth.runtime import Runtime
@@ -88,10 +89,18 @@ def grpc_status(http_status: int) -> grpc.StatusCode:
 class InferenceService:
     """The servicer: one per worker, over the worker's Runtime."""
 
-    def __init__(self, runtime: Runtime, auth: Auth | None, *, max_records: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        auth: Auth | None,
+        *,
+        max_records: int,
+        limits: RequestLimits | None = None,
+    ) -> None:
         self.runtime = runtime
         self.auth = auth
         self.max_records = max_records
+        self.limits = limits or RequestLimits()
 
     # -- health and metadata ------------------------------------------------------------------
 
@@ -166,6 +175,7 @@ class InferenceService:
         async def answer(request_id: str) -> Any:
             await self._authorize(metadata, peer_host(context.peer()))
             version = parse_version(request.model_version)
+            check_limits(request, self.limits)
             parsed = oip.InferRequest(
                 id=request.id or None,
                 inputs=_inputs(request),
@@ -181,6 +191,7 @@ class InferenceService:
                 received,
                 trace,
                 self.max_records,
+                self.limits,
             )
             reply = MESSAGES["ModelInferResponse"](
                 model_name=request.model_name,
@@ -225,11 +236,28 @@ class InferenceService:
         if trace is not None:
             trace.tracing.end_request(trace, status, code)
         trailing = [("plinth-error-code", code), ("x-request-id", request_id)]
-        if isinstance(error, OverloadedError):
-            trailing.append(("retry-after", str(error.retry_after_s)))
+        trailing.extend(error_headers(error).items())  # retry-after: shed, store unavailable
         context.set_trailing_metadata(tuple(trailing))
         await context.abort(grpc_status(status), v2_error_body(error, request_id)["error"])
         raise AssertionError("context.abort raises")  # pragma: no cover
+
+
+def check_limits(request: Any, limits: RequestLimits) -> None:
+    """The JSON body's limits as they apply to a protobuf request (the message size is
+    gRPC's own ``max_receive_message_length``; each tensor's elements and strings are
+    checked by ``plinth.http.v2.infer``): tensors and parameters per request, characters
+    per parameter; 413 ``request.over_limit`` (``RESOURCE_EXHAUSTED``)."""
+    problems: list[Problem] = []
+    for count, where in ((len(request.inputs), "inputs"), (len(request.parameters), "parameters")):
+        if count > limits.max_array_items:
+            problems.append(array_too_long(count, limits.max_array_items, where))
+    for key, value in request.parameters.items():
+        longest = max(len(key), len(value.string_param))
+        if longest > limits.max_string_chars:
+            where = f"parameters.{key[:40]}"
+            problems.append(string_too_long(longest, limits.max_string_chars, where))
+    if problems:
+        raise OverLimitError(problems)
 
 
 def _inputs(request: Any) -> list[oip.Tensor]:
@@ -288,9 +316,11 @@ async def start_server(
     *,
     max_body_bytes: int,
     max_records: int,
+    limits: RequestLimits | None = None,
 ) -> Any:
-    """Start the gRPC server on this worker's loop; ``await server.stop(grace)`` ends it."""
-    service = InferenceService(runtime, auth, max_records=max_records)
+    """Start the gRPC server on this worker's loop; ``await server.stop(grace)`` ends it.
+    A message past ``max_body_bytes`` is refused by gRPC itself (``RESOURCE_EXHAUSTED``)."""
+    service = InferenceService(runtime, auth, max_records=max_records, limits=limits)
     methods = {
         "ServerLive": service.server_live,
         "ServerReady": service.server_ready,

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
+from plinth.core.request_limits import RequestLimits
 from plinth.errors import (
     BodyTooLargeError,
     InvalidBodyError,
     InvalidParametersError,
-    OverloadedError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -40,6 +40,7 @@ from plinth.http.auth import Auth, check_role
 from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
+    error_headers,
     internal_error,
     new_request_id,
     parse_json,
@@ -68,11 +69,18 @@ class PredictHandler:
     """``POST /v1/models/{name}/predict`` for one app; state is read per request."""
 
     def __init__(
-        self, state: Any, *, max_body_bytes: int, max_records: int, replica: str = ""
+        self,
+        state: Any,
+        *,
+        max_body_bytes: int,
+        max_records: int,
+        replica: str = "",
+        limits: RequestLimits | None = None,
     ) -> None:
         self.state = state  # the app's ``state``: runtime and auth appear during start-up
         self.max_body_bytes = max_body_bytes
         self.max_records = max_records
+        self.limits = limits
         # Who answered, behind a load balancer: the replica (host) and the worker (pid).
         self.identity = [(b"x-plinth-worker", _PID)]
         if replica:
@@ -90,10 +98,8 @@ class PredictHandler:
         except DisconnectedError:
             return
         except PlinthError as exc:
-            status, body, extra = exc.status, exc.to_dict(), {}
-            retry_after = getattr(exc, "retry_after_s", None)  # too many failed tokens
-            if retry_after is not None:
-                extra[b"retry-after"] = str(retry_after).encode()
+            status, body = exc.status, exc.to_dict()
+            extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             error = internal_error(request_id, exc)
             status, body, extra = error.status, error.to_dict(), {}
@@ -118,7 +124,7 @@ class PredictHandler:
         client = scope.get("client") or ("",)
         await self._authorize(headers, str(client[0]))
         version = _version_param(scope.get("query_string", b""))
-        payload = parse_json(await self._read_body(headers, receive), BODY_HINT)
+        payload = parse_json(await self._read_body(headers, receive), BODY_HINT, self.limits)
         records, key = parse_predict_body(payload, self.max_records)
         runtime: Runtime = self.state.runtime
         router = runtime.require_serving().router
@@ -137,8 +143,8 @@ class PredictHandler:
         if routed.revision is not None:
             extra[b"x-plinth-revision"] = str(routed.revision).encode()
         if routed.error is not None:
-            if isinstance(routed.error, OverloadedError):
-                extra[b"retry-after"] = str(routed.error.retry_after_s).encode()
+            # Retry-After for any error that says when (shed, store unavailable).
+            extra.update((k.encode(), v.encode()) for k, v in error_headers(routed.error).items())
             return routed.error.status, routed.error.to_dict(), extra
         body = {
             "model": name,

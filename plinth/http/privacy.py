@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from plinth.errors import InvalidBodyError, Problem
 from plinth.errors.request import INVALID_KEY, UNKNOWN_FIELD
-from plinth.http.edge import json_response, read_json, runtime_of
+from plinth.http.edge import caller_of, json_response, read_json, runtime_of
 from plinth.services.privacy import forget
 
 router = APIRouter(tags=["privacy"])
@@ -57,8 +57,11 @@ async def forget_subject(request: Request) -> Response:
     body = await read_json(request, MAX_BODY_BYTES, hint=HINT, too_large_hint=HINT)
     key, model = _parse(body)
     runtime = runtime_of(request)
-    who = getattr(request.state, "token_name", None) or "anonymous (auth off)"
-    gone = await asyncio.to_thread(forget, runtime.store, key, model=model, who=f"api:{who}")
+    gone = await asyncio.to_thread(
+        lambda: forget(
+            runtime.store, key, model=model, who=caller_of(request), policies=runtime.policies
+        )
+    )
     return json_response(
         {
             "predictions": gone.predictions,

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from plinth.http.auth import require_role
-from plinth.http.edge import json_response, runtime_of
+from plinth.http.edge import caller_of, json_response, runtime_of
 from plinth.http.schemas import ERROR_RESPONSES, ErrorResponse
 from plinth.store.training import JobRow
 
@@ -83,7 +83,12 @@ async def retrain(
     if dry_run:
         return json_response(await asyncio.to_thread(service.dry_run, name))
     job, created = await asyncio.to_thread(
-        service.request, name, trigger="manual", reason=f"POST /v1/models/{name}/retrain"
+        lambda: service.request(
+            name,
+            trigger="manual",
+            reason=f"POST /v1/models/{name}/retrain",
+            who=caller_of(request),
+        )
     )
     return json_response({"created": created, "job": job_view(job)}, 202 if created else 200)
 

@@ -27,10 +27,12 @@ from fastapi.responses import Response
 from plinth.core import inference_protocol as oip
 from plinth.core.contract import Contract
 from plinth.core.output import OutputContract
+from plinth.core.request_limits import RequestLimits, array_too_long, string_too_long
 from plinth.errors import (
     BodyTooLargeError,
     InvalidBodyError,
     InvalidParametersError,
+    OverLimitError,
     PlinthError,
     Problem,
     TooManyRecordsError,
@@ -135,11 +137,12 @@ class InferHandler(PredictHandler):
         if encoding:
             body = _decompress(body, encoding, self.max_body_bytes)
         header, binary = _split(body, headers.get(HEADER_LENGTH))
-        request = oip.parse_request(parse_json(header, oip.BODY_HINT), binary)
+        request = oip.parse_request(parse_json(header, oip.BODY_HINT, self.limits), binary)
         runtime: Runtime = self.state.runtime
         inferred = await infer(
-            runtime, name, version, request, request_id, received, trace, self.max_records
-        )
+            runtime, name, version, request, request_id, received, trace, self.max_records,
+            self.limits,
+        )  # fmt: skip
         extra: dict[bytes, bytes] = {}
         if inferred.revision is not None:
             extra[b"x-plinth-revision"] = str(inferred.revision).encode()
@@ -206,9 +209,12 @@ async def infer(
     received: float,
     trace: RequestTrace | None,
     max_records: int,
+    limits: RequestLimits | None = None,
 ) -> Inferred:
     """One v2 inference, REST or gRPC: tensors to records, the router (the /v1 path from
     there on), answers to output tensors. Raises the request's error."""
+    if limits is not None:
+        check_tensors(request.inputs, limits)
     serving = runtime.require_serving()
     contract_model = (await serving.pool.get(name, version)).model
     records = oip.to_records(request.inputs, contract_model.contract.feature_names)
@@ -253,6 +259,23 @@ async def infer(
         warnings=sum(len(a.get("warnings", [])) for a in routed.answers),
         reviews=sum(1 for a in routed.answers if "review" in a),
     )
+
+
+def check_tensors(tensors: list[oip.Tensor], limits: RequestLimits) -> None:
+    """Elements per tensor and characters per ``BYTES`` element, however they came (JSON,
+    the binary extension, gRPC's contents or raw contents); 413 ``request.over_limit``."""
+    problems: list[Problem] = []
+    for i, tensor in enumerate(tensors):
+        where = f"inputs[{i}]"
+        if tensor.values.size > limits.max_array_items:
+            problems.append(array_too_long(tensor.values.size, limits.max_array_items, where))
+        elif tensor.datatype == oip.BYTES and tensor.values.size:
+            values = tensor.values.ravel()
+            longest = max((len(v) for v in values if isinstance(v, str | bytes)), default=0)
+            if longest > limits.max_string_chars:
+                problems.append(string_too_long(longest, limits.max_string_chars, where))
+    if problems:
+        raise OverLimitError(problems)
 
 
 def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:

@@ -1,10 +1,12 @@
 """The audit trail of admin actions, readable with ``plinth audit``.
 
 Every admin action that changes what is served or stored records who did it, what, to
-which target and when: forgetting a subject (``subject.forget``), creating and revoking
-API tokens (``token.create``, ``token.revoke``). A secret never goes in: a token is named
-by its id, a forgotten subject by its counts only. Deployment changes keep their own
-append-only history with who and why (``plinth history``).
+which target and when, in the service that does it (so the CLI, HTTP and the console all
+record it): deployment changes (``deployment.<action>``), contract edits
+(``contract.edit``), retraining asked for or approved by a person (``training.request``,
+``training.approve``), forgetting a subject (``subject.forget``), creating and revoking API
+tokens (``token.create``, ``token.revoke``). A secret never goes in: a token is named by
+its id, a forgotten subject by its counts only.
 """
 
 from __future__ import annotations

@@ -95,10 +95,20 @@ class LogRetention:
         )
 
 
-def forget(store: Store, key: str, *, model: str | None = None, who: str = "unknown") -> Forgotten:
+def forget(
+    store: Store,
+    key: str,
+    *,
+    model: str | None = None,
+    who: str = "unknown",
+    policies: Policies | None = None,
+) -> Forgotten:
     """Delete every logged prediction, label and review item for request key ``key``, and
-    record the action (counts only, never the key) in the audit trail."""
-    forgotten = PrivacyStore(store).forget(key, model=model)
+    record the action (counts only, never the key) in the audit trail. With ``policies``,
+    a model whose log hashes request keys (``hash_request_key``) is searched for the keyed
+    hash of ``key`` too: forgetting takes the raw value a person knows."""
+    stored_as = None if policies is None else (lambda name: policies.stored_key(name, key))
+    forgotten = PrivacyStore(store).forget(key, model=model, stored_as=stored_as)
     audit.record(
         store,
         "subject.forget",

@@ -14,7 +14,7 @@ forever, and hold no raw input.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,9 +47,17 @@ class PrivacyStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def forget(self, key: str, *, model: str | None = None) -> Forgotten:
+    def forget(
+        self,
+        key: str,
+        *,
+        model: str | None = None,
+        stored_as: Callable[[str], str] | None = None,
+    ) -> Forgotten:
         """Delete every prediction logged with request key ``key`` (of ``model``, or of
-        every model), with its labels, label history and review items."""
+        every model), with its labels, label history and review items. ``stored_as(model)``
+        names the form a model's log keeps the key in (its keyed hash), looked for beside
+        ``key`` itself (rows logged before the model hashed its keys)."""
         counts = {"predictions": 0, "labels": 0, "label_history": 0, "review_items": 0}
         with self.store.writing() as conn:
             names = (
@@ -58,7 +66,8 @@ class PrivacyStore:
                 else list(conn.execute(sa.select(models.c.name)).scalars())
             )
             for name in names:
-                where = sa.and_(predictions.c.model == name, predictions.c.key == key)
+                keys = {key, stored_as(name)} if stored_as is not None else {key}
+                where = sa.and_(predictions.c.model == name, predictions.c.key.in_(sorted(keys)))
                 ids = list(conn.execute(sa.select(predictions.c.id).where(where)).scalars())
                 for part in _chunks(ids):
                     for table, column in (

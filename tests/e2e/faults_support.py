@@ -27,6 +27,7 @@ class Traffic:
     acknowledged: list[str] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     hints: dict[str, str] = field(default_factory=dict)
+    retry_after: dict[str, set[str | None]] = field(default_factory=dict)  # per error code
     workers: set[str] = field(default_factory=set)  # x-plinth-worker of every reply
     new_connections: bool = False  # a connection per request, to reach every worker
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -69,6 +70,9 @@ class Traffic:
                         error = reply.json()["error"]
                         self.outcomes[f"{reply.status_code} {error['code']}"] += 1
                         self.hints[error["code"]] = error.get("hint", "")
+                        self.retry_after.setdefault(error["code"], set()).add(
+                            reply.headers.get("retry-after")
+                        )
                 time.sleep(0.01)
 
     def ok(self) -> int:

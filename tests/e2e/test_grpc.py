@@ -126,3 +126,59 @@ def test_errors_are_grpc_statuses_with_plinth_codes(client: Any) -> None:
         client.infer("nope", [colour])
     with pytest.raises(InferenceServerException, match=r"request\.invalid"):
         client.infer("churn", [colour], model_version="abc")
+
+
+def test_a_request_past_the_limits_is_resource_exhausted(client: Any) -> None:
+    city = grpcclient.InferInput("city", [1], "BYTES")
+    city.set_data_from_numpy(np.array(["x" * 1_000_001], dtype=object))
+    with pytest.raises(InferenceServerException, match=r"request\.string_too_long") as long:
+        client.infer("churn", [city])
+    assert long.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert "request.over_limit" in str(long.value)
+    age = grpcclient.InferInput("age", [1], "FP64")
+    age.set_data_from_numpy(np.array([1.0]))
+    with pytest.raises(InferenceServerException, match=r"request\.string_too_long"):
+        client.infer("churn", [age], parameters={"key": "k" * 1_000_001})
+
+
+def test_failed_tokens_over_grpc_are_counted_and_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("grpc-auth")
+    home = root / "home"
+    database_url = f"sqlite:///{root / 'plinth.db'}"
+    settings = Settings(home=home, database_url=database_url)
+    train = churn_table(0)
+    plinth.register(churn_model(train), name="churn", train=train, target="churn",
+                    settings=settings)  # fmt: skip
+    from plinth.api import open_registry
+    from plinth.services.auth import Tokens
+
+    with open_registry(settings) as registry:
+        _, token = Tokens(registry.store).create("predict", "app")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
+    env.update(PLINTH_HOME=str(home), PLINTH_DATABASE_URL=database_url,
+               PLINTH_AUTH_MAX_FAILURES="2", PLINTH_AUTH_REFRESH_S="0")  # fmt: skip
+    port = free_port()
+    server = start_server(Env(home, env), "--grpc-port", str(port))
+    triton = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        age = grpcclient.InferInput("age", [1], "FP64")
+        age.set_data_from_numpy(np.array([40.0]))
+        good = {"authorization": f"Bearer {token}"}
+        with pytest.raises(InferenceServerException, match=r"request\.unknown|contract"):
+            triton.infer("churn", [age], headers=good)  # past auth: a contract problem
+        for guess in ("plt_a", "plt_b"):
+            with pytest.raises(InferenceServerException, match=r"auth\.invalid_token") as bad:
+                triton.infer("churn", [age], headers={"authorization": f"Bearer {guess}"})
+            assert bad.value.status() == "StatusCode.UNAUTHENTICATED"
+        with pytest.raises(InferenceServerException, match=r"auth\.too_many_failures") as shut:
+            triton.infer("churn", [age], headers=good)
+        assert shut.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        # The same worker's limiter: the address is refused over HTTP as well.
+        reply = httpx.post(f"{server.url}/v1/models/churn/predict", json={"records": [{}]},
+                           headers=good)  # fmt: skip
+        assert reply.status_code == 429 and int(reply.headers["retry-after"]) >= 1
+    finally:
+        triton.close()
+        stop_server(server)

@@ -49,6 +49,9 @@ def outage(url: str, database_url: str, cut: Callable[[], None], mend: Callable[
         wait_for(lambda: traffic.ok() >= recovered + 20, "predictions after the outage")
     # Only two answers, ever: served, or refused because the store was away.
     assert set(traffic.outcomes) == {"200", "503 store.unavailable"}, traffic.outcomes
+    # Every refusal said when to come back: a passing outage, so a Retry-After in seconds.
+    waits = traffic.retry_after["store.unavailable"]
+    assert all(w is not None and w.isdigit() and int(w) >= 1 for w in waits), waits
     with Store(database_url, migrate=False) as store:
         missing = [i for i in traffic.acknowledged if not logged(store, i)]
     assert not missing, f"{len(missing)} acknowledged predictions are not in the log"

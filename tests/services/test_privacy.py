@@ -10,7 +10,8 @@ import pytest
 
 from plinth.config.policies import parse_policies
 from plinth.core.privacy import keyed_hash
-from plinth.errors import PredictionNotFoundError, ReplayRedactedError
+from plinth.errors import ConfigError, PredictionNotFoundError, ReplayRedactedError
+from plinth.services.feedback.labels import Feedback
 from plinth.services.privacy import LogRetention, forget
 from plinth.services.registry.versions import Registry, ServedModel
 from plinth.services.replay import replay
@@ -161,3 +162,39 @@ def test_forget_deletes_every_record_label_and_review_item_of_a_subject(
     assert feedback.get_label(theirs[0]) is not None
     assert feedback.get_review(f"r-{theirs[0]}") is not None
     assert forget(store, "subject-1").total == 0  # idempotent
+
+
+def test_a_hashed_request_key_is_stored_hashed_and_forgotten_by_its_raw_value(
+    registry: Registry,
+) -> None:
+    store = registry.store
+    policy = '[models.churn.log]\nhash = ["customer_id"]\nhash_request_key = true\n'
+    policies = parse_policies(policy, log_hash_key=KEY)
+    churn = _model(registry, policy)
+    plain = _model(registry, None, name="other")  # keeps its keys as sent
+    hashed_ids = _log(store, churn, [churn_record(customer_id="c-17")], key="c-17")
+    plain_ids = _log(store, plain, [churn_record()], key="c-17")
+    stored = store.get_prediction(hashed_ids[0])
+    assert stored.key == keyed_hash(KEY.encode(), "c-17") == stored.input["customer_id"]
+    assert store.get_prediction(plain_ids[0]).key == "c-17"
+
+    # Labels by key take the raw value as well.
+    feedback = Feedback(store, stored_key=policies.stored_key)
+    result = feedback.ingest([{"key": "c-17", "label": "yes"}], model="churn")
+    assert [o.status for o in result.items] == [201], result.to_dict()
+
+    gone = forget(store, "c-17", who="erin", policies=policies)
+    assert (gone.predictions, gone.labels) == (2, 1)
+    for prediction_id in hashed_ids + plain_ids:
+        with pytest.raises(PredictionNotFoundError):
+            store.get_prediction(prediction_id)
+    # Without the policies the hashed rows are out of reach of the raw value: the reason.
+    again = _log(store, churn, [churn_record()], key="c-17")
+    assert forget(store, "c-17").predictions == 0
+    assert store.get_prediction(again[0]).key != "c-17"
+
+
+def test_hash_request_key_needs_the_secret_key() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_policies("[models.churn.log]\nhash_request_key = true\n")
+    assert "config.log_hash_key" in [p.code for p in refused.value.problems]

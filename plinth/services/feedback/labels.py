@@ -154,10 +154,19 @@ def parse_time(value: Any) -> datetime:
 class Feedback:
     """Takes labels in, one item at a time in judgement and all at once in storage."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime] = now_utc) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime] = now_utc,
+        *,
+        stored_key: Callable[[str, str], str] | None = None,
+    ) -> None:
         self.store = store
         self.sql = FeedbackStore(store)
         self.clock = clock
+        # (model, key) -> the key as that model's log keeps it (a keyed hash under
+        # [models.NAME.log] hash_request_key): a label by key finds hashed rows too.
+        self.stored_key = stored_key or (lambda model, key: key)
         self._contracts: dict[tuple[str, int], OutputContract] = {}
 
     def output_contract(self, model: str, version: int) -> OutputContract:
@@ -190,6 +199,9 @@ class Feedback:
         for p in parsed:
             if p.key is not None and p.model is not None:
                 keys_by_model.setdefault(p.model, []).append(p.key)
+                stored = self.stored_key(p.model, p.key)
+                if stored != p.key:
+                    keys_by_model[p.model].append(stored)
         by_key = {m: self.sql.predictions_by_key(m, keys) for m, keys in keys_by_model.items()}
 
         rows: list[LabelRow] = []
@@ -243,7 +255,9 @@ class Feedback:
                 )
             return [ref]
         assert p.key is not None and p.model is not None
-        refs = by_key.get(p.model, {}).get(p.key, [])
+        found = by_key.get(p.model, {})
+        stored = self.stored_key(p.model, p.key)
+        refs = found.get(p.key, []) + (found.get(stored, []) if stored != p.key else [])
         if not refs:
             return _fail(
                 p.index,

@@ -19,6 +19,7 @@ from typing import Any
 from plinth.core.contract import Contract
 from plinth.errors import IncompatibleContractEditError, Problem
 from plinth.errors.contract import FIELDS_CHANGED, KIND_CHANGED
+from plinth.services import audit
 from plinth.store import Store, VersionRecord
 from plinth.store.workers import WorkerStore
 
@@ -32,7 +33,8 @@ def update_contract(
     reason: str = "",
     who: str = "",
 ) -> VersionRecord:
-    """Replace the contract of ``name:version`` after checking the edit is safe."""
+    """Replace the contract of ``name:version`` after checking the edit is safe; recorded
+    in the audit trail as ``contract.edit``."""
     record = store.get_version(name, version)
     current = Contract.from_dict(record.metadata["contract"])
     edited = Contract.from_dict(document)  # raises contract.invalid_spec on malformed JSON
@@ -57,9 +59,14 @@ def update_contract(
     metadata["contract"] = edited.to_dict()
     metadata["contract_history"] = history
     metadata["contract_revision"] = revision
-    return WorkerStore(store).record_contract(
+    updated = WorkerStore(store).record_contract(
         record.name, record.version, metadata, revision=revision, who=who, reason=reason, at=now
     )
+    audit.record(
+        store, "contract.edit", record.ref, who or audit.current_user(),
+        contract_revision=revision, reason=reason,
+    )  # fmt: skip
+    return updated
 
 
 def _incompatibilities(current: Contract, edited: Contract) -> list[Problem]:

@@ -43,6 +43,7 @@ from plinth.errors.rollout import (
     SHADOW_IS_SERVING,
     UNKNOWN_VERSION,
 )
+from plinth.services import audit
 from plinth.store import Store
 from plinth.store.deployments import DeploymentStore, NewRevision, RevisionRecord
 from plinth.store.notifications import Listener
@@ -305,7 +306,7 @@ class Deployments:
             action = "canary" if new_canary is not None else "deploy"
             return self._new(spec, action, reason, who)
 
-        return Revision.from_record(self.revisions.append(name, build))
+        return self._append(name, build)
 
     def promote(
         self,
@@ -336,7 +337,7 @@ class Deployments:
             validate(spec, known)
             return self._new(spec, action, reason, who, evidence)
 
-        return Revision.from_record(self.revisions.append(name, build))
+        return self._append(name, build)
 
     def rollback(
         self,
@@ -378,7 +379,7 @@ class Deployments:
             why = reason or f"back to revision {target}"
             return self._new(spec, action, why, who, evidence)
 
-        return Revision.from_record(self.revisions.append(name, build))
+        return self._append(name, build)
 
     def end_canary(
         self,
@@ -400,7 +401,23 @@ class Deployments:
             validate(spec, known)
             return self._new(spec, action, reason, who, evidence)
 
-        return Revision.from_record(self.revisions.append(name, build))
+        return self._append(name, build)
+
+    def _append(self, name: str, build: Callable[[RevisionRecord | None], NewRevision]) -> Revision:
+        """Commit the revision ``build`` makes, and record it in the audit trail
+        (``deployment.<action>``: deploy, canary, promote, rollback, stop-canary and the
+        analysis's auto-promote / auto-rollback), so ``plinth audit`` lists every change."""
+        revision = Revision.from_record(self.revisions.append(name, build))
+        audit.record(
+            self.store,
+            f"deployment.{revision.action}",
+            name,
+            revision.who,
+            revision=revision.revision,
+            spec=revision.spec.describe(),
+            reason=revision.reason,
+        )
+        return revision
 
     def _known_versions(self, name: str) -> set[int]:
         versions = {v.version for v in self.store.list_versions(name)}

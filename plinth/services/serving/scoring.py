@@ -173,7 +173,7 @@ def answer_and_row(
         latency_ms=latency_ms,
         warnings=warnings,
         request_id=request_id,
-        key=key,
+        key=policy.stored_key(key),
         fields=model.field_order,
         trace_id=trace_id,
     )

@@ -51,7 +51,7 @@ from plinth.errors import (
     TrainingNotConfiguredError,
 )
 from plinth.flavors.base import read_model_file
-from plinth.services import telemetry
+from plinth.services import audit, telemetry
 from plinth.services.process import in_thread, worker_id
 from plinth.services.registry.lineage import git_commit
 from plinth.services.registry.versions import Registry
@@ -116,10 +116,18 @@ class Retraining:
         return found
 
     def request(
-        self, name: str, *, trigger: str = "manual", reason: str = "", strict: bool = False
+        self,
+        name: str,
+        *,
+        trigger: str = "manual",
+        reason: str = "",
+        strict: bool = False,
+        who: str | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job for ``name``; the active one and False if one is queued or running
-        (``strict``: raise ``training.job_active`` instead)."""
+        (``strict``: raise ``training.job_active`` instead). A manual request (a person's,
+        ``who``) is recorded in the audit trail as ``training.request``; a trigger's is not
+        an admin action, its job row says why."""
         self.policy(name)
         champion = self._champion(name)
         job = JobRow(
@@ -139,6 +147,11 @@ class Retraining:
             )
         if created:
             log.warning("%s: queued training job %s (%s)", name, found.id, found.reason)
+        if trigger == "manual":
+            audit.record(
+                self.store, "training.request", name, who or audit.current_user(),
+                job=found.id, created=created, reason=found.reason,
+            )  # fmt: skip
         return found, created
 
     # -- running ------------------------------------------------------------------------------
@@ -509,8 +522,9 @@ class Retraining:
 
     # -- after the job ------------------------------------------------------------------------
 
-    def approve(self, name: str, version: int) -> JobRow:
-        """Ship a version a job registered with ``auto_deploy = false``, as a canary."""
+    def approve(self, name: str, version: int, *, who: str | None = None) -> JobRow:
+        """Ship a version a job registered with ``auto_deploy = false``, as a canary;
+        recorded in the audit trail as ``training.approve`` (by ``who``)."""
         waiting = [j for j in self.jobs.with_outcome(name, ["awaiting_approval"])]
         job = next((j for j in waiting if j.version == version), None)
         if job is None:
@@ -521,6 +535,10 @@ class Retraining:
             )
         self._canary(job, self.policy(name), version)
         self.jobs.set_outcome(job.id, "canary")
+        audit.record(
+            self.store, "training.approve", f"{name}:{version}", who or audit.current_user(),
+            job=job.id,
+        )  # fmt: skip
         return self.jobs.get(job.id)
 
     def follow(self) -> list[JobRow]:

@@ -13,6 +13,7 @@ import pytest
 from plinth.config.policies import Policies, TrainingData, TrainingPolicy, TrainingTriggers
 from plinth.core.gate_policy import GatePolicy
 from plinth.core.schedule import Schedule
+from plinth.services import audit
 from plinth.services.registry.versions import Registry
 from plinth.services.rollout.deployments import Deployments
 from plinth.services.training.jobs import Retraining
@@ -250,7 +251,7 @@ def test_auto_deploy_false_waits_for_approval(
 ) -> None:
     shifted_traffic(registry, champion)
     service = retraining(registry, recipe(auto_deploy=False), Clock(AFTER), tmp_path)
-    service.request("reg")
+    service.request("reg", who="alice")
     done = service.run_next()
     assert done is not None and (done.state, done.outcome) == ("succeeded", "awaiting_approval")
     assert "canary" not in (done.data or {})["stages"]
@@ -262,8 +263,17 @@ def test_auto_deploy_false_waits_for_approval(
     with pytest.raises(Exception, match="not awaiting approval") as wrong:
         service.approve("reg", 1)
     assert getattr(wrong.value, "code", "") == "training.not_awaiting_approval"
-    approved = service.approve("reg", 2)
+    approved = service.approve("reg", 2, who="bob")
     assert approved.outcome == "canary"
+    # The people's actions are in the audit trail; the canary it started is recorded too.
+    trail = [(e.action, e.target, e.who) for e in reversed(audit.read(registry.store))]
+    assert trail == [
+        ("training.request", "reg", "alice"),
+        ("deployment.deploy", "reg", "retraining"),
+        ("deployment.canary", "reg", "retraining"),
+        ("training.approve", "reg:2", "bob"),
+    ]
+    assert audit.read(registry.store, action="training.approve")[0].detail == {"job": done.id}
     live = Deployments(registry.store).current("reg")
     assert live is not None and live.spec.canary is not None and live.spec.canary.version == 2
 
