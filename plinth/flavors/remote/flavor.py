@@ -9,8 +9,10 @@ any model. Each answer carries its record (request, its hash, raw reply, parsed 
 usage, cost, attempts), which scoring logs with the prediction and replay re-sends.
 
 Cost: tokens times the spec's prices per 1k, counted in Prometheus and against a daily
-budget per model name in this process; past it, ``on_budget = "fallback"`` stops calling
-(``model.budget_exhausted``) and the fallback chain answers, flagged. An exact-match cache
+budget per model name (``ledger``: the store's total across workers and replicas once the
+registry loads the version, see ``plinth.services.spend``); past it, ``on_budget =
+"fallback"`` stops calling (``model.budget_exhausted``) and the fallback chain answers,
+flagged. An exact-match cache
 (the request's hash, ``cache.ttl_s``) avoids paying twice for the same request.
 """
 
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -73,13 +75,22 @@ CACHE_HITS = Counter(
 )
 BUDGET_SPENT = Gauge(
     "plinth_remote_budget_spent",
-    "Spent today (UTC) by a remote model in this process, in the spec's currency.",
+    "Spent today (UTC) by a remote model, every worker and replica together (as this "
+    "process last saw the shared total), in the spec's currency.",
     ["model"],
+    multiprocess_mode="mostrecent",
 )
 BUDGET_RATIO = Gauge(
     "plinth_remote_budget_ratio",
-    "Share of the daily budget spent today (UTC) by a remote model in this process.",
+    "Share of the daily budget a remote model spent today (UTC), every worker together.",
     ["model"],
+    multiprocess_mode="mostrecent",
+)
+BUDGET_ALERT_AT = Gauge(
+    "plinth_remote_budget_alert_at",
+    "The share of the daily budget at which a remote model's budget alert fires (alert_at).",
+    ["model"],
+    multiprocess_mode="mostrecent",
 )
 
 #: A failed batch keeps each row's outcome (answer or error) this long, so scoring's
@@ -92,8 +103,24 @@ _REASK = (
 )
 
 
+class SpendLedger(Protocol):
+    """Where a remote version counts what it spends against its model's daily budget."""
+
+    def spent(self, model: str, budget: float | None = None) -> float: ...
+
+    def add(self, model: str, amount: float, budget: float | None = None) -> float: ...
+
+    def first_alert_today(self, model: str) -> bool: ...
+
+
 class Ledger:
-    """Money spent per model name per UTC day, shared by the versions in this process."""
+    """Money spent per model name per UTC day, shared by the versions in this process.
+
+    What a version uses until the registry that loads it gives it the store's
+    ``plinth.services.spend.SharedLedger`` (one total for every worker and replica);
+    ``budget`` is the caller's daily budget, which the shared ledger uses to decide how
+    fresh the total must be and this one ignores.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -101,12 +128,12 @@ class Ledger:
         self._alerted: dict[str, date] = {}
         self.today: Callable[[], date] = _utc_today
 
-    def spent(self, model: str) -> float:
+    def spent(self, model: str, budget: float | None = None) -> float:
         with self._lock:
             day, amount = self._days.get(model, (self.today(), 0.0))
             return amount if day == self.today() else 0.0
 
-    def add(self, model: str, amount: float) -> float:
+    def add(self, model: str, amount: float, budget: float | None = None) -> float:
         with self._lock:
             today = self.today()
             day, spent = self._days.get(model, (today, 0.0))
@@ -163,7 +190,7 @@ class RemoteFlavor(Flavor):
         # A slow reply must not hold up the batches behind it: as many batches in flight
         # as calls allowed (each batch's rows still share the one concurrency cap).
         self.concurrent_batches = int(model.document["limits"]["concurrency"])
-        self.ledger = LEDGER
+        self.ledger: SpendLedger = LEDGER
         self.model_name = "unregistered"
         self.version = 0
         self._rows = ThreadPoolExecutor(
@@ -274,7 +301,7 @@ class RemoteFlavor(Flavor):
             return hit
         budget = self.spec.cost["budget_per_day"]
         if budget is not None and self.spec.cost["on_budget"] == "fallback":
-            spent = self.ledger.spent(self.model_name)
+            spent = self.ledger.spent(self.model_name, float(budget))
             if spent >= float(budget):
                 raise RemoteBudgetError(
                     f"{self.model_name} spent {spent:.4g} of its daily budget of {budget:g}; "
@@ -435,12 +462,13 @@ class RemoteFlavor(Flavor):
         TOKENS.labels(*labels, "prompt").inc(usage["prompt_tokens"])
         TOKENS.labels(*labels, "completion").inc(usage["completion_tokens"])
         COST.labels(*labels).inc(cost)
-        total = self.ledger.add(self.model_name, cost)
-        BUDGET_SPENT.labels(self.model_name).set(total)
         budget = cost_spec["budget_per_day"]
+        total = self.ledger.add(self.model_name, cost, None if budget is None else float(budget))
+        BUDGET_SPENT.labels(self.model_name).set(total)
         if budget is not None and float(budget) > 0:
             ratio = total / float(budget)
             BUDGET_RATIO.labels(self.model_name).set(ratio)
+            BUDGET_ALERT_AT.labels(self.model_name).set(float(cost_spec["alert_at"]))
             if ratio >= float(cost_spec["alert_at"]) and self.ledger.first_alert_today(
                 self.model_name
             ):

@@ -135,6 +135,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td class='n'>{_seconds(latency['p95'])}</td><th>p99</th>"
         f"<td class='n'>{_seconds(latency['p99'])}</td></tr></table>",
     ]
+    if report.get("cost") is not None:
+        out.extend(_cost(report["cost"]))
     out.append("<h2>Drift</h2>")
     if drift is None:
         out.append("<p class='muted'>No traffic in this window.</p>")
@@ -208,6 +210,32 @@ def render_html(report: dict[str, Any]) -> str:
         out.append("<p class='ok'>No alerts in this window.</p>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _cost(cost: dict[str, Any]) -> list[str]:
+    """A remote model's calls, tokens and cost per version, and today's budget."""
+    out = [
+        "<h2>Remote calls and cost</h2><table><tr><th>version</th><th>calls</th>"
+        "<th>cached</th><th>prompt tokens</th><th>completion tokens</th><th>cost</th></tr>"
+    ]
+    for row in [*cost["versions"], {**cost["total"], "version": "all"}]:
+        out.append(
+            f"<tr><td>{escape(str(row['version']))}</td><td class='n'>{row['calls']}</td>"
+            f"<td class='n'>{row['cached']}</td><td class='n'>{row['prompt_tokens']}</td>"
+            f"<td class='n'>{row['completion_tokens']}</td>"
+            f"<td class='n'>{_num(row['cost'])}</td></tr>"
+        )
+    out.append("</table>")
+    budget = cost.get("budget")
+    if budget is not None:
+        share = budget["share"] or 0.0
+        cls = "bad" if share >= budget["alert_at"] else "ok"
+        out.append(
+            f"<p class='{cls}'>Budget {escape(budget['day'])}: spent {budget['spent']:.4g} of "
+            f"{budget['per_day']:g} ({share:.0%}; alert at {budget['alert_at']:.0%}, then "
+            f"{escape(str(budget['on_budget']))}).</p>"
+        )
+    return out
 
 
 def _resolution(seconds: float | None) -> str:
