@@ -2,12 +2,15 @@
 
 The in-process ``plinth.flavors.remote.Ledger`` counts what one process spent; with two
 workers or two replicas each would spend the whole budget. ``SharedLedger`` keeps the day's
-total in the store (``remote_spend``: one row per model per UTC day, added to atomically)
-and what this process spent since it last wrote. Writing on every call would cost a
-database round trip per prediction, so far from the budget the process writes and re-reads
-the shared total at most every ``sync_s`` seconds; once the total it knows is within
-``near`` of the budget it writes and reads on every call, so the workers together stop at
-the budget (give or take the calls already in flight), not at a multiple of it.
+total in the store (``remote_spend``: one row per model per UTC day, added to atomically).
+
+For a model with a budget every paid call is added at once (one upsert, which also returns
+the new total), so the total is exact. The check before a call reads the total again only
+when what this process knows is older than ``sync_s`` or close enough to the budget that
+the other processes' calls since could cross it (within ``1 - near`` of the budget or two
+of the largest calls seen); otherwise it costs nothing. So the workers together stop at the
+budget, give or take the calls already in flight, not at a multiple of it. A model without
+a budget only writes its spend every ``sync_s`` (for the report and the gauges).
 
 If the store cannot be reached the ledger keeps counting locally and tries again at the
 next call: a budget check never fails a prediction.
@@ -34,8 +37,13 @@ class _Day:
     day: date
     shared: float = 0.0  # the store's total when last read (this process's part included)
     pending: float = 0.0  # spent here since, not yet written
+    largest: float = 0.0  # the dearest call seen today, for the margin near the budget
     read_at: float = -1e18  # monotonic time of that read
     alerted: bool = False
+
+    @property
+    def total(self) -> float:
+        return self.shared + self.pending
 
 
 class SharedLedger:
@@ -61,18 +69,19 @@ class SharedLedger:
         """Today's total for ``model`` across every process, as fresh as the budget needs."""
         with self._lock:
             entry = self._entry(model)
-            if self._due(entry, budget):
+            if self._stale(entry) or (budget is not None and self._close(entry, budget)):
                 self._sync(model, entry)
-            return entry.shared + entry.pending
+            return entry.total
 
     def add(self, model: str, amount: float, budget: float | None = None) -> float:
         """Count ``amount`` spent now; returns today's total as this process knows it."""
         with self._lock:
             entry = self._entry(model)
             entry.pending += amount
-            if self._due(entry, budget):
+            entry.largest = max(entry.largest, amount)
+            if (budget is not None and amount > 0) or self._stale(entry):
                 self._sync(model, entry)
-            return entry.shared + entry.pending
+            return entry.total
 
     def first_alert_today(self, model: str) -> bool:
         with self._lock:
@@ -100,10 +109,12 @@ class SharedLedger:
             entry = self._days[model] = _Day(today)
         return entry
 
-    def _due(self, entry: _Day, budget: float | None) -> bool:
-        if self.clock() - entry.read_at >= self.sync_s:
-            return True
-        return budget is not None and entry.shared + entry.pending >= self.near * budget
+    def _stale(self, entry: _Day) -> bool:
+        return self.clock() - entry.read_at >= self.sync_s
+
+    def _close(self, entry: _Day, budget: float) -> bool:
+        margin = max((1.0 - self.near) * budget, 2.0 * entry.largest)
+        return entry.total + margin >= budget
 
     def _sync(self, model: str, entry: _Day) -> None:
         try:
