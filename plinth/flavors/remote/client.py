@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from plinth.core.backoff import Backoff, retry_after_seconds
 from plinth.errors import RemoteRefusedError, RemoteUnavailableError
@@ -65,6 +66,7 @@ class Caller:
         self.draw: Callable[[], float] = random.random
         self.on_attempt: AttemptHook | None = None
         self.hedge_after_s = hedge_after_s
+        self._json_headers = {"content-type": "application/json", **self.headers}
         self._slots = threading.BoundedSemaphore(concurrency)
         # Hedged attempts run here: two per attempt at most, each holding a slot.
         self._hedges = ThreadPoolExecutor(2 * concurrency, thread_name_prefix="plinth-hedge")
@@ -78,9 +80,18 @@ class Caller:
         self._client.close()
 
     def post(
-        self, body: dict[str, Any], *, headers: dict[str, str], deadline: float | None = None
+        self,
+        body: dict[str, Any] | bytes,
+        *,
+        headers: dict[str, str],
+        deadline: float | None = None,
     ) -> Exchange:
-        """POST ``body`` until a 2xx JSON reply, a refusal, or the time budget runs out."""
+        """POST ``body`` until a 2xx JSON reply, a refusal, or the time budget runs out.
+
+        ``body`` may come already serialised (the remote flavor hashes those very bytes),
+        so a request is encoded once, not once for its hash and again for the wire."""
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        sent = {**self._json_headers, **headers} if headers else self._json_headers
         start = self.clock()
         limit = start + self.total_timeout_s
         if deadline is not None:
@@ -95,7 +106,7 @@ class Caller:
             record: dict[str, Any] = {"attempt": retry + 1, "timeout_s": round(timeout, 6)}
             retry_after: float | None = None
             try:
-                response = self._attempt(body, {**self.headers, **headers}, timeout, limit, record)
+                response = self._attempt(content, sent, timeout, limit, record)
             except httpx.TimeoutException:
                 record["outcome"] = "timeout"
             except httpx.TransportError as exc:
@@ -104,7 +115,7 @@ class Caller:
                 record["status"] = response.status_code
                 if 200 <= response.status_code < 300:
                     try:
-                        parsed = response.json()
+                        parsed = orjson.loads(response.content)
                     except ValueError:
                         record["outcome"] = "invalid JSON reply"
                     else:
@@ -149,17 +160,15 @@ class Caller:
         error.attempts = attempts  # type: ignore[attr-defined]
         raise error
 
-    def _send(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
-    ) -> httpx.Response:
+    def _send(self, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
         with self._slots:
             return self._client.post(
-                self.url, json=body, headers=headers, timeout=httpx.Timeout(timeout)
+                self.url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
             )
 
     def _attempt(
         self,
-        body: dict[str, Any],
+        body: bytes,
         headers: dict[str, str],
         timeout: float,
         limit: float,

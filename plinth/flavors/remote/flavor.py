@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import orjson
 import pandas as pd
 from prometheus_client import Counter, Gauge
 
@@ -198,6 +199,7 @@ class RemoteFlavor(Flavor):
         )
         self._cache: dict[str, tuple[float, bool, _Row | Exception]] = {}
         self._cache_lock = threading.Lock()
+        self._children: tuple[tuple[str, str], tuple[Any, Any, Any]] | None = None
         validator = require("jsonschema", "remote").Draft202012Validator
         self._validator = validator(model.output["schema"])
 
@@ -295,7 +297,8 @@ class RemoteFlavor(Flavor):
 
     def _one(self, record: dict[str, Any], deadline: float | None) -> _Row:
         request = self._request(record)
-        key = self._key(request)
+        payload = _canonical(request)  # hashed, and sent as it is: encoded once
+        key = hashlib.sha256(payload).hexdigest()
         hit = self._recall(key)
         if hit is not None:
             return hit
@@ -310,7 +313,7 @@ class RemoteFlavor(Flavor):
         headers = self._credentials()
         attempts: list[dict[str, Any]] = []
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        exchange = self._post(request, headers, deadline, attempts)
+        exchange = self._post(payload, headers, deadline, attempts)
         _add_usage(usage, exchange.body)
         raw, parsed, errors = self._parse(exchange.body)
         reasks = 0
@@ -364,7 +367,7 @@ class RemoteFlavor(Flavor):
 
     def _post(
         self,
-        request: dict[str, Any],
+        request: dict[str, Any] | bytes,
         headers: dict[str, str],
         deadline: float | None,
         attempts: list[dict[str, Any]],
@@ -407,9 +410,7 @@ class RemoteFlavor(Flavor):
 
     @staticmethod
     def _key(request: dict[str, Any]) -> str:
-        return hashlib.sha256(
-            json.dumps(request, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        return hashlib.sha256(_canonical(request)).hexdigest()
 
     def _credentials(self) -> dict[str, str]:
         variable = self.spec.endpoint["api_key_env"]
@@ -433,7 +434,7 @@ class RemoteFlavor(Flavor):
             if not isinstance(raw, str):
                 return None, None, ["the reply's message content is not text"]
             try:
-                parsed = json.loads(raw)
+                parsed = orjson.loads(raw)
             except ValueError as exc:
                 return raw, None, [f"the reply is not JSON ({exc})"]
         else:
@@ -458,10 +459,10 @@ class RemoteFlavor(Flavor):
         cost = usage["prompt_tokens"] / 1000.0 * float(cost_spec["prompt_per_1k"]) + usage[
             "completion_tokens"
         ] / 1000.0 * float(cost_spec["completion_per_1k"])
-        labels = (self.model_name, str(self.version))
-        TOKENS.labels(*labels, "prompt").inc(usage["prompt_tokens"])
-        TOKENS.labels(*labels, "completion").inc(usage["completion_tokens"])
-        COST.labels(*labels).inc(cost)
+        prompt_tokens, completion_tokens, spent = self._metrics()
+        prompt_tokens.inc(usage["prompt_tokens"])
+        completion_tokens.inc(usage["completion_tokens"])
+        spent.inc(cost)
         budget = cost_spec["budget_per_day"]
         total = self.ledger.add(self.model_name, cost, None if budget is None else float(budget))
         BUDGET_SPENT.labels(self.model_name).set(total)
@@ -480,6 +481,21 @@ class RemoteFlavor(Flavor):
                     ratio * 100,
                 )
         return cost
+
+    def _metrics(self) -> tuple[Any, Any, Any]:
+        """The token and cost counters of this version (a label lookup costs more than the
+        increment, so the children are kept)."""
+        labels = (self.model_name, str(self.version))
+        if self._children is None or self._children[0] != labels:
+            self._children = (
+                labels,
+                (
+                    TOKENS.labels(*labels, "prompt"),
+                    TOKENS.labels(*labels, "completion"),
+                    COST.labels(*labels),
+                ),
+            )
+        return self._children[1]
 
     def _count_attempt(self, record: dict[str, Any]) -> None:
         ATTEMPTS.labels(self.model_name, str(self.version), str(record.get("outcome"))).inc()
@@ -523,6 +539,12 @@ class RemoteFlavor(Flavor):
         return _Row(row.prediction, row.confidence, details)
 
 
+def _canonical(request: dict[str, Any]) -> bytes:
+    """Sorted-key compact JSON: the bytes a request is hashed by (``request_sha256``, the
+    cache key, what replay compares) and sent as."""
+    return json.dumps(request, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _response_facts(body: Any) -> dict[str, Any]:
     """What the provider said about its reply (its id, the model that really answered, the
     backend fingerprint, why it stopped): what to quote to the provider, and why a replay of
@@ -547,13 +569,20 @@ def _add_usage(usage: dict[str, int], body: Any) -> None:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The contract's rows as plain JSON values (None for a missing value); column by
-    column, not ``to_dict``, which costs a copy of the frame per call."""
-    columns = [(str(c), frame[c].to_numpy(dtype=object)) for c in frame.columns]
-    return [{name: _plain(values[i]) for name, values in columns} for i in range(len(frame))]
+    """The contract's rows as plain JSON values (None for a missing value); one object
+    array for the frame, not ``to_dict``, which costs a copy of the frame per call."""
+    names = [str(c) for c in frame.columns]
+    return [
+        {n: _plain(v) for n, v in zip(names, row, strict=True)} for row in frame.to_numpy(object)
+    ]
+
+
+_PLAIN = (str, int, bool)
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case, without pandas' missing-value checks
+        return value
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
