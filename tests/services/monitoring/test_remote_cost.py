@@ -91,9 +91,9 @@ def test_tokens_and_cost_per_version_in_every_form_of_the_report(
 
     # Hourly roll-ups keep the sums.
     rows = MonitoringStore(store)
-    assert rows.roll_up(
-        datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 3600, UTC)
-    ) == 6
+    assert (
+        rows.roll_up(datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 3600, UTC)) == 6
+    )
     again = Monitor(store).report(
         "triage", window=timedelta(hours=1), now=datetime.fromtimestamp(T0 + 600, UTC)
     )
