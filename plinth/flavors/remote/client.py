@@ -233,9 +233,11 @@ class Caller:
 
 
 def _proxied(url: str) -> bool:
-    """Whether an ``HTTP(S)_PROXY`` variable applies to ``url`` (``NO_PROXY`` considered)."""
+    """Whether an ``HTTP(S)_PROXY`` or ``ALL_PROXY`` variable applies to ``url`` (``NO_PROXY``
+    considered), as httpx would read them."""
     parts = urlsplit(url)
-    if parts.scheme not in urllib.request.getproxies():
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
         return False
     return not urllib.request.proxy_bypass(parts.hostname or "")
 

@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import certifi
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -58,7 +60,9 @@ class Connections:
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.authority = parts.netloc.rpartition("@")[2]
         self.size = size
-        self._context = ssl.create_default_context() if self.https else None
+        # The CA bundle httpx verifies with (certifi, one of its dependencies), so moving
+        # off httpx trusts exactly the certificates it did, whatever the image's system store.
+        self._context = ssl.create_default_context(cafile=certifi.where()) if self.https else None
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._closed = False
