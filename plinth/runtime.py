@@ -108,6 +108,8 @@ class Runtime:
 
     def close(self) -> None:
         """Close the store; call ``stop`` first if anything was started."""
+        if "registry" in self.__dict__:  # remote spend not yet written joins the day's total
+            self.registry.ledger.flush()
         self.store.close()
 
     # ------------------------------------------------------------------ services

@@ -75,6 +75,30 @@ def print_performance(performance: dict[str, Any]) -> None:
     console.print(table if entries else "no predictions in this window")
 
 
+def print_cost(cost: dict[str, Any]) -> None:
+    """A remote model's calls, tokens and cost per version, and today's budget."""
+    table = Table(
+        "version", "calls", "cached", "prompt tokens", "completion tokens", "cost",
+        title="remote calls and cost in this window",
+    )  # fmt: skip
+    for row in [*cost["versions"], {**cost["total"], "version": "all"}]:
+        table.add_row(
+            str(row["version"]), str(row["calls"]), str(row["cached"]),
+            str(row["prompt_tokens"]), str(row["completion_tokens"]), f"{row['cost']:.4g}",
+        )  # fmt: skip
+    console.print(table)
+    budget = cost.get("budget")
+    if budget is not None:
+        share = budget["share"] or 0.0
+        style = "bold red" if share >= budget["alert_at"] else "default"
+        console.print(
+            f"budget {budget['day']}: spent {budget['spent']:.4g} of {budget['per_day']:g} "
+            f"([{style}]{share:.0%}[/], alert at {budget['alert_at']:.0%}, "
+            f"then {budget['on_budget']})",
+            highlight=False,
+        )
+
+
 def print_report(report: dict[str, Any]) -> None:
     """The report as Rich tables: summary, drift per feature, charts, alerts."""
     from plinth.services.monitoring.report import describe_roles
@@ -97,6 +121,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"latency p50 {_ms(latency['p50'])} p95 {_ms(latency['p95'])} p99 {_ms(latency['p99'])}",
         highlight=False,
     )
+    if report.get("cost") is not None:
+        print_cost(report["cost"])
     drift = report["drift"]
     if drift is None:
         console.print("no profiled traffic in this window")

@@ -326,3 +326,72 @@ FLOAT_DTYPE = "<f8"
 
 def encode_floats(values: np.ndarray) -> bytes:
     return np.asarray(values, dtype=FLOAT_DTYPE).tobytes()
+
+
+@dataclass
+class Usage:
+    """A remote model's paid work in one interval: calls sent, answers from the cache,
+    prompt and completion tokens and their cost; intervals merge by addition.
+
+    >>> u = Usage()
+    >>> u.observe({"usage": {"prompt_tokens": 40, "completion_tokens": 8}, "cost": 0.0005})
+    >>> u.observe({"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "cost": 0.0,
+    ...            "cached": True})
+    >>> (u + u).to_dict()
+    {'calls': 2, 'cached': 2, 'prompt_tokens': 80, 'completion_tokens': 16, 'cost': 0.001}
+    """
+
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def observe(self, details: Any) -> None:
+        """Count one answer's record (``{"usage": ..., "cost": ..., "cached": ...}``)."""
+        if not isinstance(details, dict):
+            return
+        if details.get("cached"):
+            self.cached += 1
+        else:
+            self.calls += 1
+        tokens = details.get("usage")
+        if isinstance(tokens, dict):
+            self.prompt_tokens += int(tokens.get("prompt_tokens") or 0)
+            self.completion_tokens += int(tokens.get("completion_tokens") or 0)
+        self.cost += float(details.get("cost") or 0.0)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.calls or self.cached)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.cached + other.cached,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cost + other.cost,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cached": self.cached,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": round(self.cost, 12),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Usage:
+        """A stored document back (None or a foreign shape: nothing)."""
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            int(data.get("calls") or 0),
+            int(data.get("cached") or 0),
+            int(data.get("prompt_tokens") or 0),
+            int(data.get("completion_tokens") or 0),
+            float(data.get("cost") or 0.0),
+        )

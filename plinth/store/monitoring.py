@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 
-from plinth.core.interval import FLOAT_DTYPE, decode_counts, encode_counts
+from plinth.core.interval import FLOAT_DTYPE, Usage, decode_counts, encode_counts
 from plinth.store.schema import alerts, interval_profiles, leases
 from plinth.store.store import PRUNE_CHUNK_ROWS, Store, _aware
 
@@ -59,6 +59,7 @@ class IntervalRow:
     latency: bytes
     counts: bytes | None
     sums: bytes | None
+    usage: dict[str, Any] | None = None  # a remote model's calls, tokens and cost (Usage)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,23 @@ class MonitoringStore:
         )
         with self.store.reading() as conn:
             return [int(v) for v in conn.execute(query).scalars()]
+
+    def usage_by_version(self, model: str, start: datetime, end: datetime) -> dict[int, Usage]:
+        """A remote model's calls, tokens and cost per version over [start, end): only the
+        ``usage`` column is read, never the profile blobs."""
+        c = interval_profiles.c
+        query = sa.select(c.version, c.usage).where(
+            c.model == model,
+            c.start >= _aware(start, "start"),
+            c.start < _aware(end, "end"),
+            c.usage.is_not(None),
+        )
+        totals: dict[int, Usage] = {}
+        with self.store.reading() as conn:
+            for version, usage in conn.execute(query):
+                key = int(version)
+                totals[key] = totals.get(key, Usage()) + Usage.from_dict(usage)
+        return dict(sorted(totals.items()))
 
     # -- roll-ups ---------------------------------------------------------------------------
 
@@ -384,6 +402,7 @@ def merge_hourly(rows: Sequence[IntervalRow]) -> list[IntervalRow]:
             _add_counts(errors, r.errors)
             _add_counts(problems, r.problems)
         latency = np.vstack([decode_counts(r.latency) for r in group]).sum(axis=0)
+        paid = [Usage.from_dict(r.usage) for r in group if r.usage is not None]
         counts = sums = None
         if blobs:
             counts = encode_counts(np.vstack([decode_counts(c) for c, _ in blobs]).sum(axis=0))
@@ -404,6 +423,7 @@ def merge_hourly(rows: Sequence[IntervalRow]) -> list[IntervalRow]:
                 latency=encode_counts(latency),
                 counts=counts,
                 sums=sums,
+                usage=sum(paid, Usage()).to_dict() if paid else None,
             )
         )
     return merged

@@ -201,6 +201,9 @@ interval_profiles = sa.Table(
     # Flat counts and sums laid out by the version's reference profile (plinth.core.interval).
     sa.Column("counts", sa.LargeBinary, nullable=True),
     sa.Column("sums", sa.LargeBinary, nullable=True),
+    # A remote model's calls, cached answers, tokens and cost in the interval (0015); NULL
+    # for the other flavors.
+    sa.Column("usage", sa.JSON(none_as_null=True), nullable=True),
     sa.Index("ix_interval_profiles_model_start", "model", "start"),
     # Hourly roll-ups share the table (seconds = 3600); the roll-up job and pruning find
     # rows by resolution and age across models (migration 0005).
@@ -359,4 +362,15 @@ audit_events = sa.Table(
     sa.Column("target", sa.Text, nullable=False),  # what it acted on: a model, a token id
     sa.Column("detail", _json(), nullable=False),  # counts, versions; never a secret
     sa.Index("ix_audit_events_at", "at"),
+)
+
+# -- Remote models' spend (0015): one row per model per UTC day, added to atomically ----------
+
+remote_spend = sa.Table(
+    "remote_spend",
+    metadata,
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("spent", sa.Float, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Env, Server
+from tests.e2e.conftest import Env, Server, stop_server
 from tests.remote_support import (
     EXAMPLES,
     LABELS,
@@ -162,3 +162,38 @@ def test_an_llm_classifier_served_with_a_fallback_a_budget_review_and_replay(
     assert 'plinth_remote_cost_total{model="cheap",version="1"}' in metrics
     assert 'plinth_remote_attempts_total{model="triage",outcome="error",version="2"} 3.0' in metrics
     assert 'plinth_remote_budget_ratio{model="cheap"}' in metrics
+
+
+def test_two_replicas_share_one_daily_budget_and_the_monitor_shows_the_cost(
+    plinth_env: Env, serve: type[Server], provider: Provider, tmp_path: Path
+) -> None:
+    # 4 completion tokens at 1.0 per 1k: 0.004 a call; the budget pays for 5 calls a day.
+    spec = triage_spec(
+        provider.base_url,
+        output={"default": "other"},
+        cost={"prompt_per_1k": 0.0, "completion_per_1k": 1.0, "budget_per_day": 0.02},
+    )
+    plinth_env.cli(
+        "register", str(write_spec(tmp_path / "shared.toml", spec)), "--name", "shared",
+        "--examples", str(write_examples(tmp_path / "examples.jsonl")),
+    )  # fmt: skip
+    plinth_env.cli("deploy", "shared", "1", "--fallback", "default", "--reason", "budgeted")
+    provider.script(default=BILLING)
+    replicas = [serve(), serve()]  # two processes, one store: as two replicas behind a balancer
+    routes = [predict(replicas[i % 2], "shared", EXAMPLES[0])["route"] for i in range(12)]
+    # Each replica alone would have paid for 5 calls (10 in all); together they stop at 5.
+    assert routes == ["champion"] * 5 + ["fallback"] * 7
+    assert len(provider.requests()) == 5
+    for server in replicas:
+        stop_server(server)  # the last interval profiles are flushed on shutdown
+
+    report = json.loads(plinth_env.cli("monitor", "shared", "--format", "json").stdout)
+    cost = report["cost"]
+    assert cost["versions"] == [
+        {"version": 1, "calls": 5, "cached": 0, "prompt_tokens": cost["total"]["prompt_tokens"],
+         "completion_tokens": 20, "cost": pytest.approx(0.02)},
+    ]  # fmt: skip
+    assert cost["budget"]["spent"] == pytest.approx(0.02) and cost["budget"]["share"] >= 1.0
+    shown = plinth_env.cli("monitor", "shared").stdout
+    assert "remote calls and cost in this window" in shown
+    assert "budget " in shown and "spent 0.02 of 0.02 (100%" in shown

@@ -192,3 +192,42 @@ def test_training_jobs_show_on_the_home_model_and_job_pages(
     shown = client.get("/ui/jobs/01JOBFAILED").text
     assert "data.unreadable" in shown and "hint: check sql" in shown
     assert "nothing registered" in shown
+
+
+def test_a_remote_models_page_shows_its_cost_and_budget(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from plinth.core.interval import LatencyHistogram, Usage, encode_counts
+    from plinth.flavors.remote import RemoteSpec
+    from plinth.store import Store
+    from plinth.store.monitoring import IntervalRow, MonitoringStore
+    from plinth.store.spend import SpendStore
+    from tests.remote_support import EXAMPLES, triage_spec
+
+    spec = triage_spec(
+        "http://127.0.0.1:9/v1", cost={"prompt_per_1k": 1.0, "budget_per_day": 2.0}
+    )  # never called: the page reads what the workers stored
+    with open_registry(settings) as registry:
+        registry.register_remote(
+            RemoteSpec.from_dict(spec), name="triage", examples=pd.DataFrame(EXAMPLES)
+        )
+    now = datetime.now(UTC)
+    usage = Usage(calls=7, cached=2, prompt_tokens=700, completion_tokens=28, cost=0.7)
+    with Store(settings.resolved_database_url()) as store:
+        MonitoringStore(store).insert_intervals(
+            [
+                IntervalRow(
+                    "triage", 1, now.replace(second=0, microsecond=0), 60.0, "w1", 9, 9, {}, 0,
+                    {}, encode_counts(LatencyHistogram().counts), None, None, usage.to_dict(),
+                )
+            ]
+        )  # fmt: skip
+        SpendStore(store).add("triage", now.date(), 1.7)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        page = client.get("/ui/models/triage")
+    assert page.status_code == 200, page.text
+    card = page.text[page.text.index('id="cost"') :]
+    assert "<td>v1</td>" in card and '<td class="n">700</td>' in card
+    assert "spent 1.7 of the daily budget of 2 (85 %; alert at 80 %, then fallback)" in card

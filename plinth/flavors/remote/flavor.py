@@ -9,8 +9,10 @@ any model. Each answer carries its record (request, its hash, raw reply, parsed 
 usage, cost, attempts), which scoring logs with the prediction and replay re-sends.
 
 Cost: tokens times the spec's prices per 1k, counted in Prometheus and against a daily
-budget per model name in this process; past it, ``on_budget = "fallback"`` stops calling
-(``model.budget_exhausted``) and the fallback chain answers, flagged. An exact-match cache
+budget per model name (``ledger``: the store's total across workers and replicas once the
+registry loads the version, see ``plinth.services.spend``); past it, ``on_budget =
+"fallback"`` stops calling (``model.budget_exhausted``) and the fallback chain answers,
+flagged. An exact-match cache
 (the request's hash, ``cache.ttl_s``) avoids paying twice for the same request.
 """
 
@@ -27,9 +29,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import orjson
 import pandas as pd
 from prometheus_client import Counter, Gauge
 
@@ -73,13 +76,22 @@ CACHE_HITS = Counter(
 )
 BUDGET_SPENT = Gauge(
     "plinth_remote_budget_spent",
-    "Spent today (UTC) by a remote model in this process, in the spec's currency.",
+    "Spent today (UTC) by a remote model, every worker and replica together (as this "
+    "process last saw the shared total), in the spec's currency.",
     ["model"],
+    multiprocess_mode="mostrecent",
 )
 BUDGET_RATIO = Gauge(
     "plinth_remote_budget_ratio",
-    "Share of the daily budget spent today (UTC) by a remote model in this process.",
+    "Share of the daily budget a remote model spent today (UTC), every worker together.",
     ["model"],
+    multiprocess_mode="mostrecent",
+)
+BUDGET_ALERT_AT = Gauge(
+    "plinth_remote_budget_alert_at",
+    "The share of the daily budget at which a remote model's budget alert fires (alert_at).",
+    ["model"],
+    multiprocess_mode="mostrecent",
 )
 
 #: A failed batch keeps each row's outcome (answer or error) this long, so scoring's
@@ -92,8 +104,24 @@ _REASK = (
 )
 
 
+class SpendLedger(Protocol):
+    """Where a remote version counts what it spends against its model's daily budget."""
+
+    def spent(self, model: str, budget: float | None = None) -> float: ...
+
+    def add(self, model: str, amount: float, budget: float | None = None) -> float: ...
+
+    def first_alert_today(self, model: str) -> bool: ...
+
+
 class Ledger:
-    """Money spent per model name per UTC day, shared by the versions in this process."""
+    """Money spent per model name per UTC day, shared by the versions in this process.
+
+    What a version uses until the registry that loads it gives it the store's
+    ``plinth.services.spend.SharedLedger`` (one total for every worker and replica);
+    ``budget`` is the caller's daily budget, which the shared ledger uses to decide how
+    fresh the total must be and this one ignores.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -101,12 +129,12 @@ class Ledger:
         self._alerted: dict[str, date] = {}
         self.today: Callable[[], date] = _utc_today
 
-    def spent(self, model: str) -> float:
+    def spent(self, model: str, budget: float | None = None) -> float:
         with self._lock:
             day, amount = self._days.get(model, (self.today(), 0.0))
             return amount if day == self.today() else 0.0
 
-    def add(self, model: str, amount: float) -> float:
+    def add(self, model: str, amount: float, budget: float | None = None) -> float:
         with self._lock:
             today = self.today()
             day, spent = self._days.get(model, (today, 0.0))
@@ -163,7 +191,7 @@ class RemoteFlavor(Flavor):
         # A slow reply must not hold up the batches behind it: as many batches in flight
         # as calls allowed (each batch's rows still share the one concurrency cap).
         self.concurrent_batches = int(model.document["limits"]["concurrency"])
-        self.ledger = LEDGER
+        self.ledger: SpendLedger = LEDGER
         self.model_name = "unregistered"
         self.version = 0
         self._rows = ThreadPoolExecutor(
@@ -171,6 +199,7 @@ class RemoteFlavor(Flavor):
         )
         self._cache: dict[str, tuple[float, bool, _Row | Exception]] = {}
         self._cache_lock = threading.Lock()
+        self._children: tuple[tuple[str, str], tuple[Any, Any, Any]] | None = None
         validator = require("jsonschema", "remote").Draft202012Validator
         self._validator = validator(model.output["schema"])
 
@@ -268,13 +297,14 @@ class RemoteFlavor(Flavor):
 
     def _one(self, record: dict[str, Any], deadline: float | None) -> _Row:
         request = self._request(record)
-        key = self._key(request)
+        payload = _canonical(request)  # hashed, and sent as it is: encoded once
+        key = hashlib.sha256(payload).hexdigest()
         hit = self._recall(key)
         if hit is not None:
             return hit
         budget = self.spec.cost["budget_per_day"]
         if budget is not None and self.spec.cost["on_budget"] == "fallback":
-            spent = self.ledger.spent(self.model_name)
+            spent = self.ledger.spent(self.model_name, float(budget))
             if spent >= float(budget):
                 raise RemoteBudgetError(
                     f"{self.model_name} spent {spent:.4g} of its daily budget of {budget:g}; "
@@ -283,7 +313,7 @@ class RemoteFlavor(Flavor):
         headers = self._credentials()
         attempts: list[dict[str, Any]] = []
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        exchange = self._post(request, headers, deadline, attempts)
+        exchange = self._post(payload, headers, deadline, attempts)
         _add_usage(usage, exchange.body)
         raw, parsed, errors = self._parse(exchange.body)
         reasks = 0
@@ -337,7 +367,7 @@ class RemoteFlavor(Flavor):
 
     def _post(
         self,
-        request: dict[str, Any],
+        request: dict[str, Any] | bytes,
         headers: dict[str, str],
         deadline: float | None,
         attempts: list[dict[str, Any]],
@@ -380,9 +410,7 @@ class RemoteFlavor(Flavor):
 
     @staticmethod
     def _key(request: dict[str, Any]) -> str:
-        return hashlib.sha256(
-            json.dumps(request, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        return hashlib.sha256(_canonical(request)).hexdigest()
 
     def _credentials(self) -> dict[str, str]:
         variable = self.spec.endpoint["api_key_env"]
@@ -406,7 +434,7 @@ class RemoteFlavor(Flavor):
             if not isinstance(raw, str):
                 return None, None, ["the reply's message content is not text"]
             try:
-                parsed = json.loads(raw)
+                parsed = orjson.loads(raw)
             except ValueError as exc:
                 return raw, None, [f"the reply is not JSON ({exc})"]
         else:
@@ -431,16 +459,17 @@ class RemoteFlavor(Flavor):
         cost = usage["prompt_tokens"] / 1000.0 * float(cost_spec["prompt_per_1k"]) + usage[
             "completion_tokens"
         ] / 1000.0 * float(cost_spec["completion_per_1k"])
-        labels = (self.model_name, str(self.version))
-        TOKENS.labels(*labels, "prompt").inc(usage["prompt_tokens"])
-        TOKENS.labels(*labels, "completion").inc(usage["completion_tokens"])
-        COST.labels(*labels).inc(cost)
-        total = self.ledger.add(self.model_name, cost)
-        BUDGET_SPENT.labels(self.model_name).set(total)
+        prompt_tokens, completion_tokens, spent = self._metrics()
+        prompt_tokens.inc(usage["prompt_tokens"])
+        completion_tokens.inc(usage["completion_tokens"])
+        spent.inc(cost)
         budget = cost_spec["budget_per_day"]
+        total = self.ledger.add(self.model_name, cost, None if budget is None else float(budget))
+        BUDGET_SPENT.labels(self.model_name).set(total)
         if budget is not None and float(budget) > 0:
             ratio = total / float(budget)
             BUDGET_RATIO.labels(self.model_name).set(ratio)
+            BUDGET_ALERT_AT.labels(self.model_name).set(float(cost_spec["alert_at"]))
             if ratio >= float(cost_spec["alert_at"]) and self.ledger.first_alert_today(
                 self.model_name
             ):
@@ -452,6 +481,21 @@ class RemoteFlavor(Flavor):
                     ratio * 100,
                 )
         return cost
+
+    def _metrics(self) -> tuple[Any, Any, Any]:
+        """The token and cost counters of this version (a label lookup costs more than the
+        increment, so the children are kept)."""
+        labels = (self.model_name, str(self.version))
+        if self._children is None or self._children[0] != labels:
+            self._children = (
+                labels,
+                (
+                    TOKENS.labels(*labels, "prompt"),
+                    TOKENS.labels(*labels, "completion"),
+                    COST.labels(*labels),
+                ),
+            )
+        return self._children[1]
 
     def _count_attempt(self, record: dict[str, Any]) -> None:
         ATTEMPTS.labels(self.model_name, str(self.version), str(record.get("outcome"))).inc()
@@ -495,6 +539,12 @@ class RemoteFlavor(Flavor):
         return _Row(row.prediction, row.confidence, details)
 
 
+def _canonical(request: dict[str, Any]) -> bytes:
+    """Sorted-key compact JSON: the bytes a request is hashed by (``request_sha256``, the
+    cache key, what replay compares) and sent as."""
+    return json.dumps(request, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _response_facts(body: Any) -> dict[str, Any]:
     """What the provider said about its reply (its id, the model that really answered, the
     backend fingerprint, why it stopped): what to quote to the provider, and why a replay of
@@ -519,13 +569,20 @@ def _add_usage(usage: dict[str, int], body: Any) -> None:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The contract's rows as plain JSON values (None for a missing value); column by
-    column, not ``to_dict``, which costs a copy of the frame per call."""
-    columns = [(str(c), frame[c].to_numpy(dtype=object)) for c in frame.columns]
-    return [{name: _plain(values[i]) for name, values in columns} for i in range(len(frame))]
+    """The contract's rows as plain JSON values (None for a missing value); one object
+    array for the frame, not ``to_dict``, which costs a copy of the frame per call."""
+    names = [str(c) for c in frame.columns]
+    return [
+        {n: _plain(v) for n, v in zip(names, row, strict=True)} for row in frame.to_numpy(object)
+    ]
+
+
+_PLAIN = (str, int, bool)
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case, without pandas' missing-value checks
+        return value
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):

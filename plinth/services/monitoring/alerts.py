@@ -52,6 +52,7 @@ RULES = (
     "performance_drop",
     "review_sla",
     "deployment_not_applied",
+    "remote_budget",
 )
 
 
@@ -217,6 +218,25 @@ def conditions(report: Mapping[str, Any], rules: AlertRules) -> list[Condition]:
     return found
 
 
+def budget_condition(report: Mapping[str, Any]) -> Condition | None:
+    """True while a remote model has spent its spec's ``alert_at`` share of today's budget
+    (every worker and replica together); None for a model without a budget. Always on:
+    the threshold is the spec's, not a ``plinth.toml`` rule. It resolves after midnight
+    UTC, when the day's spend starts again from zero."""
+    cost = report.get("cost")
+    budget = None if cost is None else cost.get("budget")
+    if budget is None:
+        return None
+    share = float(budget["share"] or 0.0)
+    return Condition(
+        "remote_budget",
+        share >= float(budget["alert_at"]),
+        f"spent {budget['spent']:.4g} of the daily budget of {budget['per_day']:g} "
+        f"({share:.0%}; alert at {float(budget['alert_at']):.0%})",
+        {**budget, "window": report["window"]},
+    )
+
+
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
 
@@ -358,6 +378,9 @@ class AlertEvaluator:
         judged.append(
             deployment_condition(self.deployments.current(name), live_states(self.store, name))
         )
+        budget = budget_condition(report)
+        if budget is not None:
+            judged.append(budget)
         for c in judged:
             alert = open_alerts.get(c.rule)
             if c.active and alert is None:

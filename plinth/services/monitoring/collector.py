@@ -24,6 +24,7 @@ import pandas as pd
 from plinth.core.interval import (
     LatencyHistogram,
     ProfileLayout,
+    Usage,
     encode_counts,
     encode_floats,
 )
@@ -54,6 +55,7 @@ class _Interval:
     validation_failures: int = 0
     problems: dict[str, int] = field(default_factory=dict)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    usage: Usage | None = None  # a remote model's calls, tokens and cost
 
     def absorb(self, other: _Interval) -> None:
         """Add ``other``'s numbers (used when a failed flush is put back)."""
@@ -67,6 +69,8 @@ class _Interval:
         for name, n in other.problems.items():
             self.problems[name] = self.problems.get(name, 0) + n
         self.latency = self.latency + other.latency
+        if other.usage is not None:
+            self.usage = other.usage if self.usage is None else self.usage + other.usage
 
 
 _Key = tuple[str, int, float]  # model, version, interval start (epoch seconds)
@@ -144,11 +148,24 @@ class MonitorCollector:
     # -- the reply path: one call per request ----------------------------------------------
 
     def observe_reply(self, model: ServedModel, result: JobResult, seconds: float) -> None:
-        """Count one answered request: outcome, records, contract problems, latency."""
+        """Count one answered request: outcome, records, contract problems, latency and,
+        for a remote model, the calls, tokens and cost it paid (a reply that broke the
+        schema was paid for too)."""
         with self._lock:
             interval = self._interval(model)
             interval.requests += 1
             error = result.error
+            if model.record.flavor == "remote":
+                paid = (
+                    [a.get("remote") for a in result.answers]
+                    if error is None
+                    else [getattr(error, "details", None)]
+                )
+                for details in paid:
+                    if isinstance(details, dict):
+                        if interval.usage is None:
+                            interval.usage = Usage()
+                        interval.usage.observe(details)
             if error is None:
                 interval.records += len(result.answers)
                 interval.latency.observe(seconds)
@@ -213,6 +230,7 @@ class MonitorCollector:
             latency=encode_counts(interval.latency.counts),
             counts=counts,
             sums=sums,
+            usage=None if interval.usage is None else interval.usage.to_dict(),
         )
 
     def maybe_roll_up(self) -> int | None:

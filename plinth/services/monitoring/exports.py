@@ -151,6 +151,15 @@ def _rules(scope: _Scope, rules: AlertRules, review_sla_s: float) -> Iterable[di
             f"{{{{ $labels.model }}}}: the labelled metric fell more than "
             f"{rules.performance_drop:g} below holdout",
         )
+    # A remote model's budget: the gauges its calls set (the shared day's total), against
+    # the share its spec alerts at; always on, like Plinth's own rule.
+    yield alert(
+        "PlinthRemoteBudget",
+        "remote_budget",
+        f"max by (model) (plinth_remote_budget_ratio{{{sel}}}) >= on (model) "
+        f"max by (model) (plinth_remote_budget_alert_at{{{sel}}})",
+        "{{ $labels.model }}: spent {{ $value | humanizePercentage }} of today's budget",
+    )
     if rules.review_sla:
         yield alert(
             "PlinthReviewSLA",

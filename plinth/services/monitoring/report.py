@@ -25,6 +25,7 @@ from plinth.core.interval import (
     LatencyHistogram,
     ProfileLayout,
     Section,
+    Usage,
     decode_counts_many,
     histogram_quantile,
     histogram_quantiles,
@@ -39,6 +40,7 @@ from plinth.services.rollout.deployments import Deployments
 from plinth.store import Store
 from plinth.store.monitoring import ROLLUP_SECONDS, IntervalRow, MonitoringStore
 from plinth.store.records import VersionRecord
+from plinth.store.spend import SpendStore
 
 log = logging.getLogger("plinth.monitoring")
 
@@ -293,7 +295,35 @@ class Monitor:
         if detail:
             body["series"] = series(data)
         body["control"] = self._control(data, layout, reference, record, detail)
+        body["cost"] = self.cost(record, start, end)
         body["alerts"] = [a.to_dict() for a in self.rows.list_alerts(name, start)]
+        return body
+
+    def cost(self, record: VersionRecord, start: datetime, end: datetime) -> dict[str, Any] | None:
+        """A remote model's calls, tokens and cost per version over the window (from the
+        interval rows) and today's spend against the daily budget of ``record``'s spec
+        (from the shared ledger); None for a model that is not remote."""
+        usage = self.rows.usage_by_version(record.name, start, end)
+        spec = record.metadata.get("remote")
+        if not usage and record.flavor != "remote":
+            return None
+        versions = [{"version": v, **u.to_dict()} for v, u in usage.items()]
+        total = sum(usage.values(), Usage()).to_dict()
+        body: dict[str, Any] = {"versions": versions, "total": total, "budget": None}
+        cost = spec.get("cost") if isinstance(spec, dict) else None
+        if isinstance(cost, dict) and cost.get("budget_per_day") is not None:
+            budget = float(cost["budget_per_day"])
+            today = end.astimezone(UTC).date()
+            spent = SpendStore(self.store).spent(record.name, today)
+            body["budget"] = {
+                "day": today.isoformat(),
+                "per_day": budget,
+                "spent": spent,
+                "share": _rate(spent, budget),
+                "alert_at": float(cost.get("alert_at", 0.8)),
+                "on_budget": cost.get("on_budget"),
+                "version": record.version,
+            }
         return body
 
     # -- sections of the report -----------------------------------------------------------

@@ -338,6 +338,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         *_header(report),
         *_traffic(report),
+        *(_cost(report["cost"]) if report.get("cost") is not None else []),
         *_drift(report),
     ]
     if report.get("performance") is not None:
@@ -357,6 +358,32 @@ def _when(iso: str | None) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("h") else f"{n} {word}s"
+
+
+def _cost(cost: dict[str, Any]) -> list[str]:
+    """A remote model's calls, tokens and cost per version, and today's budget."""
+    out = [
+        "<h2>Remote calls and cost</h2><table><tr><th>version</th><th>calls</th>"
+        "<th>cached</th><th>prompt tokens</th><th>completion tokens</th><th>cost</th></tr>"
+    ]
+    for row in [*cost["versions"], {**cost["total"], "version": "all"}]:
+        out.append(
+            f"<tr><td>{escape(str(row['version']))}</td><td class='n'>{row['calls']}</td>"
+            f"<td class='n'>{row['cached']}</td><td class='n'>{row['prompt_tokens']}</td>"
+            f"<td class='n'>{row['completion_tokens']}</td>"
+            f"<td class='n'>{_num(row['cost'])}</td></tr>"
+        )
+    out.append("</table>")
+    budget = cost.get("budget")
+    if budget is not None:
+        share = budget["share"] or 0.0
+        cls = "bad" if share >= budget["alert_at"] else "ok"
+        out.append(
+            f"<p class='{cls}'>Budget {escape(budget['day'])}: spent {budget['spent']:.4g} of "
+            f"{budget['per_day']:g} ({share:.0%}; alert at {budget['alert_at']:.0%}, then "
+            f"{escape(str(budget['on_budget']))}).</p>"
+        )
+    return out
 
 
 def _resolution(seconds: float | None) -> str:

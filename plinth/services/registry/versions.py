@@ -60,6 +60,7 @@ from plinth.services.registry.review_assets import (
     registration_metadata,
     store_assets,
 )
+from plinth.services.spend import SharedLedger
 from plinth.store import Store, VersionRecord
 from plinth.store.artifacts import ArtifactStore
 
@@ -123,6 +124,9 @@ class Registry:
     def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
         self.store = store
         self.artifacts = artifacts
+        # Every remote version this registry loads pays into one daily total per model
+        # name, kept in the store, so workers and replicas share the budget.
+        self.ledger = SharedLedger(store)
 
     def register(
         self,
@@ -346,6 +350,8 @@ class Registry:
             list(artifact_meta.get("trusted_types", [])),
         )
         loaded.flavor.attach(record.name, record.version)
+        if isinstance(loaded.flavor, RemoteFlavor):
+            loaded.flavor.ledger = self.ledger
         return ServedModel(
             record=record,
             flavor=loaded.flavor,

@@ -40,7 +40,7 @@ def test_the_rules_file_passes_promtool_check(tmp_path: Path) -> None:
     assert yaml.safe_load(rules.read_text()) == prometheus_rules(policy(), SLA_S)
     checked = promtool("check", "rules", str(rules))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 15 rules found" in checked.stdout
+    assert "SUCCESS: 17 rules found" in checked.stdout
     names = [g["name"] for g in prometheus_rules(policy(), SLA_S)["groups"]]
     assert names == ["plinth", "plinth-strict"]
 
@@ -94,6 +94,11 @@ def test_promtool_fires_what_plinth_would(tmp_path: Path) -> None:
         ),
         _series("plinth_alert_firing", {"model": "iris", "rule": "dataset_drift"}, "0x10 1x30"),
         _series("plinth_review_oldest_pending_seconds", {"model": "churn"}, "0+120x40"),
+        # llm spends past its spec's 80 % at minute 10; frugal stays at 50 %: no alarm.
+        _series("plinth_remote_budget_ratio", {"model": "llm"}, "0.5x10 0.85x30"),
+        _series("plinth_remote_budget_alert_at", {"model": "llm"}, "0.8x40"),
+        _series("plinth_remote_budget_ratio", {"model": "frugal"}, "0.5x40"),
+        _series("plinth_remote_budget_alert_at", {"model": "frugal"}, "0.8x40"),
     ]  # fmt: skip
     default = "plinth"
     tests = {
@@ -175,6 +180,23 @@ def test_promtool_fires_what_plinth_would(tmp_path: Path) -> None:
                                 "dataset_drift",
                                 default,
                                 "iris: the input distribution drifted from the training data",
+                            )
+                        ],
+                    },
+                    {
+                        "eval_time": "5m",  # llm at 50 %: nothing
+                        "alertname": "PlinthRemoteBudget",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "20m",
+                        "alertname": "PlinthRemoteBudget",
+                        "exp_alerts": [
+                            _alert(
+                                "llm",
+                                "remote_budget",
+                                default,
+                                "llm: spent 85% of today's budget",
                             )
                         ],
                     },
