@@ -59,10 +59,8 @@ class CallCost:
         self._y = y = d * self._y + seconds
         self._ny = ny = d * self._ny + rows * seconds
         var = nn / w - (n / w) ** 2
-        if var <= 1e-9:  # every batch the same size: no slope to learn yet
-            per_row = 0.0
-        else:
-            per_row = max(0.0, (ny / w - (n / w) * (y / w)) / var)
+        # Every batch the same size (var ~ 0): no slope to learn yet.
+        per_row = 0.0 if var <= 1e-9 else max(0.0, (ny / w - (n / w) * (y / w)) / var)
         self.per_row = per_row
         self.fixed = max(0.0, y / w - per_row * n / w)
 
