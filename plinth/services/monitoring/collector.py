@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -141,24 +142,35 @@ class MonitorCollector:
             assert interval.profile is not None
             interval.profile.update(frame, predictions, confidence)
 
-    # -- the reply path: one call per request ----------------------------------------------
+    # -- the reply path: one call per answered batch --------------------------------------
 
     def observe_reply(self, model: ServedModel, result: JobResult, seconds: float) -> None:
         """Count one answered request: outcome, records, contract problems, latency."""
+        self.observe_replies(model, [(result, seconds)])
+
+    def observe_replies(
+        self, model: ServedModel, replies: Sequence[tuple[JobResult, float]]
+    ) -> None:
+        """Count the answered requests of one batch, each with its seconds since arrival:
+        one lock and one interval lookup for the batch."""
+        latencies: list[float] = []
         with self._lock:
             interval = self._interval(model)
-            interval.requests += 1
-            error = result.error
-            if error is None:
-                interval.records += len(result.answers)
-                interval.latency.observe(seconds)
-                return
-            interval.errors[error.code] = interval.errors.get(error.code, 0) + 1
-            if isinstance(error, ContractError):
-                interval.validation_failures += 1
-                for problem in error.problems:
-                    name = problem.field or "(record)"
-                    interval.problems[name] = interval.problems.get(name, 0) + 1
+            interval.requests += len(replies)
+            for result, seconds in replies:
+                error = result.error
+                if error is None:
+                    interval.records += len(result.answers)
+                    latencies.append(seconds)
+                    continue
+                interval.errors[error.code] = interval.errors.get(error.code, 0) + 1
+                if isinstance(error, ContractError):
+                    interval.validation_failures += 1
+                    for problem in error.problems:
+                        name = problem.field or "(record)"
+                        interval.problems[name] = interval.problems.get(name, 0) + 1
+            if latencies:
+                interval.latency.observe_many(latencies)
 
     # -- flushing --------------------------------------------------------------------------
 
