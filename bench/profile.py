@@ -101,6 +101,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=12.0)
     p.add_argument("--server-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
+    p.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks in this file")
+    p.add_argument(
+        "--no-spy",
+        action="store_true",
+        help="CPU per request only, without py-spy's own cost (and without the stage table)",
+    )
     args = p.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed (Debian package hey)")
@@ -131,20 +137,36 @@ def main() -> None:
                 raise SystemExit(f"plinth {problem}: {server.log_tail()}")
             url = f"{base}/v1/models/bc/predict"
             hey(url, body, args.concurrency, 3, args.load_core)  # warm up
-            raw = work / "profile.txt"
+            raw = args.raw or work / "profile.txt"
+            batches_before = _batches(base)
             cpu_before = procs.cpu_seconds(server.tree())
-            spy = record(server.pid, raw, args.seconds, core=args.load_core)
+            loop_before = _thread_cpu(server_pid := _python_pid(server))
+            spy = (
+                None if args.no_spy else record(server_pid, raw, args.seconds, core=args.load_core)
+            )
             load = hey(url, body, args.concurrency, args.seconds, args.load_core)
             cpu = procs.cpu_seconds(server.tree()) - cpu_before
-            while _alive(spy):
+            loop_cpu = _thread_cpu(server_pid) - loop_before
+            batches = [a - b for a, b in zip(_batches(base), batches_before, strict=True)]
+            while spy is not None and _alive(spy):
                 time.sleep(0.2)
-            stages, held = fold(raw)
         finally:
             procs.stop(server)
-    us_per_request = 1e6 * cpu / max(load["ok"], 1)
+    ok = max(load["ok"], 1)
+    us_per_request = 1e6 * cpu / ok
+    print(f"c={args.concurrency}: {load['req_s']:,.0f} req/s", end="")
+    print("" if args.no_spy else " under py-spy", end="")
+    print(
+        f", {us_per_request:.0f} µs CPU per request: {1e6 * loop_cpu / ok:.0f} on the event ",
+        end="",
+    )
+    print(f"loop's thread, {1e6 * (cpu - loop_cpu) / ok:.0f} on the others; ", end="")
+    print(f"{batches[1] / max(batches[0], 1):.1f} records per model call")
+    if args.no_spy:
+        return
+    stages, held = fold(raw)
     outside = max(0.0, 1 - held / (RATE * cpu))
-    print(f"c={args.concurrency}: {load['req_s']:,.0f} req/s under py-spy, ", end="")
-    print(f"{us_per_request:.0f} µs CPU per request; {100 * outside:.0f} % outside the GIL\n")
+    print(f"{100 * outside:.0f} % outside the GIL\n")
     print("| stage | share of CPU | µs per request |")
     print("| --- | ---: | ---: |")
     for name, _ in STAGES:
@@ -152,6 +174,29 @@ def main() -> None:
         print(f"| {name} | {100 * share:.1f} % | {share * us_per_request:.0f} |")
     print(f"| outside the GIL: SQLite commit, sockets, C loops | {100 * outside:.1f} % ", end="")
     print(f"| {outside * us_per_request:.0f} |")
+
+
+def _python_pid(server: procs.Server) -> int:
+    """The server's Python process (``taskset`` execs it, so usually the started pid)."""
+    return server.pid
+
+
+def _thread_cpu(pid: int) -> float:
+    """CPU seconds of the process's main thread: the event loop's, in a uvicorn worker."""
+    raw = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / procs.CLOCK_TICKS
+
+
+def _batches(base: str) -> tuple[float, float]:
+    """(model calls, records) so far, from the server's own batch-size histogram."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    count = re.search(r'^plinth_batch_records_count\{model="bc"\} ([\d.e+]+)', text, re.M)
+    total = re.search(r'^plinth_batch_records_sum\{model="bc"\} ([\d.e+]+)', text, re.M)
+    return (float(count.group(1)) if count else 0.0, float(total.group(1)) if total else 0.0)
 
 
 def _alive(pid: int) -> bool:

@@ -25,12 +25,15 @@ overload the admitted requests keep a bounded latency instead of every request w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class CallCost:
     """``seconds ≈ fixed + per_row * rows``, refitted after every batch.
+
+    The fit is solved in ``observe`` (once per batch), not where it is read: admission
+    reads it for every request.
 
     >>> cost = CallCost()
     >>> for rows in (1, 64, 1, 32, 64, 8):
@@ -45,34 +48,25 @@ class CallCost:
     _nn: float = 0.0
     _y: float = 0.0
     _ny: float = 0.0
+    per_row: float = field(default=0.0, init=False)
+    fixed: float = field(default=0.0, init=False)
 
     def observe(self, rows: int, seconds: float) -> None:
         d = self.decay
-        self._w = d * self._w + 1.0
-        self._n = d * self._n + rows
-        self._nn = d * self._nn + rows * rows
-        self._y = d * self._y + seconds
-        self._ny = d * self._ny + rows * seconds
+        self._w = w = d * self._w + 1.0
+        self._n = n = d * self._n + rows
+        self._nn = nn = d * self._nn + rows * rows
+        self._y = y = d * self._y + seconds
+        self._ny = ny = d * self._ny + rows * seconds
+        var = nn / w - (n / w) ** 2
+        # Every batch the same size (var ~ 0): no slope to learn yet.
+        per_row = 0.0 if var <= 1e-9 else max(0.0, (ny / w - (n / w) * (y / w)) / var)
+        self.per_row = per_row
+        self.fixed = max(0.0, y / w - per_row * n / w)
 
     @property
     def known(self) -> bool:
         return self._w > 0.0
-
-    @property
-    def per_row(self) -> float:
-        if self._w == 0.0:
-            return 0.0
-        var = self._nn / self._w - (self._n / self._w) ** 2
-        if var <= 1e-9:  # every batch the same size: no slope to learn yet
-            return 0.0
-        cov = self._ny / self._w - (self._n / self._w) * (self._y / self._w)
-        return max(0.0, cov / var)
-
-    @property
-    def fixed(self) -> float:
-        if self._w == 0.0:
-            return 0.0
-        return max(0.0, self._y / self._w - self.per_row * self._n / self._w)
 
     def predict(self, rows: int) -> float:
         return self.fixed + self.per_row * rows

@@ -6,6 +6,9 @@ histograms in base units, with buckets from 100 µs to 10 s so p99 is meaningful
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
@@ -125,3 +128,33 @@ TRAINING_SECONDS = Histogram(
     ["model"],
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value (of one labelled child), one update per bucket.
+
+    A batch's latencies then cost one locked increment per bucket they land in and one for
+    the sum, instead of a bucket scan and two locked increments per request. Uses the
+    client's bucket internals (stable since its first releases); without them, plain
+    ``observe``.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    if not values:
+        return
+    histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    counts = [0] * len(bounds)
+    last = len(bounds) - 1
+    for value in values:
+        # observe() counts a value in the first bucket whose bound is >= it (NaN: none).
+        if value == value:
+            counts[min(bisect_left(bounds, value), last)] += 1
+    total.inc(sum(values))
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)

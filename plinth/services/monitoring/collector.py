@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -145,37 +146,49 @@ class MonitorCollector:
             assert interval.profile is not None
             interval.profile.update(frame, predictions, confidence)
 
-    # -- the reply path: one call per request ----------------------------------------------
+    # -- the reply path: one call per answered batch --------------------------------------
 
     def observe_reply(self, model: ServedModel, result: JobResult, seconds: float) -> None:
         """Count one answered request: outcome, records, contract problems, latency and,
-        for a remote model, the calls, tokens and cost it paid (a reply that broke the
-        schema was paid for too)."""
+        for a remote model, the calls, tokens and cost it paid."""
+        self.observe_replies(model, [(result, seconds)])
+
+    def observe_replies(
+        self, model: ServedModel, replies: Sequence[tuple[JobResult, float]]
+    ) -> None:
+        """Count the answered requests of one batch, each with its seconds since arrival:
+        one lock and one interval lookup for the batch. A remote model's calls are counted
+        with what they paid (a reply that broke the schema was paid for too)."""
+        latencies: list[float] = []
+        remote = model.record.flavor == "remote"
         with self._lock:
             interval = self._interval(model)
-            interval.requests += 1
-            error = result.error
-            if model.record.flavor == "remote":
-                paid = (
-                    [a.get("remote") for a in result.answers]
-                    if error is None
-                    else [getattr(error, "details", None)]
-                )
-                for details in paid:
-                    if isinstance(details, dict):
-                        if interval.usage is None:
-                            interval.usage = Usage()
-                        interval.usage.observe(details)
-            if error is None:
-                interval.records += len(result.answers)
-                interval.latency.observe(seconds)
-                return
-            interval.errors[error.code] = interval.errors.get(error.code, 0) + 1
-            if isinstance(error, ContractError):
-                interval.validation_failures += 1
-                for problem in error.problems:
-                    name = problem.field or "(record)"
-                    interval.problems[name] = interval.problems.get(name, 0) + 1
+            interval.requests += len(replies)
+            for result, seconds in replies:
+                error = result.error
+                if remote:
+                    paid = (
+                        [a.get("remote") for a in result.answers]
+                        if error is None
+                        else [getattr(error, "details", None)]
+                    )
+                    for details in paid:
+                        if isinstance(details, dict):
+                            if interval.usage is None:
+                                interval.usage = Usage()
+                            interval.usage.observe(details)
+                if error is None:
+                    interval.records += len(result.answers)
+                    latencies.append(seconds)
+                    continue
+                interval.errors[error.code] = interval.errors.get(error.code, 0) + 1
+                if isinstance(error, ContractError):
+                    interval.validation_failures += 1
+                    for problem in error.problems:
+                        name = problem.field or "(record)"
+                        interval.problems[name] = interval.problems.get(name, 0) + 1
+            if latencies:
+                interval.latency.observe_many(latencies)
 
     # -- flushing --------------------------------------------------------------------------
 

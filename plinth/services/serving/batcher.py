@@ -221,8 +221,7 @@ class Batcher:
             if self._backlog is not None:
                 rows, started = self._backlog
                 self.cycle.observe(rows, mark - started)
-            for p in batch:
-                self._queue_seconds.observe(mark - p.job.received)
+            telemetry.observe_many(self._queue_seconds, [mark - p.job.received for p in batch])
             self._running = (size, mark)
             if self.concurrent_batches == 1:
                 await self._process(batch, size, mark)
@@ -367,6 +366,7 @@ class Batcher:
         self, batch: list[_Pending], results: list[JobResult], store_error: PlinthError | None
     ) -> None:
         now = time.perf_counter()
+        final: list[JobResult] = []
         for pending, result in zip(batch, results, strict=True):
             if store_error is not None and result.error is None:
                 result = JobResult(error=store_error)
@@ -374,33 +374,54 @@ class Batcher:
                 # Its caller gave up at the deadline (and was answered by the fallback chain
                 # or a 503): count what the caller got from this version, not a success.
                 result = JobResult(error=_ABANDONED)
-            self._count(pending.job, result, now - pending.job.received)
+            final.append(result)
+        self._count(batch, final, now)
+        for pending, result in zip(batch, final, strict=True):
             if not pending.reply.done():
                 pending.reply.set_result(result)
 
-    def _count(self, job: Job, result: JobResult, seconds: float) -> None:
+    def _count(self, batch: list[_Pending], results: list[JobResult], now: float) -> None:
+        """The batch's metrics and reply observers: one increment per route and outcome, one
+        histogram update and one observer call for the batch, not one of each per request."""
         name, version = self.model.name, str(self.model.version)
-        error = result.error
-        outcome = "ok" if error is None else error.code
-        # Label lookups cost more than the increments: the children are kept per route.
-        key = (job.route, outcome)
+        requests: dict[tuple[str, str], int] = {}
+        records: dict[str, int] = {}
+        latencies: list[float] = []
+        replies: list[tuple[JobResult, float]] = []
+        for pending, result in zip(batch, results, strict=True):
+            route = pending.job.route
+            seconds = now - pending.job.received
+            replies.append((result, seconds))
+            error = result.error
+            key = (route, "ok" if error is None else error.code)
+            requests[key] = requests.get(key, 0) + 1
+            if error is None:
+                records[route] = records.get(route, 0) + len(result.answers)
+                latencies.append(seconds)
+            elif isinstance(error, ContractError):
+                for p in error.problems:
+                    telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
+            elif isinstance(error, ModelError):
+                telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
+        for key, count in requests.items():
+            self._children_of(key)[0].inc(count)
+        for route, count in records.items():
+            self._children_of((route, "ok"))[1].inc(count)
+        if latencies:  # one histogram per model, whatever the route
+            telemetry.observe_many(self._children_of(next(iter(requests)))[2], latencies)
+        for observer in self._reply_observers:
+            observer.observe_replies(self.model, replies)
+
+    def _children_of(self, key: tuple[str, str]) -> tuple[Any, Any, Any]:
+        """The labelled metrics of one (route, outcome): label lookups cost more than the
+        increments, so they are kept."""
         children = self._children.get(key)
         if children is None:
+            name, version, route = self.model.name, str(self.model.version), key[0]
             children = (
-                telemetry.REQUESTS.labels(name, version, job.route, outcome),
-                telemetry.RECORDS.labels(name, version, job.route),
+                telemetry.REQUESTS.labels(name, version, route, key[1]),
+                telemetry.RECORDS.labels(name, version, route),
                 telemetry.REQUEST_SECONDS.labels(name),
             )
             self._children[key] = children
-        requests, records, latency = children
-        requests.inc()
-        if error is None:
-            records.inc(len(result.answers))
-            latency.observe(seconds)
-        elif isinstance(error, ContractError):
-            for p in error.problems:
-                telemetry.VALIDATION_PROBLEMS.labels(name, p.field or "", p.code).inc()
-        elif isinstance(error, ModelError):
-            telemetry.MODEL_ERRORS.labels(name, version, error.code).inc()
-        for observer in self._reply_observers:
-            observer.observe_reply(self.model, result, seconds)
+        return children

@@ -48,9 +48,12 @@ BatchObserver = Callable[[ServedModel, pd.DataFrame, np.ndarray, "np.ndarray | N
 
 @runtime_checkable
 class ReplyObserver(Protocol):
-    """An observer that also counts each answered request (monitoring's collector)."""
+    """An observer that also counts the answered requests (monitoring's collector), once
+    per answered batch: each result with its seconds since the request arrived."""
 
-    def observe_reply(self, model: ServedModel, result: JobResult, seconds: float) -> None: ...
+    def observe_replies(
+        self, model: ServedModel, replies: Sequence[tuple[JobResult, float]]
+    ) -> None: ...
 
 
 @dataclass

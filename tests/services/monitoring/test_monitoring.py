@@ -57,8 +57,8 @@ def _serve(model: ServedModel, collector: MonitorCollector, records: list[Any]) 
         Job(records[i : i + 20], f"r{i}", time.perf_counter(), time.perf_counter() + 30)
         for i in range(0, len(records), 20)
     ]
-    for _job, result in zip(jobs, score(model, jobs, [collector]), strict=True):
-        collector.observe_reply(model, result, 0.004)
+    results = score(model, jobs, [collector])
+    collector.observe_replies(model, [(result, 0.004) for result in results])
 
 
 def _at(seconds: float) -> datetime:
@@ -261,3 +261,30 @@ def test_observer_ignores_versions_without_reference(store: Store, churn: Served
     collector.flush(final=True)
     rows = MonitoringStore(store).read_intervals("churn", 1, _at(T0), _at(T0 + 60))
     assert [(r.records, r.counts) for r in rows] == [(20, None)]
+
+
+def test_a_batch_of_replies_counts_as_its_replies_one_by_one(
+    store: Store, churn: ServedModel
+) -> None:
+    records = _records(8, 60) + [{**r, "age": "old"} for r in _records(9, 20)]
+    jobs = [
+        Job(records[i : i + 10], f"r{i}", time.perf_counter(), time.perf_counter() + 30)
+        for i in range(0, len(records), 10)
+    ]
+    results = score(churn, jobs)
+    seconds = [0.001 * (i + 1) for i in range(len(results))]
+    one = MonitorCollector(None, interval_s=60, clock=Clock(T0))
+    batch = MonitorCollector(None, interval_s=60, clock=Clock(T0))
+    for result, s in zip(results, seconds, strict=True):
+        one.observe_reply(churn, result, s)
+    batch.observe_replies(churn, list(zip(results, seconds, strict=True)))
+    [a], [b] = one._open.values(), batch._open.values()
+    assert (a.requests, a.records, a.errors, a.validation_failures, a.problems) == (
+        b.requests,
+        b.records,
+        b.errors,
+        b.validation_failures,
+        b.problems,
+    )
+    assert a.requests == 8 and a.records == 60 and a.validation_failures == 2
+    assert a.latency.counts.tolist() == b.latency.counts.tolist()
