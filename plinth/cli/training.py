@@ -294,7 +294,7 @@ def _seconds(span: timedelta) -> str:
 
 
 def _job_dict(job: JobRow) -> dict[str, Any]:
-    return {f.name: getattr(job, f.name) for f in fields(job)}
+    return {f.name: getattr(job, f.name) for f in fields(job)} | {"stage": job.stage}
 
 
 def _state(state: str) -> str:
@@ -321,7 +321,17 @@ def _show_job(job: JobRow) -> None:
         + (f"; took {_took(job)}" if _took(job) else ""),
         highlight=False,
     )
-    if job.data:
+    stages = job.stage_times()
+    if stages:
+        now = datetime.now(UTC)
+        running = job.state == "running"
+        console.print(
+            f"  stage{'' if running else 's'}: "
+            + ", ".join(f"{name} {_seconds((end or now) - at)}" for name, at, end in stages)
+            + (f" (now {job.stage})" if running else ""),
+            highlight=False,
+        )
+    if job.data and "rows" in job.data:  # a job that failed building its data has none
         _show_data(job.data)
     if job.gate:
         _show_gate(job.gate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_dry_run_then_retrain_then_approve(
     shown = run(home, "job", "show", job_id.group(1))
     assert "gate: passed" in shown and "data: 300 training rows (reference 300)" in shown
     assert re.search(r"stages: building data \d+\.\d s, training \d+\.\d s, gating", shown)
+    as_json = json.loads(run(home, "job", "show", job_id.group(1), "--json"))
+    assert (as_json["state"], as_json["stage"]) == ("succeeded", "registering")
     assert "version 2  outcome awaiting_approval" in shown  # auto_deploy = false
     refused = run(home, "approve", "reg", "1", code=1)
     assert "training.not_awaiting_approval" in refused and "waiting: 2" in refused
