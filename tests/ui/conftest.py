@@ -24,8 +24,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         built.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One chromium per test file, stopped before the worker's next file: Playwright's sync
+    API keeps an asyncio loop marked running on this thread while it is open, and any later
+    test in the same xdist worker that calls ``asyncio.run`` would fail."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
     with sync_playwright() as p:
