@@ -103,3 +103,14 @@ def test_models_loads_no_statistics(env: dict[str, str], database_url: str) -> N
     text, loaded = _run(["models", "--json"], (*STATISTICS, "alembic", "sqlalchemy"), env)
     assert json.loads(text) == []
     assert loaded == ["sqlalchemy"]
+
+
+def test_models_on_sqlite_loads_no_postgresql_dialect(env: dict[str, str], tmp_path: Path) -> None:
+    """~30 ms of every SQLite command went to loading SQLAlchemy's PostgreSQL dialect (and
+    asyncpg's adapter) for two partial-index options and one upsert."""
+    env["PLINTH_DATABASE_URL"] = f"sqlite:///{tmp_path / 'plinth.db'}"
+    _run(["models"], (), env)  # migrates
+    _, loaded = _run(
+        ["models"], ("sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql"), env
+    )
+    assert loaded == ["sqlalchemy.dialects.sqlite"]
