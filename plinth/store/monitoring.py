@@ -340,12 +340,12 @@ class MonitoringStore:
         # Imported here: the upsert is the one dialect-specific statement, and loading the
         # PostgreSQL dialect costs every SQLite command ~30 ms of start-up.
         if self.store.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect
+            from sqlalchemy.dialects import postgresql as dialect
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
         with self.store.writing() as conn:
             conn.execute(
-                dialect(leases)
+                dialect.insert(leases)
                 .values(name=name, holder=holder, expires_at=expires_at)
                 .on_conflict_do_nothing(index_elements=["name"])
             )
