@@ -16,11 +16,13 @@ predictions are committed, and ``score_frame`` returns only when every row and i
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,19 @@ def score_frame(
         commits.abandon()
     scored_frame = pd.concat([frame.reset_index(drop=True), out.frame()], axis=1)
     return scored_frame, out.summary
+
+
+@contextmanager
+def startup_objects_frozen() -> Iterator[None]:
+    """While scoring a file: what is alive already (modules, the model, the input table)
+    outlives the scoring, so keep the cyclic garbage collector from walking it again at
+    every full collection; those walks were a fifth of the CPU of scoring 100,000 rows.
+    Both steps are constant-time list splices; objects become collectable again after."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def score_chunk(model: ServedModel, records: list[dict[str, Any]], request_id: str) -> _Chunk:
@@ -204,22 +219,34 @@ class _Output:
         self.errors.append(error)
 
     def frame(self) -> pd.DataFrame:
-        """The columns in a fixed order; a column no row has a value for is left out (a
-        file of failed rows has only ``error``, a regressor no ``confidence``)."""
-        columns: dict[str, list[Any]] = {
-            "prediction_id": self.ids,
-            "prediction": self.predictions,
-            **{f"probability_{label}": p for label, p in self.probabilities.items()},
-            "confidence": self.confidence,
-            "review_id": self.review_id,
-            "review_status": self.review_status,
-            "warnings": self.warnings,
-            "error": self.errors,
-        }
-        kept = {
-            name: values for name, values in columns.items() if any(v is not None for v in values)
-        }
-        return pd.DataFrame(kept, index=range(len(self.errors)))
+        return answers_frame(
+            {
+                "prediction_id": self.ids,
+                "prediction": self.predictions,
+                **{f"probability_{label}": p for label, p in self.probabilities.items()},
+                "confidence": self.confidence,
+                "review_id": self.review_id,
+                "review_status": self.review_status,
+                "warnings": self.warnings,
+                "error": self.errors,
+            },
+            len(self.errors),
+        )
+
+
+def answers_frame(columns: Mapping[str, list[Any]], rows: int) -> pd.DataFrame:
+    """The answer columns of a scored file, from plain lists (None where a row has no
+    value), in one fixed order whatever engine scored it; a column no row has a value for
+    is left out (a file of failed rows has only ``error``, a regressor no ``confidence``)."""
+    first = ["prediction_id", "prediction"]
+    last = ["confidence", "review_id", "review_status", "warnings", "error"]
+    order = first + [c for c in columns if c not in first and c not in last] + last
+    kept = {
+        name: columns[name]
+        for name in order
+        if name in columns and any(v is not None for v in columns[name])
+    }
+    return pd.DataFrame(kept, index=range(rows))
 
 
 class _Commits:
