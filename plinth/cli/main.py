@@ -528,7 +528,7 @@ def predict(
     are split over a Ray cluster's workers, each scoring its blocks the same way; they
     need the same database and artifacts folder.
     """
-    from plinth.services.batch_scoring import score_frame
+    from plinth.services.batch_scoring import score_frame, startup_objects_frozen
     from plinth.services.datasets import read_table, write_table
 
     model_name, version = _parse_ref(name)
@@ -546,7 +546,10 @@ def predict(
         model.review = runtime.policies.review(model.name)
         model.log_policy = runtime.policies.log(model.name)
         try:
-            with progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance:
+            with (
+                progress_bar(f"scoring {model.name}:{model.version}", len(frame)) as advance,
+                startup_objects_frozen(),
+            ):
                 scored, summary = score_frame(
                     model, frame, writer, reviews=reviews, on_progress=advance
                 )

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from plinth.config.settings import Settings
-from plinth.services.batch_scoring import BatchSummary, score_frame
+from plinth.services.batch_scoring import (
+    BatchSummary,
+    answers_frame,
+    score_frame,
+    startup_objects_frozen,
+)
 
 BLOCK_ROWS = 5_000
 
@@ -41,17 +47,20 @@ class ScoreBlocks:
         from plinth.runtime import Runtime
 
         self.runtime = Runtime.open(Settings.model_validate_json(job.settings_json))
-        registry, store = self.runtime.registry, self.runtime.store
+        registry, store, policies = self.runtime.registry, self.runtime.store, self.runtime.policies
         self.model = registry.load(store.get_version(job.name, job.version))
-        self.model.review = self.runtime.policies.review(self.model.name)
+        self.model.review = policies.review(self.model.name)
+        self.model.log_policy = policies.log(self.model.name)  # what must not be logged
         self.log = self.runtime.log_writer()
         self.reviews = self.runtime.review_writer()
 
     def __call__(self, block: pd.DataFrame) -> pd.DataFrame:
-        scored, _ = score_frame(self.model, block, self.log, reviews=self.reviews)
+        with startup_objects_frozen():
+            scored, _ = score_frame(self.model, block, self.log, reviews=self.reviews)
         while self.reviews.pending_contexts():  # the reviewer's context, before we return
             time.sleep(0.05)
-        return scored
+        # Only the answers travel back: the driver has the input rows already.
+        return scored.drop(columns=list(block.columns))
 
 
 def score_on_ray(
@@ -83,7 +92,7 @@ def score_on_ray(
         size = max(1, min(workers or cpus, len(blocks)))
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in input order
-        scored = (
+        answered = (
             ray.data.from_pandas(blocks)
             .map_batches(
                 ScoreBlocks,
@@ -93,18 +102,40 @@ def score_on_ray(
                 compute=ray.data.ActorPoolStrategy(size=size),
                 num_cpus=1,
             )
-            .to_pandas()
+            .iter_batches(batch_size=None, batch_format="pandas")
         )
+        answers = _collect(answered)
     finally:
         if started_here:
             ray.shutdown()
-    return scored.reset_index(drop=True), _summary(scored)
+    if len(answers) != len(frame):  # pragma: no cover - Ray returns every row it was given
+        raise RuntimeError(f"Ray returned {len(answers)} answers for {len(frame)} rows")
+    scored = pd.concat([frame.reset_index(drop=True), answers], axis=1)
+    return scored, _summary(scored)
 
 
 def _blocks(frame: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
     """The table cut into blocks on the driver: a repartition would be a Ray task that needs
     a CPU the scoring actors already hold, and the run would wait for ever."""
     return [frame.iloc[i : i + rows] for i in range(0, max(len(frame), 1), rows)]
+
+
+def _collect(blocks: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The answer blocks as one frame built the way local scoring builds it (plain lists,
+    then one constructor), so the two outputs have the same columns and dtypes: Ray hands
+    blocks back through Arrow, with Arrow-backed dtypes, and a block whose rows all
+    failed has only its ``error`` column."""
+    columns: dict[str, list[Any]] = {}
+    rows = 0
+    for block in blocks:
+        for name in block.columns:
+            series = block[name]
+            values = series.astype(object).where(series.notna(), None).tolist()
+            columns.setdefault(str(name), [None] * rows).extend(values)
+        rows += len(block)
+        for values in columns.values():
+            values.extend([None] * (rows - len(values)))
+    return answers_frame(columns, rows)
 
 
 def _summary(scored: pd.DataFrame) -> BatchSummary:

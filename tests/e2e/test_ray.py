@@ -83,21 +83,26 @@ def test_ray_scoring_matches_local_scoring(plinth_env: Env, tmp_path: Path, ray_
     frame.to_csv(tmp_path / "input.csv", index=False)  # CSV: a column may mix types
     common = ["--input", str(tmp_path / "input.csv"), "--review-below", "0.55"]
 
-    plinth_env.cli("predict", "churn", *common, "--output", str(tmp_path / "local.csv"))
+    plinth_env.cli("predict", "churn", *common, "--output", str(tmp_path / "local.parquet"))
     done = plinth_env.cli(
-        "predict", "churn", *common, "--output", str(tmp_path / "ray.csv"),
+        "predict", "churn", *common, "--output", str(tmp_path / "ray.parquet"),
         "--engine", "ray", "--address", ray_head, "--block-rows", "1000",
     )  # fmt: skip
 
-    local = pd.read_csv(tmp_path / "local.csv", keep_default_na=False)
-    on_ray = pd.read_csv(tmp_path / "ray.csv", keep_default_na=False)
+    # Parquet keeps dtypes: the two files must be the same table, not just print alike
+    # (Ray hands blocks back through Arrow, with Arrow-backed dtypes of its own).
+    local = pd.read_parquet(tmp_path / "local.parquet")
+    on_ray = pd.read_parquet(tmp_path / "ray.parquet")
     given = pd.read_csv(tmp_path / "input.csv", keep_default_na=False)
     assert f"scoring churn:1 on Ray ({ray_head})" in done.stdout
     assert "scored 2998/3000 rows with churn:1 on Ray" in done.stdout
+    assert list(on_ray.columns) == list(local.columns)
     columns = [c for c in ANSWER if c in local]
     pd.testing.assert_frame_equal(on_ray[columns], local[columns])
-    pd.testing.assert_frame_equal(on_ray[given.columns], given)  # input order kept
-    assert (on_ray["review_id"] != "").sum() == (local["review_id"] != "").sum() > 0
+    pd.testing.assert_frame_equal(on_ray[given.columns], local[given.columns])  # input order
+    assert on_ray["age"].astype(str).tolist() == given["age"].astype(str).tolist()
+    sent = on_ray["review_id"].fillna("") != ""
+    assert sent.sum() == (local["review_id"].fillna("") != "").sum() > 0
     with Store(plinth_env.env["PLINTH_DATABASE_URL"]) as store:
         assert store.count_predictions() == 2 * 2_998
         ids = on_ray.loc[on_ray["error"] == "", "prediction_id"]

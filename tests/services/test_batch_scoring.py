@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from plinth.core.review_policy import ReviewPolicy
+from plinth.errors import ModelRaisedError
 from plinth.services.batch_scoring import score_frame
 from plinth.services.datasets import read_table
 from plinth.services.registry.versions import Registry, ServedModel
@@ -28,6 +30,7 @@ from tests.support import (
     regression_table,
     ridge_model,
     shoppers_table,
+    strict_category_model,
     write_csv,
 )
 
@@ -164,3 +167,69 @@ def test_rows_with_gaps_get_the_models_own_answer_or_a_flagged_imputation(
     flagged = scored["warnings"].str.contains("contract.imputed")
     assert flagged.tolist() == gaps[SHOPPERS_NUMBERS].any(axis=1).tolist()
     assert not scored["warnings"].str.contains("contract.null_passed").any()
+
+
+def _alone(model: ServedModel, frame: pd.DataFrame) -> list[tuple[str, Any]]:
+    """Each row scored on its own through the online scorer: (error code or "", answer)."""
+    now = time.perf_counter()
+    records = [
+        {k: v for k, v in r.items() if not pd.isna(v)}
+        for r in frame.astype(object).to_dict(orient="records")
+    ]
+    results = score(model, [Job([r], "alone", now, now + 60) for r in records])
+    return [(res.error.code, None) if res.error else ("", res.answers[0]) for res in results]
+
+
+def test_chunks_split_around_bad_rows_and_review_ids_point_at_committed_rows(
+    registry: Registry, writers: tuple[LogWriter, ReviewWriter]
+) -> None:
+    """Many small chunks with their log commits overlapping: the contract's bad rows (the
+    first one too) fail alone, the model's bad rows (an encoder that raises on a category
+    the contract lets through) fail alone, and every other row gets the answer it gets on
+    its own; every review id in the output is a stored item whose prediction is logged."""
+    train = churn_table(0)
+    registry.register(strict_category_model(train), name="strict", train=train, target="churn")
+    model = _served(registry, "strict", ReviewPolicy(0.8))
+    for spec in model.contract.fields:
+        if spec.name == "city":
+            spec.on_unseen = "pass"  # the registry said reject; let the encoder see it
+    frame = churn_table(6, rows=400).drop(columns=["churn"])
+    frame["age"] = frame["age"].astype(object)
+    refused = [0, 5, 6, 130, 399]
+    frame.loc[refused, "age"] = "old"
+    raising = [64, 65, 200]
+    frame.loc[raising, "city"] = "tokyo"  # unseen: passed through, the encoder raises
+    log, reviews = writers
+
+    scored, summary = score_frame(model, frame, log, reviews=reviews, chunk_rows=32)
+
+    alone = _alone(model, frame)
+    failed = {i: code for i, (code, _) in enumerate(alone) if code}
+    assert failed == {i: "contract.invalid" for i in refused} | {
+        i: ModelRaisedError.code for i in raising
+    }
+    assert list(scored.columns[-9:]) == [
+        "prediction_id", "prediction", "probability_no", "probability_yes", "confidence",
+        "review_id", "review_status", "warnings", "error",
+    ]  # fmt: skip
+    for i, (code, answer) in enumerate(alone):
+        row = scored.loc[i]
+        if code:
+            assert row["error"].startswith(code) and pd.isna(row["prediction"])
+            continue
+        assert answer is not None and row["error"] == ""
+        assert row["prediction"] == answer["prediction"]
+        assert row["probability_yes"] == answer["probabilities"]["yes"]
+        assert row["confidence"] == answer["confidence"]
+        codes = ",".join(sorted({w["code"] for w in answer["warnings"]}))
+        assert row["warnings"] == codes
+    assert scored.loc[5, "error"] == "contract.invalid (age: contract.wrong_type)"
+    assert (summary.scored, summary.failed) == (392, 8)
+
+    assert registry.store.count_predictions() == 392  # no row logged twice by a split
+    sent = scored[scored["review_id"].fillna("") != ""]
+    assert summary.reviewed == len(sent) > 20
+    queue = ReviewQueue(registry.store)
+    for review_id, prediction_id in zip(sent["review_id"], sent["prediction_id"], strict=True):
+        assert queue.show(review_id)["prediction_id"] == prediction_id
+        assert registry.store.get_prediction(prediction_id).route == "batch"

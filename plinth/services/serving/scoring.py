@@ -255,6 +255,8 @@ def _predict_jobs(
     ts = datetime.now(UTC)
     done = time.perf_counter()
     ids = iter(new_ids(len(frame)))  # one draw for the batch's ids, in answer order
+    outputs = output_records(predictions, probabilities, classes, details)
+    confs = None if conf is None else np.asarray(conf, dtype=float).tolist()
     offset = 0
     answered: list[range] = []
     for n in valid_jobs:
@@ -278,8 +280,8 @@ def _predict_jobs(
         latency_ms = (done - job.received) * 1000.0
         result = results[i]
         for k, pos in zip(span, range(int(starts[n]), int(starts[n]) + count), strict=True):
-            output = output_record(predictions, probabilities, classes, k, details)
-            record_conf = None if conf is None else float(conf[k])
+            output = outputs[k]
+            record_conf = None if confs is None else confs[k]
             warnings = [w.to_dict() for w in checked.warnings[pos]]
             prediction_id = next(ids)
             answer, row = answer_and_row(
@@ -390,6 +392,32 @@ def output_record(
     if details is not None:
         output["remote"] = details[row]
     return output
+
+
+def output_records(
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    classes: list[str],
+    details: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """``output_record`` for every row of a batch, equal value for value: one ``tolist``
+    per array instead of a numpy scalar per cell (a third of the per-row cost of a batch
+    of 1,000 rows went to indexing numpy one cell at a time)."""
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 1:
+        labels = predictions.tolist()  # Python scalars, exactly what ``.item()`` gives
+        if predictions.dtype == object:  # may hold numpy scalars of its own
+            labels = [_plain(v) for v in labels]
+    else:
+        labels = [_plain(predictions[i]) for i in range(len(predictions))]
+    outputs: list[dict[str, Any]] = [{"prediction": label} for label in labels]
+    if probabilities is not None:
+        rows = np.asarray(probabilities).tolist()
+        for output, row in zip(outputs, rows, strict=True):
+            output["probabilities"] = dict(zip(classes, map(float, row), strict=True))
+    if details is not None:
+        for output, detail in zip(outputs, details, strict=True):
+            output["remote"] = detail
+    return outputs
 
 
 def _plain(value: Any) -> Any:
