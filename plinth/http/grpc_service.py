@@ -270,6 +270,8 @@ class InferenceService:
             self.max_records,
             self.limits,
         )
+        if inferred.error is not None:
+            raise inferred.error
         reply = MESSAGES["ModelInferResponse"](
             model_name=request.model_name,
             model_version=str(inferred.version),
