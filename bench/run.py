@@ -34,7 +34,8 @@ import workload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVERS = (
-    "plinth,plinth-v2,plinth-v2-binary,plinth-otel,plinth-nolog,floor,bare,mlserver,bentoml"
+    "plinth,plinth-onnx,plinth-v2,plinth-v2-binary,plinth-otel,plinth-nolog,floor,bare,"
+    "mlserver,bentoml"
 )
 
 

@@ -172,7 +172,12 @@ def plinth_log_setting_known() -> bool | None:
 
 
 def _prepare_plinth(
-    ctx: Context, port: int, *, home_name: str, extra_env: dict[str, str]
+    ctx: Context,
+    port: int,
+    *,
+    home_name: str,
+    extra_env: dict[str, str],
+    model_path: Path | None = None,
 ) -> Launch:
     plinth = ctx.bin_dir / "plinth"
     if not plinth.exists():
@@ -181,8 +186,11 @@ def _prepare_plinth(
     env = _base_env(PLINTH_HOME=str(home), **extra_env)
     if not ctx.state.get("registered"):
         home.mkdir(parents=True, exist_ok=True)
-        argv = [str(plinth), "register", str(ctx.model_path), "--name", "bc"]
-        argv += ["--train", str(ctx.work_dir / "train.csv"), "--target", "target", "--trust-pickle"]
+        model = model_path or ctx.model_path
+        argv = [str(plinth), "register", str(model), "--name", "bc"]
+        argv += ["--train", str(ctx.work_dir / "train.csv"), "--target", "target"]
+        if model.suffix in (".joblib", ".pkl"):
+            argv.append("--trust-pickle")
         done = subprocess.run(
             argv,
             env=env,
@@ -243,6 +251,34 @@ def prepare_plinth_v2_binary(ctx: Context, port: int) -> Launch:
     return launch
 
 
+def convert_to_onnx(model_path: Path, out: Path) -> Path:
+    """The reference forest as ONNX (skl2onnx, ZipMap off: probabilities as one
+    ``[N, classes]`` tensor, as docs/flavors.md recommends), from the same joblib file."""
+    import joblib
+    import numpy as np
+    from skl2onnx import to_onnx
+
+    model = joblib.load(model_path)
+    sample = np.zeros((1, int(model.n_features_in_)), dtype=np.float32)
+    proto = to_onnx(model, sample, options={id(model): {"zipmap": False}})
+    out.write_bytes(proto.SerializeToString())
+    return out
+
+
+def prepare_plinth_onnx(ctx: Context, port: int) -> Launch:
+    """The reference forest converted with skl2onnx, registered as an ONNX model (the onnx
+    flavor, ONNX Runtime), served on /v1 with Plinth's body: the flavor's served latency."""
+    onnx_path = ctx.work_dir / "model.onnx"
+    if not onnx_path.exists():
+        try:
+            convert_to_onnx(ctx.model_path, onnx_path)
+        except ImportError as exc:
+            raise SetupError(f"needs the onnx extra (skl2onnx): {exc}") from exc
+    return _prepare_plinth(
+        ctx, port, home_name="plinth-home-onnx", extra_env={}, model_path=onnx_path
+    )
+
+
 def _start_otlp_receiver(ctx: Context) -> str:
     """The tests' OTLP/HTTP receiver (decodes every export with opentelemetry-proto), on the
     load generator's core, for as long as the harness runs; its endpoint."""
@@ -282,6 +318,15 @@ TARGETS: dict[str, Target] = {
             None,
             prepare_plinth_nolog,
             note="PLINTH_LOG_PREDICTIONS=false",
+            is_plinth=True,
+        ),
+        Target(
+            "plinth-onnx",
+            "Plinth, the forest as ONNX",
+            None,
+            prepare_plinth_onnx,
+            note="the same forest converted with skl2onnx (ZipMap off), registered as an .onnx "
+            "file: the onnx flavor on ONNX Runtime, everything on",
             is_plinth=True,
         ),
         Target(

@@ -3,6 +3,11 @@
 The predict route takes the raw ``Request`` and renders with orjson: no pydantic model
 per record on the hot path. Errors are mapped once: a ``PlinthError`` becomes its own
 status and JSON body; anything else becomes a 500 with a request id and never a trace.
+
+Every HTTP reply, success or error, from any route, says who it was for and who answered:
+``x-request-id`` (the caller's, or a fresh one that the error body repeats),
+``x-plinth-worker`` and ``x-plinth-replica``; a routed prediction adds ``x-plinth-revision``.
+The fast routes write them themselves; ``PlinthApp.__call__`` adds them to the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from plinth.config.policies import Policies
 from plinth.config.settings import Settings
@@ -41,6 +46,7 @@ from plinth.http.edge import (
     PREDICT_ROLES,
     error_body,
     error_headers,
+    identity_headers,
     internal_error,
     json_response,
     new_request_id,
@@ -87,25 +93,35 @@ def _is_console(request: Request) -> bool:
     return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
+#: Where ``PlinthApp`` keeps a request's id in the ASGI scope, for the routes and handlers.
+REQUEST_ID = "plinth.request_id"
+
+
 def _request_id(request: Request) -> str:
-    return new_request_id(request.headers.get("x-request-id"))
+    found = request.scope.get(REQUEST_ID)
+    return found if isinstance(found, str) else new_request_id(request.headers.get("x-request-id"))
 
 
 class PlinthApp(FastAPI):
-    """FastAPI, except that the predict route is answered before FastAPI's own routing."""
+    """FastAPI, except that the predict route is answered before FastAPI's own routing, and
+    every other reply gets the request id and who answered in its headers."""
 
     predict_handler: PredictHandler | None = None
     infer_handler: InferHandler | None = None
     limits: RequestLimits | None = None
+    identity: list[tuple[bytes, bytes]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.limits is not None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.limits is not None:
             try:  # before any route parses it: a huge query string costs every parser
                 self.limits.check_query(scope.get("query_string", b""))
             except QueryTooLargeError as exc:
-                await _refuse(exc, scope, receive, send)
+                await _refuse(exc, scope, receive, self._identified(scope, send))
                 return
-        if scope["type"] == "http" and scope["method"] == "POST" and self.predict_handler:
+        if scope["method"] == "POST" and self.predict_handler:
             match = PREDICT_PATH.fullmatch(scope["path"])
             if match is not None:
                 await self.predict_handler(match.group(1), scope, receive, send)
@@ -114,13 +130,29 @@ class PlinthApp(FastAPI):
             if match is not None and self.infer_handler is not None:
                 await self.infer_handler(match.group(1), match.group(2), scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        await super().__call__(scope, receive, self._identified(scope, send))
+
+    def _identified(self, scope: Scope, send: Send) -> Send:
+        """``send`` that adds ``x-request-id`` (kept in the scope, so an error body names the
+        same id) and who answered to the reply's headers, unless a route set them."""
+        request_id = new_request_id(dict(scope["headers"]).get(b"x-request-id"))
+        scope[REQUEST_ID] = request_id
+        added = [(b"x-request-id", request_id.encode("latin-1", "replace")), *self.identity]
+
+        async def identified(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in added if h[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return identified
 
 
 async def _refuse(error: PlinthError, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer ``error`` before routing: JSON in ``/v1``'s shape, or ``/v2``'s under /v2."""
-    headers = dict(scope["headers"])
-    request_id = new_request_id(headers.get(b"x-request-id"))
+    request_id = str(scope[REQUEST_ID])
     path = scope.get("path", "")
     body = v2_error_body(error, request_id) if _is_v2(path) else error_body(error, request_id)
     await json_response(body, error.status, {"x-request-id": request_id})(scope, receive, send)
@@ -195,6 +227,7 @@ def create_app(settings: Settings | None = None, *, policies: Policies | None = 
     )
     limits = settings.request_limits()
     app.limits = app.state.limits = limits
+    app.identity = identity_headers(settings.replica)
     app.predict_handler = PredictHandler(
         app.state,
         max_body_bytes=settings.max_body_bytes,

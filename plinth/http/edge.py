@@ -1,5 +1,6 @@
 """What every route shares, the fast predict route included: JSON in and out (orjson, one
-size limit, one error for a bad body), request ids, error bodies, the runtime and the roles.
+size limit, one error for a bad body), request ids, who answered, error bodies, the runtime
+and the roles.
 
 Both the FastAPI routes and the plain-ASGI predict route (``plinth.http.predict``) use these,
 so a 500, a 413 or a request id looks the same whichever path answered.
@@ -8,6 +9,7 @@ so a 500, a 413 or a request id looks the same whichever path answered.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -44,6 +46,15 @@ def caller_of(request: Request) -> str:
     (never the token), or ``api:anonymous (auth off)``."""
     name = getattr(request.state, "token_name", None)
     return f"api:{name or 'anonymous (auth off)'}"
+
+
+def identity_headers(replica: str = "") -> list[tuple[bytes, bytes]]:
+    """Who answered, behind a load balancer: ``x-plinth-worker`` (the process id) and, when
+    the replica has a name, ``x-plinth-replica``. Every HTTP reply carries them."""
+    headers = [(b"x-plinth-worker", str(os.getpid()).encode())]
+    if replica:
+        headers.append((b"x-plinth-replica", replica.encode("latin-1", "replace")))
+    return headers
 
 
 def new_request_id(header: str | bytes | None) -> str:

@@ -94,6 +94,10 @@ _MESSAGES: dict[str, list[tuple[str, int, Any, bool]]] = {
         ("outputs", 5, "ModelInferResponse.InferOutputTensor", True),
         ("raw_output_contents", 6, "bytes", True),
     ],
+    "ModelStreamInferResponse": [
+        ("error_message", 1, "string", False),
+        ("infer_response", 2, "ModelInferResponse", False),
+    ],
     "InferParameter": [
         ("bool_param", 1, "bool|parameter_choice", False),
         ("int64_param", 2, "int64|parameter_choice", False),
@@ -120,7 +124,10 @@ METHODS = {
     "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse"),
     "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
     "ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
+    "ModelStreamInfer": ("ModelInferRequest", "ModelStreamInferResponse"),
 }
+#: The methods whose requests and responses are streams (both ways); the rest are unary.
+STREAMING = frozenset({"ModelStreamInfer"})
 
 
 def _field(

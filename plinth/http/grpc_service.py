@@ -3,17 +3,18 @@
 ``plinth serve --grpc-port N`` (``PLINTH_GRPC_PORT``) starts it in every worker, on the
 worker's own event loop and beside its HTTP app (the port is shared between workers with
 SO_REUSEPORT, as gRPC does by default on Linux). It answers ``ServerLive``, ``ServerReady``,
-``ModelReady``, ``ServerMetadata``, ``ModelMetadata`` and ``ModelInfer`` exactly as the
-``/v2`` REST routes do: one translation (``plinth.core.inference_protocol``) and one
-inference path (``plinth.http.v2.infer``), so a gRPC inference goes through the same router,
-contract, batching, log, review gate, metrics and traces. Inputs arrive as typed
-``contents`` or as ``raw_input_contents``; outputs always go back as
-``raw_output_contents`` (what Triton's clients read fastest).
+``ModelReady``, ``ServerMetadata``, ``ModelMetadata``, ``ModelInfer`` and the bidirectional
+``ModelStreamInfer`` exactly as the ``/v2`` REST routes do: one translation
+(``plinth.core.inference_protocol``) and one inference path (``plinth.http.v2.infer``), so a
+gRPC inference goes through the same router, contract, batching, log, review gate, metrics
+and traces. Inputs arrive as typed ``contents`` or as ``raw_input_contents``; outputs always
+go back as ``raw_output_contents`` (what Triton's clients read fastest).
 
 A failure is a gRPC status (``INVALID_ARGUMENT`` for a 4xx request error, ``NOT_FOUND``,
 ``UNAUTHENTICATED``, ``PERMISSION_DENIED``, ``RESOURCE_EXHAUSTED``, ``UNAVAILABLE``,
 ``INTERNAL``) whose details are the REST error's text, with Plinth's code in the trailing
-metadata ``plinth-error-code`` and the request id in ``x-request-id``.
+metadata ``plinth-error-code`` and the request id in ``x-request-id``. On a stream a
+request's failure is its response's ``error_message`` instead, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -34,12 +35,16 @@ from plinth.core.request_limits import RequestLimits, array_too_long, string_too
 from plinth.errors import InternalError, OverLimitError, PlinthError, Problem
 from plinth.http.auth import Auth, check_role
 from plinth.http.edge import PREDICT_ROLES, error_headers, new_request_id
-from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE
+from plinth.http.grpc_messages import MESSAGES, METHODS, SERVICE, STREAMING
 from plinth.http.v2 import EXTENSIONS, infer, parse_version, v2_error_body
 from plinth.runtime import Runtime
 from plinth.version import __version__
 
 log = logging.getLogger("plinth.grpc")
+
+#: Requests of one ``ModelStreamInfer`` stream being scored at once; past it the server
+#: stops reading the stream until the oldest is answered.
+STREAM_WINDOW = 256
 
 _CONTENTS = {
     "BOOL": "bool_contents",
@@ -161,66 +166,149 @@ class InferenceService:
         received = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
         request_id = new_request_id(metadata.get("x-request-id"))
-        tracing = self.runtime.tracing
-        trace = None
-        if tracing is not None:
-            parent = metadata.get("traceparent")
-            trace = tracing.start_request(
-                f"{SERVICE}/ModelInfer",
-                request.model_name,
-                request_id,
-                parent.encode("latin-1") if parent else None,
-            )
+        trace = self._start_trace("ModelInfer", request.model_name, request_id, metadata)
+        client = peer_host(context.peer())
 
         async def answer(request_id: str) -> Any:
-            await self._authorize(metadata, peer_host(context.peer()))
-            version = parse_version(request.model_version)
-            check_limits(request, self.limits)
-            parsed = oip.InferRequest(
-                id=request.id or None,
-                inputs=_inputs(request),
-                outputs=[oip.RequestedOutput(o.name, binary=True) for o in request.outputs] or None,
-                parameters=_parameters(request.parameters),
-            )
-            inferred = await infer(
-                self.runtime,
-                request.model_name,
-                version,
-                parsed,
-                request_id,
-                received,
-                trace,
-                self.max_records,
-                self.limits,
-            )
-            reply = MESSAGES["ModelInferResponse"](
-                model_name=request.model_name,
-                model_version=str(inferred.version),
-                id=request.id,
-            )
-            for key, value in inferred.parameters(request_id).items():
-                _set_parameter(reply.parameters[key], value)
-            for tensor in inferred.tensors:
-                reply.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-                reply.raw_output_contents.append(oip.raw_bytes(tensor))
-            return reply
+            return await self._infer(request, metadata, client, request_id, received, trace)
 
         return await self._guard(context, answer, request_id, trace)
+
+    async def model_stream_infer(
+        self, requests: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[Any]:
+        """``ModelStreamInfer``: every request on the stream is answered as ``ModelInfer``
+        answers it, in the order sent. The requests are scored concurrently (up to
+        ``STREAM_WINDOW`` at once, so one stream's requests share micro-batches), and a
+        request's error is that response's ``error_message``: the stream stays open."""
+        metadata = dict(context.invocation_metadata() or ())
+        client = peer_host(context.peer())
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    received = time.perf_counter()
+                    await window.acquire()  # past the window: stop reading (flow control)
+                    one = self._stream_one(request, metadata, client, received)
+                    pending.put_nowait(asyncio.create_task(one))
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await pending.get()) is not None:
+                response = await task
+                window.release()
+                yield response
+            await reader  # the client's half closed: raise what ended it, if anything did
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                left = pending.get_nowait()
+                if left is not None:
+                    left.cancel()
+
+    async def _stream_one(
+        self, request: Any, metadata: dict[str, Any], client: str, received: float
+    ) -> Any:
+        """One streamed request's response: its reply, or its error as ``error_message``
+        with the request's ``id`` and Plinth's ``request_id`` and ``error_code`` beside it."""
+        request_id = new_request_id(None)  # one per request: the stream's requests are many
+        trace = self._start_trace("ModelStreamInfer", request.model_name, request_id, metadata)
+
+        async def answer(request_id: str) -> Any:
+            return await self._infer(request, metadata, client, request_id, received, trace)
+
+        outcome = await self._run(answer, request_id, trace)
+        if isinstance(outcome, PlinthError):
+            reply = MESSAGES["ModelInferResponse"](
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            )
+            reply.parameters["request_id"].string_param = request_id
+            reply.parameters["error_code"].string_param = outcome.code
+            for key, value in error_headers(outcome).items():  # retry-after: shed, store down
+                reply.parameters[key].string_param = value
+            message = v2_error_body(outcome, request_id)["error"]
+        else:
+            reply, message = outcome, ""
+        final = request.parameters.get("triton_enable_empty_final_response")
+        if final is not None and final.bool_param:
+            # Triton's flag for decoupled models; here every request has exactly one
+            # response, so each is the final one.
+            reply.parameters["triton_final_response"].bool_param = True
+        return MESSAGES["ModelStreamInferResponse"](error_message=message, infer_response=reply)
+
+    async def _infer(
+        self,
+        request: Any,
+        metadata: dict[str, Any],
+        client: str,
+        request_id: str,
+        received: float,
+        trace: Any,
+    ) -> Any:
+        """One ``ModelInferRequest`` through ``plinth.http.v2.infer``; raises its error."""
+        await self._authorize(metadata, client)
+        version = parse_version(request.model_version)
+        check_limits(request, self.limits)
+        parsed = oip.InferRequest(
+            id=request.id or None,
+            inputs=_inputs(request),
+            outputs=[oip.RequestedOutput(o.name, binary=True) for o in request.outputs] or None,
+            parameters=_parameters(request.parameters),
+        )
+        inferred = await infer(
+            self.runtime,
+            request.model_name,
+            version,
+            parsed,
+            request_id,
+            received,
+            trace,
+            self.max_records,
+            self.limits,
+        )
+        if inferred.error is not None:
+            raise inferred.error
+        reply = MESSAGES["ModelInferResponse"](
+            model_name=request.model_name,
+            model_version=str(inferred.version),
+            id=request.id,
+        )
+        for key, value in inferred.parameters(request_id).items():
+            _set_parameter(reply.parameters[key], value)
+        for tensor in inferred.tensors:
+            reply.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            reply.raw_output_contents.append(oip.raw_bytes(tensor))
+        return reply
+
+    def _start_trace(
+        self, method: str, model: str, request_id: str, metadata: dict[str, Any]
+    ) -> Any:
+        """The request's span when tracing is on, a child of the caller's ``traceparent``."""
+        tracing = self.runtime.tracing
+        if tracing is None:
+            return None
+        parent = metadata.get("traceparent")
+        return tracing.start_request(
+            f"{SERVICE}/{method}",
+            model,
+            request_id,
+            parent.encode("latin-1") if parent else None,
+        )
 
     async def _authorize(self, metadata: dict[str, Any], client: str | None = None) -> None:
         if self.auth is not None:
             role, _ = await self.auth.role_of(str(metadata.get("authorization", "")), client or "")
             check_role(role, PREDICT_ROLES)
 
-    async def _guard(
-        self,
-        context: Any,
-        answer: Callable[[str], Awaitable[Any]],
-        request_id: str | None = None,
-        trace: Any = None,
+    async def _run(
+        self, answer: Callable[[str], Awaitable[Any]], request_id: str, trace: Any
     ) -> Any:
-        """Run ``answer``; a ``PlinthError`` (or a bug of ours) becomes a gRPC status."""
-        request_id = request_id or new_request_id(None)
+        """``answer``'s reply, or the ``PlinthError`` it raised (a bug of ours becomes an
+        ``InternalError``, logged); the request's span ends either way."""
         try:
             reply = await answer(request_id)
         except PlinthError as exc:
@@ -232,13 +320,28 @@ class InferenceService:
             if trace is not None:
                 trace.tracing.end_request(trace, 200, None)
             return reply
-        status, code = error.status, error.code
         if trace is not None:
-            trace.tracing.end_request(trace, status, code)
-        trailing = [("plinth-error-code", code), ("x-request-id", request_id)]
-        trailing.extend(error_headers(error).items())  # retry-after: shed, store unavailable
+            trace.tracing.end_request(trace, error.status, error.code)
+        return error
+
+    async def _guard(
+        self,
+        context: Any,
+        answer: Callable[[str], Awaitable[Any]],
+        request_id: str | None = None,
+        trace: Any = None,
+    ) -> Any:
+        """Run ``answer``; a ``PlinthError`` (or a bug of ours) becomes a gRPC status."""
+        request_id = request_id or new_request_id(None)
+        outcome = await self._run(answer, request_id, trace)
+        if not isinstance(outcome, PlinthError):
+            return outcome
+        trailing = [("plinth-error-code", outcome.code), ("x-request-id", request_id)]
+        trailing.extend(error_headers(outcome).items())  # retry-after: shed, store unavailable
         context.set_trailing_metadata(tuple(trailing))
-        await context.abort(grpc_status(status), v2_error_body(error, request_id)["error"])
+        await context.abort(
+            grpc_status(outcome.status), v2_error_body(outcome, request_id)["error"]
+        )
         raise AssertionError("context.abort raises")  # pragma: no cover
 
 
@@ -328,15 +431,19 @@ async def start_server(
         "ServerMetadata": service.server_metadata,
         "ModelMetadata": service.model_metadata,
         "ModelInfer": service.model_infer,
+        "ModelStreamInfer": service.model_stream_infer,
     }
     handlers = {
-        name: grpc.unary_unary_rpc_method_handler(
+        name: (
+            grpc.stream_stream_rpc_method_handler if name in STREAMING
+            else grpc.unary_unary_rpc_method_handler
+        )(
             methods[name],
             request_deserializer=MESSAGES[request].FromString,
             response_serializer=MESSAGES[response].SerializeToString,
         )
         for name, (request, response) in METHODS.items()
-    }
+    }  # fmt: skip
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_body_bytes),

@@ -11,7 +11,6 @@ token check, size limit, orjson in and out, one error shape.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -41,6 +40,7 @@ from plinth.http.edge import (
     JSON_OPTIONS,
     PREDICT_ROLES,
     error_headers,
+    identity_headers,
     internal_error,
     new_request_id,
     parse_json,
@@ -58,7 +58,6 @@ Send = Callable[[Message], Awaitable[None]]
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict")
 BODY_HINT = 'Send a JSON object like {"records": [{"feature": 1.0}]}.'
 SPLIT_HINT = "Split the records over several requests or use `plinth predict` for files."
-_PID = str(os.getpid()).encode()
 
 
 class DisconnectedError(Exception):
@@ -81,10 +80,7 @@ class PredictHandler:
         self.max_body_bytes = max_body_bytes
         self.max_records = max_records
         self.limits = limits
-        # Who answered, behind a load balancer: the replica (host) and the worker (pid).
-        self.identity = [(b"x-plinth-worker", _PID)]
-        if replica:
-            self.identity.append((b"x-plinth-replica", replica.encode("latin-1", "replace")))
+        self.identity = identity_headers(replica)  # who answered: worker and replica
 
     async def __call__(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.perf_counter()
@@ -230,7 +226,7 @@ async def respond_bytes(
         (b"content-type", content_type),
         (b"content-length", str(len(data)).encode()),
         (b"x-request-id", request_id.encode()),
-        *(identity or [(b"x-plinth-worker", _PID)]),
+        *(identity or identity_headers()),
     ]
     if extra:
         headers.extend(extra.items())

@@ -96,11 +96,12 @@ class InferHandler(PredictHandler):
         content_type = b"application/json"
         trace = self._start_trace("POST /v2/models/{name}/infer", name, request_id, headers)
         error_code: str | None = None
+        extra: dict[bytes, bytes] = {}  # x-plinth-revision once routed, even if it then fails
         try:
             client = scope.get("client")
-            status, data, extra = await self._infer(
+            status, data = await self._infer(
                 name, version, headers, receive, received, request_id, trace,
-                client[0] if client else "unknown",
+                client[0] if client else "unknown", extra,
             )  # fmt: skip
             if HEADER_LENGTH in extra:
                 content_type = b"application/octet-stream"
@@ -110,11 +111,11 @@ class InferHandler(PredictHandler):
             error_code = exc.code
             # Retry-After for any error that says when (shed by admission, auth limit).
             status, data = exc.status, _dumps(v2_error_body(exc, request_id))
-            extra = {k.encode(): v.encode() for k, v in error_headers(exc).items()}
+            extra.update((k.encode(), v.encode()) for k, v in error_headers(exc).items())
         except Exception as exc:  # a bug of ours: log it, answer 500 with the request id
             error = internal_error(request_id, exc)
             error_code = error.code
-            status, data, extra = error.status, _dumps(v2_error_body(error, request_id)), {}
+            status, data = error.status, _dumps(v2_error_body(error, request_id))
         if trace is not None:
             extra[b"traceparent"] = self._end_trace(trace, status, error_code)
         await respond_bytes(send, status, data, content_type, request_id, extra, self.identity)
@@ -128,8 +129,10 @@ class InferHandler(PredictHandler):
         received: float,
         request_id: str,
         trace: RequestTrace | None,
-        client: str | None = None,
-    ) -> tuple[int, bytes, dict[bytes, bytes]]:
+        client: str | None,
+        extra: dict[bytes, bytes],
+    ) -> tuple[int, bytes]:
+        """The reply's status and body; its extra headers go into ``extra``."""
         await self._authorize(headers, client or "")
         version = parse_version(version_text)
         body = await self._read_body(headers, receive)
@@ -143,9 +146,10 @@ class InferHandler(PredictHandler):
             runtime, name, version, request, request_id, received, trace, self.max_records,
             self.limits,
         )  # fmt: skip
-        extra: dict[bytes, bytes] = {}
         if inferred.revision is not None:
             extra[b"x-plinth-revision"] = str(inferred.revision).encode()
+        if inferred.error is not None:
+            raise inferred.error
         tensors = inferred.tensors
         if request.outputs is not None:
             binary_names = {o.name for o in request.outputs if o.binary}
@@ -174,14 +178,16 @@ class InferHandler(PredictHandler):
             reply["outputs"].append(entry)
         head = _dumps(reply)
         if not blobs:
-            return 200, head, extra
+            return 200, head
         extra[HEADER_LENGTH] = str(len(head)).encode()
-        return 200, b"".join([head, *blobs]), extra
+        return 200, b"".join([head, *blobs])
 
 
 @dataclass
 class Inferred:
-    """One answered inference: the version and route that answered, and the outputs."""
+    """One routed inference: the version and route that answered, and the outputs; or, when
+    the routed request failed, its ``error`` (the caller raises it) and the revision that
+    routed it, which the reply names either way."""
 
     version: int
     route: str
@@ -189,6 +195,7 @@ class Inferred:
     tensors: list[oip.OutputTensor]
     warnings: int
     reviews: int
+    error: PlinthError | None = None
 
     def parameters(self, request_id: str) -> dict[str, Any]:
         """The reply's ``parameters``: scalars only, as the gRPC form can carry them."""
@@ -212,7 +219,8 @@ async def infer(
     limits: RequestLimits | None = None,
 ) -> Inferred:
     """One v2 inference, REST or gRPC: tensors to records, the router (the /v1 path from
-    there on), answers to output tensors. Raises the request's error."""
+    there on), answers to output tensors. Raises the request's error until it is routed;
+    a routed request's error is returned in ``Inferred.error``, beside its revision."""
     if limits is not None:
         check_tensors(request.inputs, limits)
     serving = runtime.require_serving()
@@ -245,7 +253,9 @@ async def infer(
     if trace is not None:
         trace.version, trace.route = routed.version, routed.route
     if routed.error is not None:
-        raise routed.error
+        return Inferred(
+            routed.version or 0, routed.route, routed.revision, [], 0, 0, error=routed.error
+        )
     assert routed.version is not None
     answering = contract_model
     if routed.version != contract_model.version:  # a canary or a fallback answered

@@ -139,43 +139,57 @@ def flaky() -> Iterator[Callable[[list[tuple[int, dict[str, str]]]], _Flaky]]:
         server.close()
 
 
-def test_503_and_429_are_retried_honouring_retry_after(flaky: Any) -> None:
+def _predict(kind: str, url: str, retry: Retry) -> PredictReply:
+    """One predict call through the blocking ``Client`` or the ``AsyncClient``."""
+    if kind == "sync":
+        with Client(url, retry=retry) as client:
+            return client.predict("m", [{"a": 1}])
+
+    async def call() -> PredictReply:
+        async with AsyncClient(url, retry=retry) as client:
+            return await client.predict("m", [{"a": 1}], key="k")
+
+    return asyncio.run(call())
+
+
+CLIENTS = pytest.mark.parametrize("kind", ["sync", "async"])
+
+
+@CLIENTS
+def test_503_and_429_are_retried_honouring_retry_after(flaky: Any, kind: str) -> None:
     server = flaky([(503, {"Retry-After": "2"}), (429, {}), (503, {})])
-    with Client(server.url, retry=_Recorded(retries=3, backoff_s=0.1)) as client:
-        reply = client.predict("m", [{"a": 1}])
+    reply = _predict(kind, server.url, _Recorded(retries=3, backoff_s=0.1))
     assert server.seen == 4 and reply.route == "canary" and reply.predictions[0].prediction == 1.5
+    assert reply == PredictReply.from_json(REPLY)
     assert waits[0] == 2.0  # the server's Retry-After
     assert 0.1 <= waits[1] <= 0.2 and 0.2 <= waits[2] <= 0.4  # backoff with jitter, doubling
 
 
-def test_retries_give_up_and_4xx_is_never_retried(flaky: Any) -> None:
+@CLIENTS
+def test_retry_after_is_capped_and_read_as_a_date(flaky: Any, kind: str) -> None:
+    # A Retry-After far away is capped (4 x max_backoff_s); an HTTP date in the past is 0.
+    server = flaky(
+        [(503, {"Retry-After": "3600"}), (503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})]
+    )
+    _predict(kind, server.url, _Recorded(retries=2, max_backoff_s=5.0))
+    assert server.seen == 3 and waits == [20.0, 0.0]
+
+
+@CLIENTS
+def test_retries_give_up_and_4xx_is_never_retried(flaky: Any, kind: str) -> None:
     always = flaky([(503, {})] * 10)
-    client = Client(always.url, retry=_Recorded(retries=2))
-    with client, pytest.raises(NotServingError) as caught:
-        client.predict("m", [{"a": 1}])
+    with pytest.raises(NotServingError) as caught:
+        _predict(kind, always.url, _Recorded(retries=2))
     assert always.seen == 3 and caught.value.code == "server.not_serving"
     refused = flaky([(422, {})])
-    client = Client(refused.url, retry=_Recorded(retries=5))
-    with client, pytest.raises(ContractError):
-        client.predict("m", [{"a": 1}])
+    with pytest.raises(ContractError):
+        _predict(kind, refused.url, _Recorded(retries=5))
     assert refused.seen == 1
 
 
-def test_a_refused_connection_is_retried_then_raised() -> None:
+@CLIENTS
+def test_a_refused_connection_is_retried_then_raised(kind: str) -> None:
     waits.clear()
-    client = Client(f"http://127.0.0.1:{free_port()}", retry=_Recorded(retries=2))
-    with client, pytest.raises(httpx.ConnectError):
-        client.models()
+    with pytest.raises(httpx.ConnectError):
+        _predict(kind, f"http://127.0.0.1:{free_port()}", _Recorded(retries=2))
     assert len(waits) == 2
-
-
-def test_the_async_client_retries_and_types_alike(flaky: Any) -> None:
-    server = flaky([(503, {"Retry-After": "1"})])
-
-    async def call() -> PredictReply:
-        async with AsyncClient(server.url, retry=_Recorded(retries=1)) as client:
-            return await client.predict("m", [{"a": 1}], key="k")
-
-    reply = asyncio.run(call())
-    assert server.seen == 2 and waits == [1.0]
-    assert reply == PredictReply.from_json(REPLY)

@@ -1,19 +1,23 @@
 """Plinth's alert rules as Prometheus rules, judged by Prometheus' own ``promtool`` on fixture
-series; the Grafana dashboard's queries parsed by promtool too.
+series; the Grafana dashboard checked against Grafana's dashboard schema (the typed models of
+``grafana-foundation-sdk``, ``tests/grafana_support.py``) and its queries parsed by promtool.
 
 Needs Debian's ``prometheus`` package (``promtool``); ``make system-deps`` and CI install it,
-and a missing binary fails rather than skips.
+and a missing binary fails rather than skips. ``grafana-foundation-sdk`` is in the dev extra.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from plinth.config.policies import AlertRules, MonitorPolicy
@@ -248,8 +252,12 @@ def test_the_dashboard_queries_parse_and_the_panels_fit(tmp_path: Path) -> None:
         for topic in ("requests", "latency", "error", "batch", "drift", "performance", "review"):
             assert topic in titles
     # Every query, with Grafana's variables filled in, is PromQL that promtool accepts.
-    board = grafana_dashboard()
-    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    exprs = [
+        t["expr"]
+        for model in (None, "churn")
+        for p in grafana_dashboard(model)["panels"]
+        for t in p["targets"]
+    ]
     filled = [e.replace("$__rate_interval", "5m").replace("$model", ".*") for e in exprs]
     records = [{"record": f"plinth:dashboard:{n}", "expr": e} for n, e in enumerate(filled)]
     (tmp_path / "dashboard.yml").write_text(
@@ -257,3 +265,79 @@ def test_the_dashboard_queries_parse_and_the_panels_fit(tmp_path: Path) -> None:
     )
     checked = promtool("check", "rules", str(tmp_path / "dashboard.yml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(records)} rules found" in checked.stdout
+    # ... and promtool refuses a query that is not PromQL, so the check above can fail.
+    records.append({"record": "plinth:dashboard:bad", "expr": "sum by (model (rate(x[5m]))"})
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": records}]}))
+    assert promtool("check", "rules", str(tmp_path / "bad.yml")).returncode != 0
+
+
+@pytest.mark.parametrize("model", [None, "churn"])
+def test_the_dashboard_fits_grafanas_schema(model: str | None) -> None:
+    """Every panel, option, field config, target, datasource reference and gridPos loads into
+    Grafana's typed dashboard models without a key dropped or a type that does not fit."""
+    from tests.grafana_support import dashboard_problems
+
+    board = grafana_dashboard(model)
+    assert dashboard_problems(board) == []
+    assert board["schemaVersion"] == 39  # Grafana 10.4 / 11: "Grafana 10 or later"
+
+
+BREAKS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "a misspelt key": (
+        lambda b: b["panels"][0].update(gridpos=b["panels"][0].pop("gridPos")),
+        "panels[0].gridpos: not in the schema",
+    ),
+    "a string for an integer": (
+        lambda b: b["panels"][0]["gridPos"].update(w="12"),
+        "grid_pos.w: expected an integer",
+    ),
+    "an option the panel does not have": (
+        lambda b: b["panels"][0]["options"].update(legendz={}),
+        "options.legendz: not in the schema",
+    ),
+    "a value outside an enum": (
+        lambda b: b["panels"][0]["options"].update(
+            legend={"displayMode": "fancy", "placement": "bottom", "showLegend": True, "calcs": []}
+        ),
+        "display_mode: 'fancy' is not one of",
+    ),
+    "a panel type Grafana does not have": (
+        lambda b: b["panels"][0].update(type="timeserie"),
+        "'timeserie' is no panel plugin",
+    ),
+    "a target key Prometheus queries do not have": (
+        lambda b: b["panels"][0]["targets"][0].update(exprr="up"),
+        "targets[0].exprr: not in the schema",
+    ),
+    "a fixed datasource": (
+        lambda b: b["panels"][0].update(datasource={"type": "prometheus", "uid": "prom-1"}),
+        "is not the dashboard's Prometheus variable",
+    ),
+    "a Loki target": (
+        lambda b: b["panels"][0]["targets"][0].update(datasource={"type": "loki", "uid": "x"}),
+        "targets[0]: datasource {'type': 'loki', 'uid': 'x'} is not the dashboard's Prometheus",
+    ),
+    "a Loki panel": (
+        lambda b: (
+            b["panels"][0].update(datasource={"type": "loki", "uid": "x"})
+            or b["panels"][0]["targets"][0].pop("datasource")
+        ),
+        "targets[0]: not a Prometheus query",
+    ),
+    "a variable kind Grafana does not have": (
+        lambda b: b["templating"]["list"][0].update(type="dropdown"),
+        "type_val: 'dropdown' is not one of",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_the_schema_check_finds_what_grafana_would_refuse(name: str) -> None:
+    from tests.grafana_support import dashboard_problems
+
+    board = copy.deepcopy(grafana_dashboard())
+    breaks, expected = BREAKS[name]
+    breaks(board)
+    problems = dashboard_problems(board)
+    assert any(expected in p for p in problems), problems
