@@ -159,6 +159,26 @@ def test_a_valid_reply_is_parsed_validated_costed_and_recorded(
     assert (details["reasks"], details["cached"]) == (0, False)
 
 
+@pytest.mark.parametrize(
+    ("structured", "expected"),
+    [
+        ("json_object_schema", {"type": "json_object", "schema": "the schema"}),
+        ("json_object", {"type": "json_object"}),
+        ("none", None),
+    ],
+)
+def test_each_way_of_asking_for_json_sends_its_response_format(
+    make: Any, provider: Provider, structured: str, expected: dict[str, Any] | None
+) -> None:
+    provider.script(default=BILLING)
+    flavor = make(endpoint={"structured": structured})
+    assert flavor.answer(frame()).predictions.tolist() == ["billing"]
+    sent = provider.requests()[0]["body"].get("response_format")
+    if expected is not None and "schema" in expected:
+        expected = {**expected, "schema": flavor.spec.output["schema"]}
+    assert sent == expected
+
+
 def test_an_invalid_reply_is_asked_again_with_the_validation_error(
     make: Any, provider: Provider
 ) -> None:

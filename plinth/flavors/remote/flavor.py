@@ -404,6 +404,8 @@ class RemoteFlavor(Flavor):
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": spec.output["schema"], "strict": True},
             }
+        elif structured == "json_object_schema":
+            body["response_format"] = {"type": "json_object", "schema": spec.output["schema"]}
         elif structured == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body

@@ -27,7 +27,10 @@ from plinth.errors.registry import SPEC_FIELD
 FORMAT = "remote-spec"
 OPENAI, HTTP_JSON = "openai", "http-json"
 KINDS = (OPENAI, HTTP_JSON)
-STRUCTURED = ("json_schema", "json_object", "none")
+# How an openai endpoint is asked for JSON: OpenAI's json_schema; json_object with the schema
+# beside it (llama.cpp's servers, llama-cpp-python's and JSON modes modelled on Anyscale's);
+# plain json_object (any JSON); or not at all.
+STRUCTURED = ("json_schema", "json_object_schema", "json_object", "none")
 ENGINES = ("format", "jinja2")
 ON_BUDGET = ("fallback", "alert")
 
