@@ -76,8 +76,13 @@ def run_hey(
     core: int | None,
     timeout_s: int = 30,
     headers: dict[str, str] | None = None,
+    rate_per_client: float | None = None,
 ) -> LoadResult:
-    """Drive `url` for `duration_s` with `concurrency` workers; summarise the CSV samples."""
+    """Drive `url` for `duration_s` with `concurrency` workers; summarise the CSV samples.
+
+    `rate_per_client` paces each client (hey's ``-q``), so the offered rate is fixed at
+    ``concurrency x rate_per_client`` as long as the server keeps up.
+    """
     argv = [
         hey,
         "-z",
@@ -97,6 +102,7 @@ def run_hey(
         "-o",
         "csv",
         *[arg for key, value in (headers or {}).items() for arg in ("-H", f"{key}: {value}")],
+        *(["-q", f"{rate_per_client:g}"] if rate_per_client else []),
         url,
     ]
     if core is not None:
