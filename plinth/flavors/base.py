@@ -38,6 +38,13 @@ PICKLE = "pickle"
 #: earliest deadline of the batch), set by scoring; a flavor that waits on I/O (a remote
 #: model) cuts its time-outs and retries to it. None outside serving.
 CALL_DEADLINE: ContextVar[float | None] = ContextVar("plinth_call_deadline", default=None)
+#: Where a flavor that calls out over the network notes each attempt of the current model
+#: call, as ``(record, start, end)`` with epoch nanoseconds, for tracing to draw one span per
+#: attempt. Scoring sets a list only while a traced batch is at the model; None otherwise,
+#: and then nothing is noted.
+CALL_ATTEMPTS: ContextVar[list[tuple[dict[str, Any], int, int]] | None] = ContextVar(
+    "plinth_call_attempts", default=None
+)
 
 
 @dataclass

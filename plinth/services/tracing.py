@@ -12,8 +12,10 @@ input contract, model call, output contract, review gate and log commit. The con
 model and the log run once per batch, not per request, so their spans are drawn after the
 batch from the times the scoring thread took (one clock read per stage), and the model call
 is also one ``plinth.batch`` span of its own that every request's ``model call`` span links
-to (and that links back to each request). The request span carries the prediction ids; the
-logged prediction carries the trace id (``PredictionRecord.trace_id``).
+to (and that links back to each request). A remote model's batch also has one
+``plinth.remote_attempt`` span per HTTP attempt under its ``plinth.batch`` span, from the
+times its caller noted (``plinth.flavors.base.CALL_ATTEMPTS``). The request span carries
+the prediction ids; the logged prediction carries the trace id (``PredictionRecord.trace_id``).
 
 Off, nothing here is imported or called on the request path: a request's ``trace`` is None
 and the scoring thread checks one attribute per batch.
@@ -46,6 +48,8 @@ class StageTimes:
     output: tuple[int, int] = (0, 0)
     review: tuple[int, int] | None = None
     log: tuple[int, int] | None = None
+    # Each HTTP attempt of a remote model call: its record, start and end (the flavor's).
+    attempts: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)
 
     @staticmethod
     def now() -> int:
@@ -157,7 +161,7 @@ class Tracing:
         """Draw one batch's stages under each traced request (scoring thread, after the
         log commit). ``traces`` holds each request's trace, its record count, and the
         outcome (``error`` code or prediction ids) of its job."""
-        from opentelemetry.trace import Link, SpanKind
+        from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
         # A request the sampler left out (OTEL_TRACES_SAMPLER) gets no stage spans at all.
         traces = [t for t in traces if t[0].span.is_recording()]
@@ -178,6 +182,19 @@ class Tracing:
             },
         )
         batch.end(end_time=times.model[1] or times.start)
+        under_batch = set_span_in_context(batch) if times.attempts else None
+        for record, began, ended in sorted(times.attempts, key=lambda a: a[1]):
+            said = str(record.get("outcome"))
+            span = tracer.start_span(
+                "plinth.remote_attempt",
+                context=under_batch,
+                kind=SpanKind.CLIENT,
+                start_time=began,
+                attributes={**attributes, **_attempt_attributes(record)},
+            )
+            if said != "ok":
+                span.set_status(Status(StatusCode.ERROR, said))
+            span.end(end_time=max(ended, began))
         batch_link = [Link(batch.get_span_context())]
         for trace, count, outcome in traces:
             context = trace.context
@@ -209,3 +226,18 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is queued and stop (worker shutdown)."""
         self.provider.shutdown()
+
+
+def _attempt_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A remote attempt's span attributes, from the record the caller logs."""
+    attributes: dict[str, Any] = {
+        "plinth.attempt": int(record["attempt"]),
+        "plinth.attempt.outcome": str(record.get("outcome")),
+        "plinth.attempt.timeout_s": float(record["timeout_s"]),
+        "plinth.attempt.hedged": bool(record.get("hedged", False)),
+    }
+    if "status" in record:
+        attributes["http.response.status_code"] = int(record["status"])
+    if "retry_after_s" in record:
+        attributes["plinth.attempt.retry_after_s"] = float(record["retry_after_s"])
+    return attributes

@@ -35,8 +35,10 @@ from plinth.flavors.remote.transport import (
     TransportTimeoutError,
 )
 
-#: Called once per attempt with its record (the tracing hook: one span per attempt).
+#: Called once per attempt with its record (the flavor counts attempts by outcome).
 AttemptHook = Callable[[dict[str, Any]], None]
+#: Where ``post`` notes each attempt for tracing: its record, start and end (epoch ns).
+AttemptSpans = list[tuple[dict[str, Any], int, int]]
 #: What an attempt returns: the standard library transport's reply or httpx's response.
 Response = Reply | httpx.Response
 
@@ -107,11 +109,14 @@ class Caller:
         *,
         headers: dict[str, str],
         deadline: float | None = None,
+        spans: AttemptSpans | None = None,
     ) -> Exchange:
         """POST ``body`` until a 2xx JSON reply, a refusal, or the time budget runs out.
 
         ``body`` may come already serialised (the remote flavor hashes those very bytes),
-        so a request is encoded once, not once for its hash and again for the wire."""
+        so a request is encoded once, not once for its hash and again for the wire. With
+        ``spans`` (tracing on), each attempt's record is noted there with its wall-clock
+        start and end; without, the clock is not read for it."""
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         sent = {**self._json_headers, **headers} if headers else self._json_headers
         start = self.clock()
@@ -125,6 +130,7 @@ class Caller:
                 break
             timeout = min(self.timeout_s, left)
             began = self.clock()
+            began_ns = time.time_ns() if spans is not None else 0
             record: dict[str, Any] = {"attempt": retry + 1, "timeout_s": round(timeout, 6)}
             retry_after: float | None = None
             try:
@@ -146,7 +152,7 @@ class Caller:
                         record["outcome"] = "ok"
                         record["seconds"] = round(self.clock() - began, 6)
                         attempts.append(record)
-                        self._notify(record)
+                        self._notify(record, spans, began_ns)
                         return Exchange(parsed, attempts)
                 elif response.status_code == 429 or response.status_code >= 500:
                     record["outcome"] = "rate limited" if response.status_code == 429 else "error"
@@ -157,14 +163,14 @@ class Caller:
                     record["outcome"] = "refused"
                     record["seconds"] = round(self.clock() - began, 6)
                     attempts.append(record)
-                    self._notify(record)
+                    self._notify(record, spans, began_ns)
                     raise RemoteRefusedError(
                         f"The endpoint refused the request with HTTP {response.status_code}: "
                         f"{_excerpt(response.text)}",
                     )
             record["seconds"] = round(self.clock() - began, 6)
             attempts.append(record)
-            self._notify(record)
+            self._notify(record, spans, began_ns)
             if retry + 1 >= self.attempts:
                 break
             wait = self.backoff.delay(retry, draw=self.draw(), retry_after_s=retry_after)
@@ -226,9 +232,11 @@ class Caller:
         replies = [f for f in finished if f.exception() is None]
         return (replies or [first])[0].result()
 
-    def _notify(self, record: dict[str, Any]) -> None:
+    def _notify(self, record: dict[str, Any], spans: AttemptSpans | None, began_ns: int) -> None:
+        if spans is not None:
+            spans.append((record, began_ns, time.time_ns()))
         if self.on_attempt is not None:
-            with contextlib.suppress(Exception):  # a tracing hook never fails a call
+            with contextlib.suppress(Exception):  # the hook never fails a call
                 self.on_attempt(record)
 
 

@@ -43,8 +43,8 @@ from plinth.errors import (
     RemoteCredentialsError,
     RemoteSchemaError,
 )
-from plinth.flavors.base import CALL_DEADLINE, Answered, Flavor, require
-from plinth.flavors.remote.client import Caller, Exchange
+from plinth.flavors.base import CALL_ATTEMPTS, CALL_DEADLINE, Answered, Flavor, require
+from plinth.flavors.remote.client import AttemptSpans, Caller, Exchange
 from plinth.flavors.remote.spec import FORMAT, HTTP_JSON, OPENAI, RemoteSpec
 
 log = logging.getLogger("plinth.remote")
@@ -258,10 +258,11 @@ class RemoteFlavor(Flavor):
     def _answer(self, frame: pd.DataFrame) -> Answered:
         records = _records(frame)
         deadline = CALL_DEADLINE.get()
+        spans = CALL_ATTEMPTS.get()  # a list only when the batch is traced
         if len(records) == 1:
-            rows: list[_Row | Exception] = [self._guarded(records[0], deadline)]
+            rows: list[_Row | Exception] = [self._guarded(records[0], deadline, spans)]
         else:
-            rows = list(self._rows.map(lambda r: self._guarded(r, deadline), records))
+            rows = list(self._rows.map(lambda r: self._guarded(r, deadline, spans), records))
         failed = [r for r in rows if isinstance(r, Exception)]
         if failed:
             if len(rows) > 1:  # each outcome, for scoring's request-by-request retry
@@ -287,15 +288,19 @@ class RemoteFlavor(Flavor):
         p[classes.index(row.prediction)] = confidence
         return p
 
-    def _guarded(self, record: dict[str, Any], deadline: float | None) -> _Row | Exception:
+    def _guarded(
+        self, record: dict[str, Any], deadline: float | None, spans: AttemptSpans | None
+    ) -> _Row | Exception:
         try:
-            return self._one(record, deadline)
+            return self._one(record, deadline, spans)
         except Exception as exc:
             return exc
 
     # -- one record ---------------------------------------------------------------------------
 
-    def _one(self, record: dict[str, Any], deadline: float | None) -> _Row:
+    def _one(
+        self, record: dict[str, Any], deadline: float | None, spans: AttemptSpans | None
+    ) -> _Row:
         request = self._request(record)
         payload = _canonical(request)  # hashed, and sent as it is: encoded once
         key = hashlib.sha256(payload).hexdigest()
@@ -313,7 +318,7 @@ class RemoteFlavor(Flavor):
         headers = self._credentials()
         attempts: list[dict[str, Any]] = []
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        exchange = self._post(payload, headers, deadline, attempts)
+        exchange = self._post(payload, headers, deadline, attempts, spans)
         _add_usage(usage, exchange.body)
         raw, parsed, errors = self._parse(exchange.body)
         reasks = 0
@@ -327,7 +332,7 @@ class RemoteFlavor(Flavor):
             ]
             try:
                 exchange = self._post(
-                    {**request, "messages": messages}, headers, deadline, attempts
+                    {**request, "messages": messages}, headers, deadline, attempts, spans
                 )
             except ModelError:
                 self._charge(usage)  # the first reply was paid for all the same
@@ -371,9 +376,10 @@ class RemoteFlavor(Flavor):
         headers: dict[str, str],
         deadline: float | None,
         attempts: list[dict[str, Any]],
+        spans: AttemptSpans | None,
     ) -> Exchange:
         try:
-            exchange = self.caller.post(request, headers=headers, deadline=deadline)
+            exchange = self.caller.post(request, headers=headers, deadline=deadline, spans=spans)
         except ModelError as exc:
             attempts.extend(getattr(exc, "attempts", []))
             raise

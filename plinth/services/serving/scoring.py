@@ -30,7 +30,7 @@ from plinth.errors import (
     PlinthError,
     Problem,
 )
-from plinth.flavors.base import CALL_DEADLINE
+from plinth.flavors.base import CALL_ATTEMPTS, CALL_DEADLINE
 from plinth.services import telemetry
 from plinth.services.registry.versions import ServedModel
 from plinth.services.serving import review_gate
@@ -214,6 +214,8 @@ def _predict_jobs(
     features = checked.features()
     # A flavor that waits on I/O (a remote model) keeps to the batch's earliest deadline.
     deadline = CALL_DEADLINE.set(min(jobs[live[n]].deadline for n in valid_jobs))
+    # Traced, a remote flavor notes each HTTP attempt here (one span per attempt).
+    noting = CALL_ATTEMPTS.set(times.attempts) if times is not None else None
     try:
         t0 = time.perf_counter()
         if times is not None and not times.model[0]:
@@ -226,6 +228,8 @@ def _predict_jobs(
             times.model = (times.model[0], times.now())
         telemetry.BATCH_RECORDS.labels(model.name).observe(len(frame))
     except Exception as exc:
+        if times is not None:  # a failed call ends too (its attempts fall inside it)
+            times.model = (times.model[0], times.now())
         if len(valid_jobs) > 1:
             # Isolate the culprit: score each request on its own.
             for n in valid_jobs:
@@ -241,6 +245,8 @@ def _predict_jobs(
         return
     finally:
         CALL_DEADLINE.reset(deadline)
+        if noting is not None:
+            CALL_ATTEMPTS.reset(noting)
     if times is not None:
         started = times.now()
     verdicts = model.output.check(predictions, probabilities, len(frame))
