@@ -9,14 +9,15 @@ the 2,600 req/s the simulator answers hey, so it measured itself (encode/httpx#3
 Plinth runs with everything on: input contract, schema validation, metrics, durable
 logging of request, raw reply and usage (SQLite), one worker, and a spec that allows as
 many calls in flight as there are clients. The overhead per call is the difference of mean
-latencies; throughput is compared at 64. Wall-clock figures need a quiet machine; the CPU seconds ``plinth serve``
-spends per call (its whole process tree, from /proc) hold even on a busy one.
+latencies; throughput is compared at 64. Wall-clock figures need a quiet machine; the CPU
+seconds ``plinth serve`` spends per call (its whole process tree, from /proc) hold even on a
+busy one.
 
 ``--profile DIR`` also samples ``plinth serve`` with py-spy (the GIL-holding thread) during
 each level's Plinth leg and folds the stacks into the remote path's stages (py-spy costs the
 server some CPU of its own: take CPU figures from runs without it). To measure another
-checkout, run this file with that checkout's path as ``PYTHONPATH``: the server imports
-Plinth from the tree this file is in.
+checkout, run its copy of this file: the server imports Plinth from the tree the file is
+in (its ``PYTHONPATH``).
 
     .venv/bin/python bench/remote.py [--duration 10] [--latency-ms 20] [--out FILE.md]
                                      [--profile DIR]
@@ -59,7 +60,7 @@ SPY_RATE = 200  # samples per second
 
 # Innermost-first: a sample counts for the first stage any of its frames matches.
 STAGES: list[tuple[str, str]] = [
-    ("remote: HTTP exchange (http.client, sockets)", r"transport\.py|http/client\.py|Caller\."),
+    ("remote: HTTP exchange (sockets)", r"transport\.py|http/client\.py|Caller\."),
     ("remote: output schema validation", r"jsonschema|RemoteFlavor\._parse"),
     ("remote: request rendering and hashing", r"RemoteFlavor\._request|_canonical|_render"),
     ("remote: cost, tokens, budget", r"RemoteFlavor\._charge|_count_attempt|Ledger"),
