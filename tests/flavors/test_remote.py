@@ -211,6 +211,32 @@ def test_a_reply_that_breaks_the_schema_twice_is_a_model_error(
     assert "'sales' is not one of" in provider.requests()[1]["body"]["messages"][3]["content"]
 
 
+def test_a_reply_text_found_valid_is_not_validated_again_an_invalid_one_always_is(
+    make: Any, provider: Provider
+) -> None:
+    flavor = make()
+    validated: list[Any] = []
+    real = flavor._validator.iter_errors
+
+    class Counting:
+        def iter_errors(self, value: Any) -> Any:
+            validated.append(value)
+            return real(value)
+
+    flavor._validator = Counting()
+    wrong = {"label": "sales", "confidence": 0.8}
+    provider.script(
+        replies=[{"answer": a} for a in (BILLING, BILLING, wrong, BILLING, wrong, BILLING)],
+        default=None,
+    )
+    rows = [{**EXAMPLES[0], "priority": n} for n in range(4)]  # four requests, none cached
+    answers = [flavor.answer(frame([row])) for row in rows]
+    assert [a.predictions.tolist() for a in answers] == [["billing"]] * 4
+    assert [a.details[0]["reasks"] for a in answers] == [0, 0, 1, 1]
+    assert validated == [BILLING, wrong, wrong]  # each invalid reply, the valid text once
+    assert answers[1].details[0]["parsed"] == answers[0].details[0]["parsed"] == BILLING
+
+
 def test_reask_zero_fails_at_once(make: Any, provider: Provider) -> None:
     provider.script(replies=[{"content": "{}"}], default=BILLING)
     with pytest.raises(RemoteSchemaError, match="after 0 re-ask"):

@@ -98,6 +98,9 @@ BUDGET_ALERT_AT = Gauge(
 #: one-request-at-a-time retry of the batch (isolating the culprit) pays for nothing again.
 MEMO_TTL_S = 60.0
 MAX_CACHE_ENTRIES = 10_000
+#: Replies already found valid, by their raw text: a classifier's replies repeat (the same
+#: few labels and confidences), and the schema's verdict on the same text never changes.
+MAX_VALID_REPLIES = 4096
 _REASK = (
     "Your reply did not match the required JSON schema: {errors}. Reply again with only a "
     "JSON object that matches the schema."
@@ -200,8 +203,10 @@ class RemoteFlavor(Flavor):
         self._cache: dict[str, tuple[float, bool, _Row | Exception]] = {}
         self._cache_lock = threading.Lock()
         self._children: tuple[tuple[str, str], tuple[Any, Any, Any]] | None = None
+        self._labelled: dict[tuple[Any, ...], Any] = {}  # metric children by their labels
         validator = require("jsonschema", "remote").Draft202012Validator
         self._validator = validator(model.output["schema"])
+        self._valid_replies: set[str] = set()
 
     # -- the Flavor interface -----------------------------------------------------------------
 
@@ -339,7 +344,8 @@ class RemoteFlavor(Flavor):
                 raise
             _add_usage(usage, exchange.body)
             raw, parsed, errors = self._parse(exchange.body)
-            REASKS.labels(self.model_name, str(self.version), str(not errors).lower()).inc()
+            fixed = str(not errors).lower()
+            self._child(REASKS, self.model_name, str(self.version), fixed).inc()
         cost = self._charge(usage)
         details = {
             "spec": self._spec_sha256,
@@ -451,16 +457,28 @@ class RemoteFlavor(Flavor):
             for step in (self.spec.output["path"] or "").split("."):
                 if step:
                     parsed = parsed.get(step) if isinstance(parsed, dict) else None
-        errors = [
-            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in self._validator.iter_errors(parsed)
-        ]
+        errors = self._schema_errors(raw, parsed)
         confidence = self.spec.output["confidence"]
         if not errors and confidence is not None:
             value = parsed[confidence]
             if not (isinstance(value, int | float) and 0.0 <= float(value) <= 1.0):
                 errors.append(f"{confidence}: {value!r} is not within [0, 1]")
         return raw, parsed, errors
+
+    def _schema_errors(self, raw: str | None, parsed: Any) -> list[str]:
+        """The schema's problems with a reply; none, without validating again, for a raw
+        text already found valid (the parsed object follows from the text, for both kinds)."""
+        if raw is not None and raw in self._valid_replies:
+            return []
+        errors = [
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in self._validator.iter_errors(parsed)
+        ]
+        if not errors and raw is not None:
+            if len(self._valid_replies) >= MAX_VALID_REPLIES:
+                self._valid_replies.clear()
+            self._valid_replies.add(raw)
+        return errors
 
     def _charge(self, usage: dict[str, int]) -> float:
         cost_spec = self.spec.cost
@@ -473,11 +491,11 @@ class RemoteFlavor(Flavor):
         spent.inc(cost)
         budget = cost_spec["budget_per_day"]
         total = self.ledger.add(self.model_name, cost, None if budget is None else float(budget))
-        BUDGET_SPENT.labels(self.model_name).set(total)
+        self._child(BUDGET_SPENT, self.model_name).set(total)
         if budget is not None and float(budget) > 0:
             ratio = total / float(budget)
-            BUDGET_RATIO.labels(self.model_name).set(ratio)
-            BUDGET_ALERT_AT.labels(self.model_name).set(float(cost_spec["alert_at"]))
+            self._child(BUDGET_RATIO, self.model_name).set(ratio)
+            self._child(BUDGET_ALERT_AT, self.model_name).set(float(cost_spec["alert_at"]))
             if ratio >= float(cost_spec["alert_at"]) and self.ledger.first_alert_today(
                 self.model_name
             ):
@@ -506,7 +524,16 @@ class RemoteFlavor(Flavor):
         return self._children[1]
 
     def _count_attempt(self, record: dict[str, Any]) -> None:
-        ATTEMPTS.labels(self.model_name, str(self.version), str(record.get("outcome"))).inc()
+        outcome = str(record.get("outcome"))
+        self._child(ATTEMPTS, self.model_name, str(self.version), outcome).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: the lookup costs more than the update."""
+        key = (id(metric), *labels)
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = metric.labels(*labels)
+        return child
 
     # -- the cache ----------------------------------------------------------------------------
 
@@ -536,7 +563,7 @@ class RemoteFlavor(Flavor):
                     raise row
                 return row
         assert isinstance(row, _Row)  # only answers are cached for their TTL
-        CACHE_HITS.labels(self.model_name, str(self.version)).inc()
+        self._child(CACHE_HITS, self.model_name, str(self.version)).inc()
         details = {
             **row.details,
             "cached": True,
