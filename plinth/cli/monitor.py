@@ -267,7 +267,9 @@ def _watch_or_show(
                         label=window, detail=html is not None,
                     )  # fmt: skip
                     # Ground truth beside the drift: realised, estimated and holdout performance.
-                    report["performance"] = runtime.performance.report(name, window=span, windows=1)
+                    report["performance"] = runtime.performance.report(
+                        name, window=span, windows=1, trailing=True
+                    )
                     if output_format == "json":
                         print(json.dumps(report, indent=2), flush=True)
                     elif html is None:  # with --html the file is the report

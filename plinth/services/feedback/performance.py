@@ -107,8 +107,13 @@ class Performance:
         end: datetime | None = None,
         version: int | None = None,
         estimate: bool = True,
+        trailing: bool = False,
     ) -> dict[str, Any]:
-        """Realised and estimated performance of ``name`` for the last ``windows`` windows."""
+        """Realised and estimated performance of ``name`` for the last ``windows`` windows.
+
+        Windows are epoch-aligned so that reports taken at different times line up; with
+        ``trailing`` the last window ends at ``end`` instead (``plinth monitor``'s "the last
+        hour"), so a report taken just after a boundary is not of an empty window."""
         if window <= timedelta(0) or not 1 <= windows <= MAX_WINDOWS:
             raise InvalidWindowError(
                 f"window={window} and windows={windows} do not make a report",
@@ -117,7 +122,7 @@ class Performance:
         versions = self.store.list_versions(name)
         if not versions:
             self.store.get_version(name)  # raises the not-found error with a listing
-        stop = align(end or self.clock(), window)
+        stop = (end or self.clock()) if trailing else align(end or self.clock(), window)
         first = stop - window * windows
         labels = self.sql.read_labels(name, first, stop, version)
         buckets: dict[int, dict[int, list[LabelRow]]] = {}

@@ -104,3 +104,21 @@ def test_regression_performance_and_bad_windows(registry: Registry) -> None:
     assert "estimated" not in entry
     with pytest.raises(Exception, match="do not make a report"):
         Performance(registry.store).report("ridge", windows=0)
+
+
+def test_a_trailing_window_just_after_a_boundary_holds_the_last_hour(registry: Registry) -> None:
+    """plinth monitor's performance is of the last hour: at 10:00:05 it still shows 9:5x."""
+    train = regression_table()
+    registry.register(ridge_model(train), name="ridge", train=train, target="y")
+    boundary = align(TODAY, timedelta(hours=1))
+    _log(registry, "ridge", ["a", "b"], boundary - timedelta(minutes=5), [{"prediction": 1.0}] * 2)
+    just_after = boundary + timedelta(seconds=5)
+    hour = timedelta(hours=1)
+    aligned = Performance(registry.store).report("ridge", window=hour, windows=1, end=just_after)
+    assert aligned["windows"][0]["versions"] == []  # the hour that has just begun
+    trailing = Performance(registry.store).report(
+        "ridge", window=hour, windows=1, end=just_after, trailing=True
+    )
+    (entry,) = trailing["windows"][0]["versions"]
+    assert entry["predictions"] == 2
+    assert trailing["windows"][0]["end"] == just_after.isoformat()
