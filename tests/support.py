@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 from pathlib import Path
 from typing import Any
@@ -172,10 +174,30 @@ def churn_record(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+# Each pytest-xdist worker hands out ports from its own block, below the kernel's ephemeral
+# range: a port the kernel hands out for bind(0) is released before the server takes it, and
+# the other worker could get the same one in between and answer this worker's requests.
+_PORT_BLOCK = 500
+_PORT_BASE = 21_000
+_next_port = [0]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port no other test worker hands out and nothing listens on now."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = _PORT_BASE + (int(worker) if worker.isdigit() else 0) % 8 * _PORT_BLOCK
+    if not _next_port[0]:  # a random start keeps two concurrent test runs apart too
+        _next_port[0] = random.randrange(_PORT_BLOCK)
+    for _ in range(_PORT_BLOCK):
+        port = block + _next_port[0] % _PORT_BLOCK
+        _next_port[0] += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block}..{block + _PORT_BLOCK}")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -79,7 +79,8 @@ def start_server(
                 (plinth_env.home.parent / f"server-{port}.log").read_text(errors="replace")
             )
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            if ready and process.poll() is None:  # not another test's server on this port
                 return Server(url, process, log)
         except httpx.HTTPError:
             pass

@@ -20,7 +20,7 @@ import pytest
 from plinth.store import Store
 from tests.e2e.conftest import Env
 from tests.e2e.test_serve import _register_churn
-from tests.support import churn_table
+from tests.support import churn_table, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -31,16 +31,10 @@ RAY = str(Path(sys.executable).parent / "ray")
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("ray")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env |= RAY_ENV
     temp = tmp_path_factory.mktemp("ray")
