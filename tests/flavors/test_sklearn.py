@@ -1,4 +1,5 @@
-"""The array fast path: taken only when it answers exactly as the DataFrame path does."""
+"""The fast paths (a float array, a forest tree by tree): taken only when they answer
+exactly as the model's own call does."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from plinth.core.contract import infer_contract
 from plinth.flavors.sklearn import SklearnFlavor
+from plinth.flavors.sklearn_forest import DirectForest
 
 
 def _served(model: object, train: pd.DataFrame) -> tuple[SklearnFlavor, pd.DataFrame]:
@@ -95,3 +101,59 @@ def test_the_probe_spreads_over_each_fields_range() -> None:
     assert xs[0] == 0.0 and xs[-1] == 10.0
     assert {r["c"] for r in records} == {"a", "b"}
     assert [r["x"] for r in records] != xs  # shuffled, not a diagonal
+
+
+def _forest_case(case: str) -> tuple[object, pd.DataFrame]:
+    data = load_breast_cancer(as_frame=True)
+    x, y = data.data.iloc[:, :8].copy(), data.target
+    if case == "regressor":
+        return ExtraTreesRegressor(n_estimators=15, random_state=0).fit(x, y * 1.5), x
+    if case == "missing":  # trees that learnt where missing values go
+        x.iloc[::7, 2] = np.nan
+        return RandomForestClassifier(n_estimators=15, random_state=0).fit(x, y), x
+    x["size"] = np.where(x.iloc[:, 0] > x.iloc[:, 0].median(), "big", "small")
+    columns = ColumnTransformer([("onehot", OneHotEncoder(), ["size"])], remainder="passthrough")
+    forest = RandomForestClassifier(n_estimators=15, max_depth=5, random_state=0)
+    return make_pipeline(columns, forest).fit(x, y), x
+
+
+@pytest.mark.parametrize("case", ["regressor", "missing", "pipeline"])
+def test_forests_are_called_tree_by_tree_and_answer_bit_for_bit(case: str) -> None:
+    model, x = _forest_case(case)
+    flavor, probe = _served(model, x)
+    assert flavor.serve_faster(probe)
+    assert isinstance(flavor._fast, DirectForest)  # not joblib's per-tree hand-off
+    traffic = _traffic(x, seed=11)
+    if case == "missing":
+        traffic.iloc[::3, 2] = np.nan
+    with np.testing.assert_no_warnings():
+        served = flavor.predict(traffic), flavor.predict_proba(traffic)
+    assert np.array_equal(model.predict(traffic), served[0])  # type: ignore[attr-defined]
+    if case != "regressor":
+        usual = model.predict_proba(traffic)  # type: ignore[attr-defined]
+        assert served[1] is not None and usual.dtype == served[1].dtype
+        assert np.array_equal(usual, served[1])
+    for i in range(3):  # one row alone, as at c=1
+        one = traffic.iloc[[i]]
+        assert np.array_equal(model.predict(one), flavor.predict(one))  # type: ignore[attr-defined]
+
+
+class _OwnProba(RandomForestClassifier):
+    def predict_proba(self, X: object) -> np.ndarray:  # noqa: N803 - scikit-learn's name
+        return np.asarray(super().predict_proba(X)) ** 2
+
+
+@pytest.mark.parametrize("case", ["jobs", "own_method"])
+def test_forests_that_could_answer_otherwise_keep_the_usual_call(case: str) -> None:
+    data = load_breast_cancer(as_frame=True)
+    x, y = data.data.iloc[:, :8], data.target
+    if case == "jobs":  # threads add the trees up in the order they finish
+        model: RandomForestClassifier = RandomForestClassifier(n_estimators=8, n_jobs=2)
+    else:
+        model = _OwnProba(n_estimators=8)
+    model.fit(x, y)
+    flavor, probe = _served(model, x)
+    flavor.serve_faster(probe)
+    assert not isinstance(flavor._fast, DirectForest)
+    traffic = _traffic(x, seed=13)
+    assert np.array_equal(model.predict_proba(traffic), flavor.predict_proba(traffic))
