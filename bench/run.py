@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch, v in limit.items():
         say(
             f"[limit] predict_proba batch {batch}: {v['ms_per_call']:.2f} ms/call, "
-            f"{v['rows_per_s']:,.0f} rows/s"
+            f"{v['rows_per_s']:,.0f} rows/s; as Plinth calls it "
+            f"{v['plinth']['ms_per_call']:.2f} ms/call"
         )
 
     servers: dict[str, dict[str, Any]] = {}
