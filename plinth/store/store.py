@@ -41,7 +41,12 @@ from plinth.errors import (
     VersionNotFoundError,
 )
 from plinth.store import migrations, partitions
-from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
+from plinth.store.prediction_log import (
+    SQLITE_WAL_LIMIT_BYTES,
+    Layouts,
+    PredictionAppender,
+    RowBuilder,
+)
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord, split_trace
 from plinth.store.schema import VERSION_TABLE, model_versions, models, predictions
 
@@ -595,6 +600,10 @@ def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Callable[[Any,
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             # WAL: readers never block the writer and the writer never blocks readers.
             cursor.execute("PRAGMA journal_mode=WAL")
+            # A WAL that starts over is cut back to this size on its next commit, so one
+            # burst does not leave a large file behind (the log writer keeps it bounded
+            # under load: PredictionAppender.checkpoint).
+            cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
             # FULL fsyncs the WAL on every commit. Commits are batched (one per group of
             # replies), so durability across power loss costs one fsync per batch.
             cursor.execute(f"PRAGMA synchronous={synchronous}")
