@@ -40,7 +40,7 @@ from plinth.errors import (
     UnstorableValueError,
     VersionNotFoundError,
 )
-from plinth.store import migrations, partitions
+from plinth.store import migrations, partitions, prediction_lookup
 from plinth.store.prediction_log import (
     SQLITE_WAL_LIMIT_BYTES,
     Layouts,
@@ -338,9 +338,8 @@ class Store:
     def get_prediction(self, prediction_id: str) -> PredictionRecord:
         """One logged prediction by id, for replay and audit."""
         with self.reading() as conn:
-            row = conn.execute(
-                sa.select(predictions).where(predictions.c.id == prediction_id)
-            ).first()
+            rows = self.find_predictions(conn, list(predictions.c), [prediction_id])
+        row = rows[0] if rows else None
         if row is None:
             raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
@@ -348,6 +347,16 @@ class Store:
                 "30 days by default) are deleted; check the id came from this deployment.",
             )
         return _prediction(row, self.layouts)
+
+    def find_predictions(
+        self, conn: Connection, columns: Sequence[sa.ColumnElement[Any]], ids: Sequence[str]
+    ) -> list[Row[Any]]:
+        """``columns`` (``id`` among them) of the logged predictions with these ids; on
+        PostgreSQL each is looked for first in the partition its id's time points to
+        (plinth.store.prediction_lookup). Every lookup by prediction id goes through here."""
+        return prediction_lookup.find_by_id(
+            conn, columns, ids, partitioned=self.dialect == "postgresql"
+        )
 
     def list_predictions(
         self, model: str | None = None, limit: int = 100, since: datetime | None = None
@@ -397,7 +406,12 @@ class Store:
         )
         while True:
             with self.writing() as conn:
-                deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
+                # The ts bound keeps the delete's id probes out of the newer partitions.
+                deleted = conn.execute(
+                    predictions.delete().where(
+                        predictions.c.id.in_(oldest), predictions.c.ts < cutoff
+                    )
+                )
             total += deleted.rowcount
             if deleted.rowcount < PRUNE_CHUNK_ROWS:
                 return total
