@@ -22,6 +22,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DIGITS = {c: i for i, c in enumerate(_ALPHABET)}
 _TRIPLES = [a + b + c for a in _ALPHABET for b in _ALPHABET for c in _ALPHABET]  # 15 bits each
 _RANDOM_BITS = 80
 _START_BITS = 79  # a fresh millisecond starts in the lower half: 2**79 increments of room
@@ -47,6 +48,23 @@ def encode(value: int) -> str:
         + t[(value >> 5) & 0x7FFF]
         + _ALPHABET[value & 31]
     )
+
+
+def time_ms(ulid: str) -> int | None:
+    """The millisecond a ULID was minted in (its first 10 characters), None if ``ulid`` is
+    not one in this module's form (26 characters of the upper-case alphabet).
+
+    >>> time_ms('01HF7YAT00000000000000001A')
+    1700000000000
+    >>> time_ms('req-1') is None
+    True
+    """
+    if len(ulid) != 26 or ulid[0] > "7" or not set(ulid) <= _DIGITS.keys():
+        return None
+    value = 0
+    for char in ulid[:10]:
+        value = (value << 5) | _DIGITS[char]
+    return value
 
 
 def new_ids(

@@ -153,6 +153,14 @@ _REF_COLUMNS = (
     predictions.c.key,
 )
 
+_FEATURE_COLUMNS = (
+    predictions.c.id,
+    predictions.c.model,
+    predictions.c.version,
+    predictions.c.features,
+    predictions.c.input,
+)
+
 
 class FeedbackStore:
     """Labels, review items and tokens over a ``Store``'s engine."""
@@ -163,13 +171,9 @@ class FeedbackStore:
     # -- predictions, as labelling sees them ------------------------------------------------
 
     def predictions_by_id(self, ids: Sequence[str]) -> dict[str, PredictionRef]:
-        found: dict[str, PredictionRef] = {}
-        unique = list(dict.fromkeys(ids))
         with self.store.reading() as conn:
-            for part in _chunks(unique):
-                query = sa.select(*_REF_COLUMNS).where(predictions.c.id.in_(part))
-                found.update((r.id, _ref(r)) for r in conn.execute(query))
-        return found
+            rows = self.store.find_predictions(conn, _REF_COLUMNS, ids)
+        return {r.id: _ref(r) for r in rows}
 
     def predictions_by_key(self, model: str, keys: Sequence[str]) -> dict[str, list[PredictionRef]]:
         found: dict[str, list[PredictionRef]] = {}
@@ -222,31 +226,20 @@ class FeedbackStore:
 
     def prediction_features(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The repaired features the model saw, per prediction id."""
-        found: dict[str, dict[str, Any]] = {}
         with self.store.reading() as conn:
-            for part in _chunks(list(ids)):
-                query = sa.select(
-                    predictions.c.id,
-                    predictions.c.model,
-                    predictions.c.version,
-                    predictions.c.features,
-                    predictions.c.input,
-                ).where(predictions.c.id.in_(part))
-                layouts = self.store.layouts
-                found.update(
-                    (r.id, layouts.input_and_features(r.model, r.version, r.input, r.features)[1])
-                    for r in conn.execute(query)
-                )
-        return found
+            rows = self.store.find_predictions(conn, _FEATURE_COLUMNS, ids)
+        layouts = self.store.layouts
+        return {
+            r.id: layouts.input_and_features(r.model, r.version, r.input, r.features)[1]
+            for r in rows
+        }
 
     def prediction_row(self, prediction_id: str) -> dict[str, Any] | None:
         with self.store.reading() as conn:
-            row = conn.execute(
-                sa.select(predictions).where(predictions.c.id == prediction_id)
-            ).first()
-        if row is None:
+            rows = self.store.find_predictions(conn, list(predictions.c), [prediction_id])
+        if not rows:
             return None
-        found = dict(row._mapping)
+        found = dict(rows[0]._mapping)
         found["input"], found["features"] = self.store.layouts.input_and_features(
             found["model"], found["version"], found["input"], found["features"]
         )
@@ -432,31 +425,36 @@ class FeedbackStore:
     def resolved_cases(self, model: str, limit: int) -> list[tuple[str, dict[str, Any], Any]]:
         """(review id, features, label) of the newest resolved items that still have their
         prediction logged: precedent for the next reviewer."""
-        query = (
-            sa.select(
-                review_items.c.id,
-                predictions.c.model,
-                predictions.c.version,
-                predictions.c.features,
-                predictions.c.input,
-                review_items.c.label,
-            )
-            .join(predictions, predictions.c.id == review_items.c.prediction_id)
+        # Items first, then their predictions by id (find_predictions: on PostgreSQL one
+        # partition each, where a join would probe every partition per item); a page more
+        # only when some of this page's predictions are gone (pruned, forgotten).
+        page = (
+            sa.select(review_items.c.id, review_items.c.prediction_id, review_items.c.label)
             .where(review_items.c.model == model, review_items.c.status == "resolved")
-            .order_by(review_items.c.resolved_at.desc())
+            .order_by(review_items.c.resolved_at.desc(), review_items.c.id.desc())
             .limit(limit)
         )
+        layouts = self.store.layouts
+        cases: list[tuple[str, dict[str, Any], Any]] = []
         with self.store.reading() as conn:
-            return [
-                (
-                    r.id,
-                    self.store.layouts.input_and_features(r.model, r.version, r.input, r.features)[
-                        1
-                    ],
-                    _dec(r.label),
+            offset = 0
+            while len(cases) < limit:
+                items = conn.execute(page.offset(offset)).all()
+                rows = self.store.find_predictions(
+                    conn, _FEATURE_COLUMNS, [i.prediction_id for i in items]
                 )
-                for r in conn.execute(query)
-            ]
+                found = {r.id: r for r in rows}
+                for item in items:
+                    r = found.get(item.prediction_id)
+                    if r is not None:
+                        features = layouts.input_and_features(
+                            r.model, r.version, r.input, r.features
+                        )[1]
+                        cases.append((item.id, features, _dec(item.label)))
+                if len(items) < limit:
+                    break
+                offset += limit
+        return cases[:limit]
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -34,6 +34,14 @@ from plinth.store.schema import predictions
 
 COLUMNS = [c.name for c in predictions.columns]
 SQLITE_AUTOCHECKPOINT = 1000  # SQLite's default, in WAL pages
+# The WAL's size bound: every connection's journal_size_limit (a WAL that starts over is cut
+# back to it), and the size past which the log writer makes it start over (``checkpoint``).
+SQLITE_WAL_LIMIT_BYTES = 64 * 2**20
+# How long that restarting checkpoint waits for the write lock and for readers: meanwhile
+# the scoring threads' commits wait behind it, so it gives up early and tries again later.
+SQLITE_RESTART_WAIT_MS = 25
+_CATCH_UP_PASSES = 3
+_WAL_FRAME_HEADER = 24  # bytes before each page in the WAL file
 SAME_AS_INPUT = "null"  # the stored features of a record the model saw exactly as sent
 
 
@@ -159,6 +167,7 @@ class PredictionAppender:
         self._manual_checkpoints = self._sqlite and not checkpoints
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._conn: Any = None
+        self._frame_size: int | None = None  # bytes per WAL frame (page and header)
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
         """Commit ``records`` in one transaction; raises ``StoreError`` if they were not.
@@ -208,19 +217,57 @@ class PredictionAppender:
         finally:
             cursor.close()
 
-    def checkpoint(self) -> None:
-        """Copy committed WAL pages into the SQLite database without waiting for anyone
-        (a no-op elsewhere); best effort: a failure leaves the WAL for the next one."""
+    def checkpoint(self, *, idle: bool = False) -> bool:
+        """Copy committed WAL pages into the SQLite database; True if the WAL started over
+        or was empty (always True elsewhere). Best effort: a failure leaves it for next time.
+
+        A passive checkpoint never waits, so it cannot finish while readers hold older
+        snapshots, and the WAL starts over from its beginning only after one finished with
+        no reader left in it: under steady load with readers (monitor, console) that moment
+        never comes and the file grows without bound. So when the WAL holds more than
+        ``SQLITE_WAL_LIMIT_BYTES``, or the log is ``idle``, a second checkpoint takes the
+        write lock, waits at most ``SQLITE_RESTART_WAIT_MS`` for readers to leave and starts
+        the WAL over (RESTART; TRUNCATE when idle, which empties the file). If a reader
+        stays, it gives up and the next call tries again.
+        """
         if not self._sqlite:
-            return
+            return True
         try:
             cursor = self._connection().cursor()
             try:
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                passive = "PRAGMA wal_checkpoint(PASSIVE)"
+                _, frames, copied = cursor.execute(passive).fetchone()
+                if not idle and frames * self._frame_bytes(cursor) <= SQLITE_WAL_LIMIT_BYTES:
+                    return bool(frames == 0)
+                # Commits went on while it copied: copy those too, still without the lock,
+                # until what is left for the restart (which holds it) is no more than an
+                # automatic checkpoint would copy on a commit.
+                for _ in range(_CATCH_UP_PASSES):
+                    _, frames, done = cursor.execute(passive).fetchone()
+                    if done - copied <= SQLITE_AUTOCHECKPOINT:
+                        break
+                    copied = done
+                else:
+                    return False  # the log writes faster than it copies: not now
+                (waits_ms,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_RESTART_WAIT_MS}")
+                try:
+                    mode = "TRUNCATE" if idle else "RESTART"
+                    busy, _, _ = cursor.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                finally:
+                    cursor.execute(f"PRAGMA busy_timeout={int(waits_ms)}")
+                return not busy
             finally:
                 cursor.close()
         except (self._dbapi_error, exc.SQLAlchemyError):
             self._discard()
+            return False
+
+    def _frame_bytes(self, cursor: Any) -> int:
+        if self._frame_size is None:
+            (page,) = cursor.execute("PRAGMA page_size").fetchone()
+            self._frame_size = int(page) + _WAL_FRAME_HEADER
+        return self._frame_size
 
     def close(self) -> None:
         """Give the connection back to the pool (call before ``Store.close``)."""

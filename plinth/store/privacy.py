@@ -94,7 +94,11 @@ class PrivacyStore:
         total = 0
         while True:
             with self.store.writing() as conn:
-                deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
+                deleted = conn.execute(  # ts: probe only the partitions before the cut-off
+                    predictions.delete().where(
+                        predictions.c.id.in_(oldest), predictions.c.ts < cutoff
+                    )
+                )
             total += deleted.rowcount
             if deleted.rowcount < PRUNE_CHUNK_ROWS:
                 return total

@@ -40,8 +40,13 @@ from plinth.errors import (
     UnstorableValueError,
     VersionNotFoundError,
 )
-from plinth.store import migrations, partitions
-from plinth.store.prediction_log import Layouts, PredictionAppender, RowBuilder
+from plinth.store import migrations, partitions, prediction_lookup
+from plinth.store.prediction_log import (
+    SQLITE_WAL_LIMIT_BYTES,
+    Layouts,
+    PredictionAppender,
+    RowBuilder,
+)
 from plinth.store.records import ModelSummary, PredictionRecord, VersionRecord, split_trace
 from plinth.store.schema import VERSION_TABLE, model_versions, models, predictions
 
@@ -333,9 +338,8 @@ class Store:
     def get_prediction(self, prediction_id: str) -> PredictionRecord:
         """One logged prediction by id, for replay and audit."""
         with self.reading() as conn:
-            row = conn.execute(
-                sa.select(predictions).where(predictions.c.id == prediction_id)
-            ).first()
+            rows = self.find_predictions(conn, list(predictions.c), [prediction_id])
+        row = rows[0] if rows else None
         if row is None:
             raise PredictionNotFoundError(
                 f"no prediction with id '{prediction_id}'",
@@ -343,6 +347,16 @@ class Store:
                 "30 days by default) are deleted; check the id came from this deployment.",
             )
         return _prediction(row, self.layouts)
+
+    def find_predictions(
+        self, conn: Connection, columns: Sequence[sa.ColumnElement[Any]], ids: Sequence[str]
+    ) -> list[Row[Any]]:
+        """``columns`` (``id`` among them) of the logged predictions with these ids; on
+        PostgreSQL each is looked for first in the partition its id's time points to
+        (plinth.store.prediction_lookup). Every lookup by prediction id goes through here."""
+        return prediction_lookup.find_by_id(
+            conn, columns, ids, partitioned=self.dialect == "postgresql"
+        )
 
     def list_predictions(
         self, model: str | None = None, limit: int = 100, since: datetime | None = None
@@ -392,7 +406,12 @@ class Store:
         )
         while True:
             with self.writing() as conn:
-                deleted = conn.execute(predictions.delete().where(predictions.c.id.in_(oldest)))
+                # The ts bound keeps the delete's id probes out of the newer partitions.
+                deleted = conn.execute(
+                    predictions.delete().where(
+                        predictions.c.id.in_(oldest), predictions.c.ts < cutoff
+                    )
+                )
             total += deleted.rowcount
             if deleted.rowcount < PRUNE_CHUNK_ROWS:
                 return total
@@ -595,6 +614,10 @@ def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Callable[[Any,
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             # WAL: readers never block the writer and the writer never blocks readers.
             cursor.execute("PRAGMA journal_mode=WAL")
+            # A WAL that starts over is cut back to this size on its next commit, so one
+            # burst does not leave a large file behind (the log writer keeps it bounded
+            # under load: PredictionAppender.checkpoint).
+            cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
             # FULL fsyncs the WAL on every commit. Commits are batched (one per group of
             # replies), so durability across power loss costs one fsync per batch.
             cursor.execute(f"PRAGMA synchronous={synchronous}")

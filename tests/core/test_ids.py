@@ -9,12 +9,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ulid import ULID
 
-from plinth.core.ids import _Monotonic, encode, new_id, new_ids
+from plinth.core.ids import _Monotonic, encode, new_id, new_ids, time_ms
 
 
 @given(st.integers(min_value=0, max_value=(1 << 128) - 1))
 def test_encoding_is_ulid_crockford_base32(value: int) -> None:
     assert encode(value) == str(ULID.from_int(value))
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_the_time_read_back_is_the_ulid_libraries(value: int) -> None:
+    assert time_ms(encode(value)) == ULID.from_int(value).milliseconds
+
+
+NOT_ULIDS = [
+    "",
+    "req-1",
+    "01HF7YAT0000000000000000",  # too short
+    "81HF7YAT00000000000000001A",  # past 128 bits
+    "01hf7yat00000000000000001a",  # lower case: never how the log stores an id
+    "01HF7YAT0000000000000000IL",  # letters Crockford's alphabet leaves out
+]
+
+
+@pytest.mark.parametrize("text", NOT_ULIDS)
+def test_what_is_not_a_ulid_has_no_time(text: str) -> None:
+    assert time_ms(text) is None
 
 
 def test_a_batch_shares_its_millisecond_and_sorts_in_order() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from plinth.errors import StoreError
 from plinth.store import Store
 from plinth.store.feedback import FeedbackStore
+from plinth.store.prediction_log import SQLITE_WAL_LIMIT_BYTES
 from tests.store.test_store import assert_exact, prediction, version_record
 
 
@@ -157,3 +160,44 @@ def test_an_appender_without_checkpoints_leaves_the_wal_to_checkpoint(
         setting = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").fetchone()
     assert setting == (1000,)
     assert wal.stat().st_size <= grown
+
+
+def test_a_wal_held_by_a_reader_starts_over_once_the_reader_leaves(
+    store: Store, database_url: str
+) -> None:
+    # A passive checkpoint alone never starts the WAL over while readers come and go, so
+    # past the size limit ``checkpoint`` forces a restart (and, idle, empties the file).
+    if not database_url.startswith("sqlite"):
+        pytest.skip("WAL checkpoints are SQLite's")
+    path = str(store._engine.url.database)
+    wal = Path(path + "-wal")
+    direct = store.prediction_appender(checkpoints=False)  # the scoring threads' connection
+    tidier = store.prediction_appender()  # the log writer thread's
+    reader = sqlite3.connect(path, isolation_level=None)  # the monitor, the console
+    batches = itertools.count()
+
+    def write() -> None:
+        first = next(batches) * 100
+        direct.append([prediction(first + j, input={"x": "y" * 20_000}) for j in range(100)])
+
+    try:
+        write()
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM predictions").fetchone()  # holds a snapshot
+        while wal.stat().st_size <= SQLITE_WAL_LIMIT_BYTES:
+            write()
+        assert tidier.checkpoint() is False  # the reader is still in the WAL
+        write()
+        held = wal.stat().st_size
+        assert held > SQLITE_WAL_LIMIT_BYTES  # appended to, not started over
+        reader.execute("COMMIT")
+        assert tidier.checkpoint() is True  # past the limit and no reader: started over
+        write()
+        assert wal.stat().st_size <= SQLITE_WAL_LIMIT_BYTES < held  # cut back to the limit
+        assert tidier.checkpoint(idle=True) is True
+        assert wal.stat().st_size == 0  # idle: emptied
+        assert store.count_predictions() == 100 * next(batches)
+    finally:
+        reader.close()
+        direct.close()
+        tidier.close()

@@ -8,8 +8,10 @@ the next batch start before this one's callers were answered. Everything else (b
 scoring, fallback answers) calls ``submit`` and gets a future: one background thread
 commits whatever arrived while its previous commit ran in one transaction.
 
-On SQLite that thread also checkpoints the WAL for the scoring threads' commits (at most
-every ``CHECKPOINT_EVERY_S``), so a checkpoint never stalls a model call.
+On SQLite that thread also checkpoints the WAL for every log commit (at most every
+``CHECKPOINT_EVERY_S``), so a checkpoint never stalls a model call, and keeps the WAL file
+bounded: started over once it passes ``SQLITE_WAL_LIMIT_BYTES`` however busy the readers
+are, emptied once the log has been idle for an interval (``PredictionAppender.checkpoint``).
 
 When a commit fails because the store is unavailable (down, locked, disk full) the writer
 remembers it, and the request path asks ``refuse`` first: predictions are answered at once
@@ -52,7 +54,7 @@ class LogWriter:
         # anyway), so a worker holds two log connections however many versions it serves.
         self._direct: PredictionAppender | None = None
         self._direct_lock = threading.Lock()
-        self._unchecked = False  # direct commits since the last checkpoint
+        self._unchecked = False  # log commits since the last checkpoint
 
     def start(self) -> None:
         if not self._started:
@@ -137,10 +139,15 @@ class LogWriter:
     def _loop(self, appender: PredictionAppender) -> None:
         stopping = False
         checked = time.monotonic()
+        untidy = False  # commits since the WAL was last emptied
         while not stopping:
-            if self._unchecked and time.monotonic() - checked >= CHECKPOINT_EVERY_S:
-                self._unchecked = False
-                appender.checkpoint()
+            if time.monotonic() - checked >= CHECKPOINT_EVERY_S:
+                if self._unchecked:
+                    self._unchecked = False
+                    appender.checkpoint()
+                    untidy = True
+                elif untidy:  # no commit for a whole interval: empty the WAL
+                    untidy = not appender.checkpoint(idle=True)
                 checked = time.monotonic()
             try:
                 item = self._queue.get(timeout=CHECKPOINT_EVERY_S)
@@ -169,6 +176,7 @@ class LogWriter:
     ) -> None:
         rows = [row for batch, _ in group for row in batch]
         error = self._append(appender, rows)
+        self._unchecked = True
         telemetry.LOG_PENDING_ROWS.dec(len(rows))
         for _, done in group:
             if error is None:
