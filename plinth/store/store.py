@@ -586,6 +586,10 @@ def _sqlite_engine(url: URL, synchronous: str, busy_timeout_s: float) -> Engine:
     return engine
 
 
+# What a WAL file is cut back to once a checkpoint has caught up (SQLite's journal_size_limit).
+SQLITE_WAL_KEEP_BYTES = 16 * 2**20
+
+
 def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module; _sqlite_begin emits BEGIN.
@@ -599,6 +603,10 @@ def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Callable[[Any,
             # replies), so durability across power loss costs one fsync per batch.
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Under sustained writes the passive checkpoints seldom catch up and the WAL
+            # grows (262 MB after 40 s at 3,250 req/s); without a limit it keeps that size
+            # for good. With one, the first write after a completed checkpoint cuts it back.
+            cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_KEEP_BYTES}")
         finally:
             cursor.close()
 
