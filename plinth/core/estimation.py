@@ -19,7 +19,7 @@ compare it with realised performance as labels arrive, and distrust it when they
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self, get_args
 
@@ -37,8 +37,11 @@ Method = Literal["isotonic", "histogram"]
 
 _METHODS = get_args(Method)
 FORMAT_VERSION = 1
-# Bound the (draws x rows) simulation block; larger windows simulate in chunks.
-_SIMULATION_CELLS = 2_000_000
+# Bound the simulation block (draws x rows, x classes beyond two) to about 2 MB per array;
+# larger windows simulate in chunks. The live-performance gauges estimate a window of up to
+# 50,000 rows every minute in every worker: blocks of 2,000,000 cells (16 MB per array,
+# ~80 MB of temporaries at once) were freed into malloc arenas that kept them resident.
+_SIMULATION_CELLS = 250_000
 
 
 def _not_fitted(what: str) -> PlinthError:
@@ -261,13 +264,23 @@ class ProbabilityCalibrator:
     def sample(self, probabilities: Any, draws: int, rng: np.random.Generator) -> np.ndarray:
         """(draws, rows, classes) calibrated probabilities under plausible calibration maps
         (each block's rate drawn from its posterior): the calibrator's own uncertainty."""
+        return self.sampler(probabilities)(draws, rng)
+
+    def sampler(self, probabilities: Any) -> Callable[[int, np.random.Generator], np.ndarray]:
+        """``sample`` for one window drawn block after block: its scores are checked and
+        located once, not once per block."""
         self._check_fitted()
         p = _probabilities(probabilities, len(self.classes_))
-        mapped = [
-            m.apply(p[:, j + (len(self.maps_) == 1)], m.sample_rates(rng, draws))
-            for j, m in enumerate(self.maps_)
-        ]
-        return self._combine(p[None, :, :], mapped)
+        located = [m.locate(p[:, j + (len(self.maps_) == 1)]) for j, m in enumerate(self.maps_)]
+
+        def draw(draws: int, rng: np.random.Generator) -> np.ndarray:
+            mapped = [
+                m.blend(where, m.sample_rates(rng, draws))
+                for m, where in zip(self.maps_, located, strict=True)
+            ]
+            return self._combine(p[None, :, :], mapped)
+
+        return draw
 
     def _combine(self, p: np.ndarray, mapped: list[np.ndarray]) -> np.ndarray:
         if len(self.classes_) == 2:
@@ -405,14 +418,16 @@ class PerformanceEstimator:
         ranks = stats.rankdata(p[:, 1]) if binary else np.zeros(0)
         positive_map = self.calibrator_.maps_[0]
         located = positive_map.locate(p[:, 1])
-        chunk = max(1, min(self.n_simulations, _SIMULATION_CELLS // n))
+        sample = None if binary else self.calibrator_.sampler(p)
+        per_draw = n if binary else n * len(classes)
+        chunk = max(1, min(self.n_simulations, _SIMULATION_CELLS // per_draw))
         for start in range(0, self.n_simulations, chunk):
             draws = min(chunk, self.n_simulations - start)
-            if binary:  # one calibrated column: skip the (draws, rows, classes) stack
+            if sample is None:  # binary: one calibrated column, no (draws, rows, classes) stack
                 q1 = positive_map.blend(located, positive_map.sample_rates(rng, draws))
                 c = np.where(predicted == 1, q1, 1 - q1)
             else:
-                c = self.calibrator_.sample(p, draws, rng)[:, rows, predicted]
+                c = sample(draws, rng)[:, rows, predicted]
             means.append(c.mean(axis=1))
             variances.append((c * (1 - c)).sum(axis=1) / (n * n))
             if binary:

@@ -9,7 +9,7 @@ after the winner commits and matches nothing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,8 @@ from plinth.store.store import Store, _aware
 
 # SQLite allows 32,766 bound parameters per statement; stay well below it.
 _IN_CHUNK = 900
+# Rows fetched per page when a read streams many prediction rows.
+OUTPUT_PAGE_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -209,8 +211,10 @@ class FeedbackStore:
 
     def prediction_outputs(
         self, model: str, start: datetime, end: datetime, version: int, limit: int
-    ) -> list[dict[str, Any]]:
-        """Outputs (prediction and probabilities) of one version's predictions in [start, end)."""
+    ) -> Iterator[dict[str, Any]]:
+        """Outputs (prediction and probabilities) of one version's predictions in [start, end),
+        streamed: a window holds up to ``limit`` rows, read every minute by every worker, so
+        they are fetched in pages (a server-side cursor on PostgreSQL), never held at once."""
         query = (
             sa.select(predictions.c.output)
             .where(
@@ -220,9 +224,11 @@ class FeedbackStore:
                 predictions.c.ts < _aware(end, "end"),
             )
             .limit(limit)
+            .execution_options(yield_per=OUTPUT_PAGE_ROWS)
         )
         with self.store.reading() as conn:
-            return [split_trace(row.output)[0] for row in conn.execute(query)]
+            for row in conn.execute(query):
+                yield split_trace(row.output)[0]
 
     def prediction_features(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The repaired features the model saw, per prediction id."""

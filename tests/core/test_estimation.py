@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -153,6 +154,35 @@ def test_concept_drift_is_invisible_to_the_estimate() -> None:
     realised = float((live.argmax(1) == drifted).mean())
     assert estimate.value > 0.9 and realised < 0.1
     assert not estimate.contains(realised)
+
+
+def three_class(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes whose top probability overstates the chance of being right."""
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet([1.0, 1.0, 1.0], n)
+    chance = proba**2 / (proba**2).sum(axis=1, keepdims=True)
+    y = (rng.uniform(0, 1, (n, 1)) > chance.cumsum(axis=1)).sum(axis=1)
+    return proba, y
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_large_window_is_simulated_in_small_blocks(classes: int) -> None:
+    # The live-performance gauges estimate a window of up to 50,000 rows every minute in
+    # every worker, and what the simulation holds at once stays in the worker's resident
+    # memory: blocks of 16 MB per array (about 80 MB of temporaries) kept a worker with the
+    # log above 300 MB (docs/performance.md, "Scaling with workers").
+    make = miscalibrated if classes == 2 else three_class
+    proba, y = make(0, 2000)
+    est = PerformanceEstimator().fit(proba, y, list(range(classes)))
+    window, _ = make(1, 20_000)
+    tracemalloc.start()
+    try:
+        estimate = est.estimate(window)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert estimate["accuracy"].lower <= estimate["accuracy"].value
+    assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MB held at once"
 
 
 def test_decisions_can_come_from_the_model_not_the_top_probability() -> None:

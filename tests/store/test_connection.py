@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from plinth.errors import ConfigError, StoreError
 from plinth.store import Store
+from plinth.store.prediction_log import SQLITE_WAL_LIMIT_BYTES as SQLITE_WAL_KEEP_BYTES
 
 UNREACHABLE = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x"
 
@@ -89,6 +90,26 @@ def test_sqlite_creates_its_folder_and_uses_wal(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         raw.close()
+
+
+def test_sqlite_wal_is_cut_back_once_a_checkpoint_catches_up(tmp_path: Path) -> None:
+    # A burst of commits that no checkpoint keeps up with grows the WAL; it must not keep
+    # that size after the burst (it did: 262 MB for good after 40 s at 3,250 req/s).
+    path = tmp_path / "plinth.db"
+    wal = tmp_path / "plinth.db-wal"
+    with Store(f"sqlite:///{path}") as store, store._engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")  # the burst: nothing catches up
+        conn.exec_driver_sql("CREATE TABLE burst (data BLOB)")
+        conn.commit()
+        for _ in range(SQLITE_WAL_KEEP_BYTES // 2**20 + 8):
+            conn.exec_driver_sql("INSERT INTO burst VALUES (zeroblob(1048576))")
+            conn.commit()
+        grown = wal.stat().st_size
+        assert conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()[0] == 0
+        conn.exec_driver_sql("INSERT INTO burst VALUES (x'00')")  # starts the WAL over
+        conn.commit()
+        after = wal.stat().st_size
+    assert grown > SQLITE_WAL_KEEP_BYTES >= after
 
 
 def test_sqlite_defaults_to_normal_synchronous_and_full_can_be_asked_for(tmp_path: Path) -> None:

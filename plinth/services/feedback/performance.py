@@ -15,7 +15,7 @@ window, labelled or not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,8 +189,10 @@ class Performance:
                 if isinstance(holdout.get(k), int | float) and k != "rows"
             }
         if estimate and info.estimator is not None and predicted > 0:
-            outputs = self.sql.prediction_outputs(name, start, stop, number, ESTIMATE_ROWS)
-            estimated = _estimate(info, outputs)
+            p = _probabilities(
+                info.output, self.sql.prediction_outputs(name, start, stop, number, ESTIMATE_ROWS)
+            )
+            estimated = _estimate(info, p)
             if estimated:
                 realised = entry["realised"] or {}
                 entry["estimated"] = {
@@ -200,7 +202,7 @@ class Performance:
                     }
                     for k, e in estimated.items()
                 }
-                entry["estimated_from"] = len(outputs)
+                entry["estimated_from"] = len(p)
         return entry
 
     def publish(self, name: str, window: timedelta) -> None:
@@ -237,19 +239,26 @@ def _sources(rows: Sequence[LabelRow]) -> dict[str, int]:
     return counts
 
 
-def _probabilities(output: OutputContract, outputs: Sequence[dict[str, Any]]) -> np.ndarray:
-    """Class probabilities per logged output (one-hot where the model gave none)."""
-    classes = output.classes or []
-    keys = [str(c) for c in classes]
-    p = np.zeros((len(outputs), len(classes)))
+def _probabilities(output: OutputContract, outputs: Iterable[dict[str, Any]]) -> np.ndarray:
+    """Class probabilities per logged output (one-hot where the model gave none), filled
+    as the outputs stream in: a window's outputs are never all held as dicts at once."""
+    keys = [str(c) for c in output.classes or []]
     slot = {k: i for i, k in enumerate(keys)}
-    for i, o in enumerate(outputs):
-        probs = o.get("probabilities")
-        if probs:
-            p[i] = [float(probs.get(k, 0.0)) for k in keys]
-        elif str(o.get("prediction")) in slot:
-            p[i, slot[str(o.get("prediction"))]] = 1.0
-    return p
+    one_hot = np.eye(len(keys)).tolist()
+    nothing = [0.0] * len(keys)
+
+    def values() -> Iterator[float]:
+        for o in outputs:
+            probs = o.get("probabilities")
+            if probs:
+                yield from (float(probs.get(k, 0.0)) for k in keys)
+            else:
+                hit = slot.get(str(o.get("prediction")))
+                yield from (nothing if hit is None else one_hot[hit])
+
+    if not keys:
+        return np.zeros((sum(1 for _ in outputs), 0))
+    return np.fromiter(values(), dtype=np.float64).reshape(-1, len(keys))
 
 
 def _realised(output: OutputContract, rows: Sequence[LabelRow]) -> dict[str, float] | None:
@@ -266,11 +275,10 @@ def _realised(output: OutputContract, rows: Sequence[LabelRow]) -> dict[str, flo
     return {"rows": float(len(rows)), **metrics}
 
 
-def _estimate(info: _Version, outputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _estimate(info: _Version, p: np.ndarray) -> dict[str, Any]:
     assert info.estimator is not None
-    if not outputs:
+    if not len(p):
         return {}
-    p = _probabilities(info.output, outputs)
     keep = p.sum(axis=1) > 0
     if not keep.any():
         return {}

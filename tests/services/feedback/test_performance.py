@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,6 +13,7 @@ from plinth.services.feedback.labels import Feedback
 from plinth.services.feedback.performance import Performance, align
 from plinth.services.registry.versions import Registry
 from plinth.store import PredictionRecord
+from plinth.store.feedback import FeedbackStore
 from tests.support import churn_model, churn_record, churn_table, regression_table, ridge_model
 
 TODAY = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
@@ -122,3 +124,25 @@ def test_a_trailing_window_just_after_a_boundary_holds_the_last_hour(registry: R
     (entry,) = trailing["windows"][0]["versions"]
     assert entry["predictions"] == 2
     assert trailing["windows"][0]["end"] == just_after.isoformat()
+
+
+def test_a_windows_outputs_stream_in_instead_of_being_held(registry: Registry) -> None:
+    # The live-performance gauges read up to 50,000 outputs a minute in every worker; as a
+    # list of dicts that was 20 MB at once, left in the worker's resident memory.
+    train = churn_table()
+    registry.register(churn_model(train), name="churn", train=train, target="churn")
+    outputs = [{"prediction": "no", "probabilities": {"no": 0.75, "yes": 0.25}}] * 20_000
+    _log(registry, "churn", [f"r{i:05d}" for i in range(20_000)], TODAY, outputs)
+    version = registry.store.get_version("churn").version
+    day = align(TODAY, timedelta(days=1))
+    store = FeedbackStore(registry.store)
+    start, end = day - timedelta(days=1), day
+    tracemalloc.start()
+    try:
+        read = store.prediction_outputs("churn", start, end, version, 50_000)
+        count = sum(1 for output in read if output["probabilities"]["yes"] == 0.25)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 3 * 2**20, f"{peak / 2**20:.1f} MB held at once"
